@@ -1,0 +1,3 @@
+from codejury.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Kafka plumbing: topics, the event envelope, producer, consumer loop, DLQ, embedded broker."""

@@ -1,0 +1,310 @@
+"""The consumer loop every CodeJury stage runs on: decode, handle, publish, then commit.
+
+Delivery is at least once and nothing is lost:
+
+1. a polled record is decoded into an ``Event``; a record that does not decode goes to
+   ``<topic>.dlq`` at once (retrying cannot fix bytes);
+2. an event whose id was already processed is dropped (idempotence by event id);
+3. the handler runs; an exception is retried with exponential backoff up to
+   ``handler_max_attempts`` (a ``PermanentError`` is not retried), then the record and
+   the error go to the dead-letter topic and the loop carries on;
+4. the handler's outputs are published with ids derived from the input's id, so a re-run
+   after a crash yields the same ids and the next stage drops the repeats;
+5. only after the broker has acknowledged every output and dead letter of the batch are
+   the ids recorded as processed and the offsets committed.
+
+``request_stop`` (wired to SIGTERM/SIGINT by ``install_signal_handlers``) lets the
+in-flight record finish, commits, and returns.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from codejury.bus.admin import unavailable
+from codejury.bus.envelope import Event, Outgoing, derived_event_id, unwrap
+from codejury.bus.errors import EnvelopeError, PublishError
+from codejury.bus.processed import MemoryProcessedIds, ProcessedIds
+from codejury.bus.producer import EventProducer
+from codejury.bus.topics import dlq
+from codejury.core.errors import PermanentError, TemporaryError
+from codejury.core.logging import get_logger
+from codejury.core.settings import BusSettings
+from codejury.proto.v1 import events_pb2
+
+log = get_logger(__name__)
+
+Handler = Callable[[Event], Iterable[Outgoing]]
+
+_MAX_ERROR_CHARS = 4000
+
+
+@dataclass
+class ConsumerStats:
+    """What a consumer did, for logs, the CLI and tests."""
+
+    handled: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    published: int = 0
+    retries: int = 0
+    commits: int = 0
+
+
+class _Abandoned(Exception):
+    """Stop was requested while a record waited to be retried: leave it uncommitted."""
+
+
+class EventConsumer:
+    """Runs ``handler`` over ``topics`` as a member of ``group_id``."""
+
+    def __init__(
+        self,
+        settings: BusSettings,
+        *,
+        group_id: str,
+        topics: Sequence[str],
+        handler: Handler,
+        name: str,
+        processed: ProcessedIds | None = None,
+        producer: EventProducer | None = None,
+    ) -> None:
+        if not topics:
+            raise ValueError("topics: give at least one topic to consume")
+        self._settings = settings
+        self.group_id = group_id
+        self.topics = tuple(topics)
+        self._handler = handler
+        self.name = name
+        self._processed = processed or MemoryProcessedIds(settings.processed_ids_capacity)
+        self._own_producer = producer is None
+        self._producer = producer or EventProducer(settings, name=name)
+        self._stop = threading.Event()
+        self.stats = ConsumerStats()
+        try:
+            self._consumer = KafkaConsumer(
+                *self.topics,
+                bootstrap_servers=settings.bootstrap_servers,
+                client_id=f"{settings.client_id}-{name}",
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=settings.session_timeout_ms,
+                heartbeat_interval_ms=settings.heartbeat_interval_ms,
+                request_timeout_ms=max(
+                    settings.request_timeout_ms, settings.session_timeout_ms + 5000
+                ),
+                bootstrap_timeout_ms=max(1000, int(settings.connect_timeout_s * 1000)),
+            )
+        except KafkaError as exc:
+            if self._own_producer:
+                self._producer.close()
+            raise unavailable(settings, exc) from exc
+
+    # -- control ---------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the in-flight record, commit, and leave ``run`` (safe from signals)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT request a graceful stop (main thread only)."""
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("consumer.stop_requested", consumer=self.name, signal=signum)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # -- the loop --------------------------------------------------------------------
+
+    def run(
+        self, *, max_records: int | None = None, idle_timeout_s: float | None = None
+    ) -> ConsumerStats:
+        """Consume until stopped, ``max_records`` records were settled, or idle too long.
+
+        A record counts as settled when it was handled, dropped as a duplicate or
+        dead-lettered, and its offset committed.
+        """
+        log.info("consumer.started", consumer=self.name, group=self.group_id, topics=self.topics)
+        settled = 0
+        last_activity = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if max_records is not None and settled >= max_records:
+                    break
+                if idle_timeout_s is not None and time.monotonic() - last_activity > idle_timeout_s:
+                    break
+                limit = None if max_records is None else max_records - settled
+                batch = self._consumer.poll(
+                    timeout_ms=self._settings.poll_timeout_ms,
+                    max_records=limit,
+                )
+                if not batch:
+                    continue
+                last_activity = time.monotonic()
+                settled += self._process_batch(batch)
+        finally:
+            self._close()
+        log.info("consumer.stopped", consumer=self.name, **vars(self.stats))
+        return self.stats
+
+    def _process_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> int:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        first: dict[TopicPartition, int] = {}
+        done_ids: list[str] = []
+        count = 0
+        try:
+            for tp, records in batch.items():
+                for record in records:
+                    if self._stop.is_set():
+                        break  # checked between records: the in-flight one always finishes
+                    first.setdefault(tp, record.offset)
+                    event_id = self._process(record, done_ids)
+                    if event_id:
+                        done_ids.append(event_id)
+                    offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+                    count += 1
+                if self._stop.is_set():
+                    break
+        except _Abandoned:
+            pass  # the abandoned record stays uncommitted and is delivered again
+        if not offsets:
+            return 0
+        try:
+            self.stats.published += self._producer.flush()
+        except PublishError as exc:
+            # Outputs of this batch may be lost: replay it (same derived ids) later.
+            log.warning("consumer.publish_failed", consumer=self.name, error=str(exc))
+            for tp, offset in first.items():
+                self._consumer.seek(tp, offset)
+            self._stop.wait(exc.delay_s)
+            return 0
+        self._processed.add_all(done_ids)
+        try:
+            self._consumer.commit(offsets)
+            self.stats.commits += 1
+        except CommitFailedError as exc:
+            # The group rebalanced mid-batch: the new owner re-delivers, ids dedupe it.
+            log.warning("consumer.commit_failed", consumer=self.name, error=str(exc))
+        return count
+
+    def _process(self, record: ConsumerRecord, batch_ids: list[str]) -> str | None:
+        """Handle one record; returns its event id once handled (None if it had none)."""
+        try:
+            envelope, payload = unwrap(record.value)
+        except EnvelopeError as exc:
+            self._dead_letter(record, exc, attempts=0)
+            return None
+        if envelope.event_id in self._processed or envelope.event_id in batch_ids:
+            self.stats.duplicates += 1
+            log.debug("consumer.duplicate", consumer=self.name, event_id=envelope.event_id)
+            return None
+        event = Event(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            envelope=envelope,
+            payload=payload,
+        )
+        outputs = self._handle_with_retries(record, event)
+        if outputs is None:
+            return envelope.event_id  # dead-lettered: do not handle it again
+        for index, out in enumerate(outputs):
+            self._producer.publish(
+                out.topic,
+                out.payload,
+                key=out.key,
+                event_id=derived_event_id(envelope.event_id, index),
+                trace_id=envelope.trace_id,
+                causation_id=envelope.event_id,
+            )
+        self.stats.handled += 1
+        return envelope.event_id
+
+    def _handle_with_retries(self, record: ConsumerRecord, event: Event) -> list[Outgoing] | None:
+        attempts = 0
+        max_attempts = self._settings.handler_max_attempts
+        while True:
+            attempts += 1
+            try:
+                return list(self._handler(event))
+            except PermanentError as exc:
+                self._dead_letter(record, exc, attempts=attempts)
+                return None
+            except Exception as exc:
+                if attempts >= max_attempts:
+                    self._dead_letter(record, exc, attempts=attempts)
+                    return None
+                delay = min(
+                    self._settings.retry_backoff_s * 2 ** (attempts - 1),
+                    self._settings.retry_backoff_max_s,
+                )
+                if isinstance(exc, TemporaryError):
+                    delay = min(max(delay, exc.delay_s), self._settings.retry_backoff_max_s)
+                self.stats.retries += 1
+                log.warning(
+                    "consumer.retry",
+                    consumer=self.name,
+                    event_id=event.event_id,
+                    attempt=attempts,
+                    delay_s=delay,
+                    error=repr(exc),
+                )
+                if self._stop.wait(delay):
+                    raise _Abandoned from exc
+
+    def _dead_letter(self, record: ConsumerRecord, exc: BaseException, *, attempts: int) -> None:
+        error = "".join(traceback.format_exception_only(exc)).strip()[-_MAX_ERROR_CHARS:]
+        letter = events_pb2.DeadLetter(
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            key=record.key or b"",
+            value=record.value or b"",
+            error=error,
+            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            attempts=attempts,
+            consumer_group=self.group_id,
+        )
+        letter.failed_at.GetCurrentTime()
+        self._producer.publish(
+            dlq(record.topic),
+            letter,
+            key=record.key.decode(errors="replace") if record.key else None,
+        )
+        self.stats.dead_lettered += 1
+        log.error(
+            "consumer.dead_lettered",
+            consumer=self.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            attempts=attempts,
+            error=error,
+        )
+
+    def _close(self) -> None:
+        try:
+            if self._own_producer:
+                self._producer.close()
+        finally:
+            self._consumer.close(autocommit=False)
+            self._processed.close()

@@ -1,0 +1,1 @@
+"""Domain types, settings, errors and logging shared by every CodeJury package."""

@@ -1,0 +1,32 @@
+"""The root of every CodeJury exception, and the retry intent every error carries.
+
+    CodeJuryError
+    ├── PermanentError          retrying cannot help: fix the input or the configuration
+    │   └── ConfigurationError  settings are invalid or unknown (names the setting)
+    └── TemporaryError          may succeed later; ``delay_s`` suggests when to retry
+
+Each package draws its own tree in its ``errors.py`` below these two kinds, so a caller
+can decide to retry from the type alone (``except TemporaryError``).
+"""
+
+from __future__ import annotations
+
+
+class CodeJuryError(Exception):
+    """Base class of every error CodeJury raises on purpose."""
+
+
+class PermanentError(CodeJuryError):
+    """Retrying the same operation will fail the same way."""
+
+
+class TemporaryError(CodeJuryError):
+    """The operation may succeed if retried after ``delay_s`` seconds."""
+
+    def __init__(self, message: str, *, delay_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+class ConfigurationError(PermanentError):
+    """A setting is unknown, malformed or out of range."""

@@ -1,0 +1,1 @@
+"""Sandboxed execution: the Celery app that fans sandbox runs out to worker processes."""

@@ -1,0 +1,91 @@
+"""The Celery app that fans sandbox runs out to workers.
+
+Built by ``make_celery_app(settings)`` at an entry point (``codejury worker``, the
+execution service), never at import time. The broker is Redis in a cluster; the
+embedded default is the ``filesystem://`` transport under the run directory, which
+needs no server and works across local processes. Kafka is not Celery's broker.
+
+Choices made deliberately:
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is
+  redelivered rather than lost (sandbox runs are idempotent);
+- ``worker_prefetch_multiplier=1``: runs are long and uneven, so a worker must not
+  hoard tasks another idle worker could start;
+- hard and soft time limits so a stuck run cannot hold a worker forever;
+- results expire (``result_expires``) so the backend does not grow without bound.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from codejury.core.settings import Settings
+
+HEALTH_TASK = "codejury.health"
+
+
+def broker_url(settings: Settings) -> str:
+    return settings.celery.broker_url or "filesystem://localhost//"
+
+
+def _filesystem_dirs(settings: Settings) -> tuple[Path, Path]:
+    root = settings.run_dir.resolve() / "celery"
+    queue, processed = root / "queue", root / "processed"
+    queue.mkdir(parents=True, exist_ok=True)
+    processed.mkdir(parents=True, exist_ok=True)
+    return queue, processed
+
+
+def result_backend(settings: Settings) -> str:
+    if settings.celery.result_backend:
+        return settings.celery.result_backend
+    results = settings.run_dir.resolve() / "celery" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    return f"file://{results}"
+
+
+def make_celery_app(settings: Settings) -> Celery:
+    """The Celery app with CodeJury's tasks registered."""
+    app = Celery("codejury")
+    transport_options: dict[str, Any] = {}
+    if broker_url(settings).startswith("filesystem://"):
+        queue, processed = _filesystem_dirs(settings)
+        transport_options = {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "processed_folder": str(processed),
+            "store_processed": False,
+            # The filesystem transport polls its folder; a sandbox run takes tens of
+            # milliseconds, so the default 1 s poll would dominate latency.
+            "polling_interval": 0.05,
+        }
+    app.conf.update(
+        broker_url=broker_url(settings),
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=10,
+        result_backend=result_backend(settings),
+        result_expires=settings.celery.result_expires_s,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_time_limit=settings.celery.task_time_limit_s,
+        task_soft_time_limit=settings.celery.task_soft_time_limit_s,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=settings.celery.worker_concurrency,
+        worker_hijack_root_logger=False,
+        task_track_started=False,
+    )
+
+    @app.task(name=HEALTH_TASK)  # type: ignore[untyped-decorator]
+    def health(token: str) -> dict[str, Any]:
+        """Answers with the worker's identity: proves a worker process picked the task up."""
+        return {"token": token, "pid": os.getpid(), "host": socket.gethostname()}
+
+    return app

@@ -1,0 +1,1 @@
+"""The solve pipeline over Kafka (generate -> execute -> rank) and its front door."""

@@ -1,0 +1,1 @@
+"""Generated stubs; see codejury.proto."""
