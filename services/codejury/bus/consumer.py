@@ -10,8 +10,10 @@ Delivery is at least once and nothing is lost:
    the error go to the dead-letter topic and the loop carries on;
 4. the handler's outputs are published with ids derived from the input's id, so a re-run
    after a crash yields the same ids and the next stage drops the repeats;
-5. only after the broker has acknowledged every output and dead letter of the batch are
-   the ids recorded as processed and the offsets committed.
+5. only after the broker has acknowledged every output and dead letter are the ids
+   recorded as processed and the offsets committed; this happens at the end of each
+   polled batch and at least every ``commit_interval_ms`` within one, so slow handlers
+   (a generation takes seconds) commit as they go.
 
 ``request_stop`` (wired to SIGTERM/SIGINT by ``install_signal_handlers``) lets the
 in-flight record finish, commits, and returns.
@@ -24,7 +26,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 
 from kafka import KafkaConsumer, TopicPartition
@@ -60,6 +62,16 @@ class ConsumerStats:
     published: int = 0
     retries: int = 0
     commits: int = 0
+
+
+@dataclass
+class _Pending:
+    """Records handled since the last commit."""
+
+    offsets: dict[TopicPartition, OffsetAndMetadata] = field(default_factory=dict)
+    first: dict[TopicPartition, int] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
+    count: int = 0
 
 
 class _Abandoned(Exception):
@@ -166,44 +178,57 @@ class EventConsumer:
         return self.stats
 
     def _process_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> int:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        first: dict[TopicPartition, int] = {}
-        done_ids: list[str] = []
-        count = 0
+        """Handle a polled batch, settling (flush, record ids, commit) at least every
+        ``commit_interval_ms`` so a crash mid-batch redoes little, and at the end."""
+        pending = _Pending()
+        settled = 0
+        last_settle = time.monotonic()
+        interval_s = self._settings.commit_interval_ms / 1000
         try:
             for tp, records in batch.items():
                 for record in records:
                     if self._stop.is_set():
                         break  # checked between records: the in-flight one always finishes
-                    first.setdefault(tp, record.offset)
-                    event_id = self._process(record, done_ids)
+                    pending.first.setdefault(tp, record.offset)
+                    event_id = self._process(record, pending.ids)
                     if event_id:
-                        done_ids.append(event_id)
-                    offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
-                    count += 1
+                        pending.ids.append(event_id)
+                    pending.offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+                    pending.count += 1
+                    if time.monotonic() - last_settle >= interval_s:
+                        if not self._settle(pending):
+                            return settled
+                        settled += pending.count
+                        pending = _Pending()
+                        last_settle = time.monotonic()
                 if self._stop.is_set():
                     break
         except _Abandoned:
             pass  # the abandoned record stays uncommitted and is delivered again
-        if not offsets:
-            return 0
+        if pending.count and self._settle(pending):
+            settled += pending.count
+        return settled
+
+    def _settle(self, pending: _Pending) -> bool:
+        """Wait for the broker's acks, then record ids and commit. False: replay later."""
         try:
             self.stats.published += self._producer.flush()
         except PublishError as exc:
-            # Outputs of this batch may be lost: replay it (same derived ids) later.
+            # Outputs may be lost: rewind and replay (same derived ids, so no duplicates
+            # survive downstream). Later records of this poll are re-fetched after the seek.
             log.warning("consumer.publish_failed", consumer=self.name, error=str(exc))
-            for tp, offset in first.items():
+            for tp, offset in pending.first.items():
                 self._consumer.seek(tp, offset)
             self._stop.wait(exc.delay_s)
-            return 0
-        self._processed.add_all(done_ids)
+            return False
+        self._processed.add_all(pending.ids)
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit(pending.offsets)
             self.stats.commits += 1
         except CommitFailedError as exc:
             # The group rebalanced mid-batch: the new owner re-delivers, ids dedupe it.
             log.warning("consumer.commit_failed", consumer=self.name, error=str(exc))
-        return count
+        return True
 
     def _process(self, record: ConsumerRecord, batch_ids: list[str]) -> str | None:
         """Handle one record; returns its event id once handled (None if it had none)."""

@@ -45,6 +45,9 @@ class BusSettings(_Group):
     produce_timeout_s: float = Field(
         30.0, gt=0, description="How long a publish may wait for the broker's acknowledgement."
     )
+    commit_interval_ms: int = Field(
+        500, ge=0, description="Commit at least this often within a polled batch (0: per record)."
+    )
     handler_max_attempts: int = Field(
         3, ge=1, description="Attempts per message before it goes to the dead-letter topic."
     )

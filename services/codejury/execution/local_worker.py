@@ -68,18 +68,27 @@ class LocalWorker:
 
     def _wait_healthy(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self._startup_timeout_s
-        result = self._app.send_task(HEALTH_TASK, args=["startup"])
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise WorkerStartError(
-                    f"Celery worker exited with code {process.returncode} while starting; "
-                    f"its log: {self.log_path}"
-                )
-            try:
-                result.get(timeout=0.5, interval=0.05)
-                return
-            except CeleryTimeoutError:
-                continue
+        try:
+            result = self._app.send_task(HEALTH_TASK, args=["startup"])
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise WorkerStartError(
+                        f"Celery worker exited with code {process.returncode} while starting; "
+                        f"its log: {self.log_path}"
+                    )
+                try:
+                    result.get(timeout=0.5, interval=0.05)
+                    return
+                except CeleryTimeoutError:
+                    continue
+        except WorkerStartError:
+            raise
+        except Exception as exc:  # kombu / redis / backend errors, converted once here
+            raise WorkerStartError(
+                f"cannot reach the Celery broker {self._app.conf.broker_url} or result backend "
+                f"{self._app.conf.result_backend} ({type(exc).__name__}: {str(exc).strip()}): "
+                "start it or fix CODEJURY_CELERY__BROKER_URL / CODEJURY_CELERY__RESULT_BACKEND"
+            ) from exc
         raise WorkerStartError(
             f"Celery worker did not answer a health task within {self._startup_timeout_s:g}s "
             f"(broker {self._app.conf.broker_url}); its log: {self.log_path}"

@@ -1,0 +1,215 @@
+"""The consumer loop against a real tansu broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from codejury.bus.consumer import EventConsumer
+from codejury.bus.envelope import Event, Outgoing, unwrap
+from codejury.bus.producer import EventProducer
+from codejury.bus.topics import dlq
+from codejury.core.errors import PermanentError
+from codejury.core.settings import BusSettings
+from codejury.proto.v1 import events_pb2
+from kafka import KafkaConsumer, TopicPartition
+
+
+def _publish_requests(bus: BusSettings, topic: str, count: int, prefix: str = "r") -> list[str]:
+    ids = []
+    with EventProducer(bus, name="test-publisher") as producer:
+        for i in range(count):
+            request_id = f"{prefix}-{i}"
+            producer.publish(
+                topic, events_pb2.SolveRequested(request_id=request_id), key=request_id
+            )
+            ids.append(request_id)
+        producer.flush()
+    return ids
+
+
+def _run_in_thread(consumer: EventConsumer) -> threading.Thread:
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_2000_events_consumed_by_a_group_with_all_offsets_committed(
+    bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str
+) -> None:
+    (topic,) = fresh_topics("bulk")
+    sent = _publish_requests(bus, topic, 2000)
+    seen: list[Event] = []
+    consumer = EventConsumer(
+        bus, group_id=group_id, topics=[topic], handler=lambda e: seen.append(e) or [], name="bulk"
+    )
+    stats = consumer.run(max_records=2000, idle_timeout_s=60)
+
+    got = [e.payload.request_id for e in seen]  # type: ignore[attr-defined]
+    assert sorted(got) == sorted(sent)
+    assert stats.handled == 2000 and stats.dead_lettered == 0
+
+    # Every partition's committed offset is one past the last record the group saw.
+    last: dict[int, int] = {}
+    for e in seen:
+        last[e.partition] = max(last.get(e.partition, -1), e.offset)
+    probe = KafkaConsumer(bootstrap_servers=bus.bootstrap_servers, group_id=group_id)
+    try:
+        for partition, offset in last.items():
+            assert probe.committed(TopicPartition(topic, partition)) == offset + 1
+    finally:
+        probe.close()
+
+
+def test_poison_message_goes_to_dlq_with_its_error_and_the_rest_arrive(
+    bus: BusSettings,
+    fresh_topics: Callable[..., list[str]],
+    group_id: str,
+    collect: Callable[..., list],
+) -> None:
+    topic, out = fresh_topics("poison-in", "poison-out")
+    sent = _publish_requests(bus, topic, 30)
+    poison = "r-13"
+    attempts: Counter[str] = Counter()
+
+    def handler(event: Event) -> list[Outgoing]:
+        request_id = event.payload.request_id  # type: ignore[attr-defined]
+        attempts[request_id] += 1
+        if request_id == poison:
+            raise ValueError(f"cannot handle {request_id}")
+        return [Outgoing(out, events_pb2.CandidatesGenerated(request_id=request_id))]
+
+    consumer = EventConsumer(bus, group_id=group_id, topics=[topic], handler=handler, name="p")
+    stats = consumer.run(max_records=30, idle_timeout_s=60)
+
+    assert attempts[poison] == bus.handler_max_attempts  # retried, then dead-lettered
+    assert stats.dead_lettered == 1 and stats.handled == 29
+    outputs = collect([out], 29)
+    assert sorted(unwrap(r.value)[1].request_id for r in outputs) == sorted(
+        s for s in sent if s != poison
+    )
+    (letter_record,) = collect([dlq(topic)], 1)
+    _, letter = unwrap(letter_record.value)
+    assert isinstance(letter, events_pb2.DeadLetter)
+    assert "ValueError: cannot handle r-13" in letter.error
+    assert letter.attempts == bus.handler_max_attempts
+    assert letter.source_topic == topic and letter.consumer_group == group_id
+    # The original record travels unchanged: it can be replayed as it was.
+    _, original = unwrap(letter.value)
+    assert original.request_id == poison  # type: ignore[attr-defined]
+
+
+def test_permanent_errors_are_not_retried(
+    bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str
+) -> None:
+    (topic,) = fresh_topics("permanent")
+    _publish_requests(bus, topic, 1)
+    calls = []
+
+    def handler(event: Event) -> list[Outgoing]:
+        calls.append(event.event_id)
+        raise PermanentError("bad request: field x is missing")
+
+    stats = EventConsumer(bus, group_id=group_id, topics=[topic], handler=handler, name="perm").run(
+        max_records=1, idle_timeout_s=60
+    )
+    assert len(calls) == 1 and stats.dead_lettered == 1 and stats.retries == 0
+
+
+def test_malformed_record_lands_in_the_dlq_and_the_loop_goes_on(
+    bus: BusSettings,
+    fresh_topics: Callable[..., list[str]],
+    group_id: str,
+    collect: Callable[..., list],
+) -> None:
+    (topic,) = fresh_topics("malformed")
+    with EventProducer(bus, name="test") as producer:
+        producer.send_raw(topic, b"\x08\x96\x01 definitely not an envelope", key=b"k")
+        producer.publish(topic, events_pb2.SolveRequested(request_id="good"), key="k")
+        producer.flush()
+    seen: list[str] = []
+    stats = EventConsumer(
+        bus,
+        group_id=group_id,
+        topics=[topic],
+        handler=lambda e: seen.append(e.payload.request_id) or [],  # type: ignore[attr-defined]
+        name="malformed",
+    ).run(max_records=2, idle_timeout_s=60)
+    assert seen == ["good"] and stats.dead_lettered == 1
+    (record,) = collect([dlq(topic)], 1)
+    _, letter = unwrap(record.value)
+    assert letter.value == b"\x08\x96\x01 definitely not an envelope"  # type: ignore[attr-defined]
+    assert letter.error_type == "codejury.bus.errors.EnvelopeError"  # type: ignore[attr-defined]
+    assert letter.attempts == 0 and record.key == b"k"  # type: ignore[attr-defined]
+
+
+def test_duplicate_event_ids_are_handled_once(
+    bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str
+) -> None:
+    (topic,) = fresh_topics("dupes")
+    with EventProducer(bus, name="test") as producer:
+        env = producer.publish(topic, events_pb2.SolveRequested(request_id="once"), key="k")
+        for _ in range(3):
+            producer.send_raw(topic, env.SerializeToString(), key=b"k")
+        producer.flush()
+    seen: list[str] = []
+    stats = EventConsumer(
+        bus,
+        group_id=group_id,
+        topics=[topic],
+        handler=lambda e: seen.append(e.event_id) or [],
+        name="dupes",
+    ).run(max_records=4, idle_timeout_s=60)
+    assert seen == [env.event_id] and stats.duplicates == 3
+
+
+def test_outputs_carry_trace_and_derived_ids(
+    bus: BusSettings,
+    fresh_topics: Callable[..., list[str]],
+    group_id: str,
+    collect: Callable[..., list],
+) -> None:
+    topic, out = fresh_topics("trace-in", "trace-out")
+    with EventProducer(bus, name="test") as producer:
+        env = producer.publish(topic, events_pb2.SolveRequested(request_id="t"))
+        producer.flush()
+
+    def fan_out(event: Event) -> list[Outgoing]:
+        return [Outgoing(out, events_pb2.CandidatesGenerated(request_id=f"t{i}")) for i in range(2)]
+
+    EventConsumer(bus, group_id=group_id, topics=[topic], handler=fan_out, name="t").run(
+        max_records=1, idle_timeout_s=60
+    )
+    envelopes = [unwrap(r.value)[0] for r in collect([out], 2)]
+    assert {e.trace_id for e in envelopes} == {env.trace_id}
+    assert {e.causation_id for e in envelopes} == {env.event_id}
+    assert len({e.event_id for e in envelopes}) == 2
+
+
+def test_stop_from_another_thread_ends_the_loop(
+    bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str
+) -> None:
+    (topic,) = fresh_topics("stop")
+    consumer = EventConsumer(bus, group_id=group_id, topics=[topic], handler=lambda e: [], name="s")
+    thread = _run_in_thread(consumer)
+    time.sleep(1)
+    consumer.request_stop()
+    thread.join(timeout=15)
+    assert not thread.is_alive()
+
+
+def test_unreachable_broker_is_a_clear_error_within_the_timeout() -> None:
+    from codejury.bus.embedded import free_port
+    from codejury.bus.errors import BrokerUnavailableError
+
+    bus = BusSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailableError, match="codejury broker"):
+        EventProducer(bus, name="nowhere")
+    with pytest.raises(BrokerUnavailableError, match="CODEJURY_BUS__BOOTSTRAP_SERVERS"):
+        EventConsumer(bus, group_id=uuid.uuid4().hex, topics=["x"], handler=lambda e: [], name="n")
+    assert time.monotonic() - started < 15
