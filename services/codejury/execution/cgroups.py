@@ -1,0 +1,209 @@
+"""Per-run control groups: memory, process-count and CPU accounting, and kill-all.
+
+Both hierarchies are supported: cgroup v2 (one unified tree, ``cgroup.kill``) and the
+v1 layout with one mount per controller (memory, pids, cpuacct, freezer), which is what
+these machines run. A run's processes are put in its group before the program starts
+(``join`` runs in the child between fork and exec), so nothing escapes accounting, and
+``kill_all`` reaches every process of the run even if it double-forked or ``setsid``-ed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from codejury.execution.errors import SandboxUnavailableError
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+_V1_CONTROLLERS = ("memory", "pids", "cpuacct", "freezer")
+_KILL_ROUNDS = 50
+
+
+@dataclass(frozen=True)
+class CgroupUsage:
+    cpu_time_s: float
+    memory_peak_bytes: int
+    oom_killed: bool
+    pids_limited: bool
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
+def _kv(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            out[key] = int(value)
+    return out
+
+
+def detect_version(root: Path = CGROUP_ROOT) -> Literal["v1", "v2"]:
+    """Which hierarchy carries the memory and pids controllers, or a clear error."""
+    controllers = root / "cgroup.controllers"
+    if controllers.exists() and {"memory", "pids"} <= set(_read(controllers).split()):
+        return "v2"
+    if all((root / c / "cgroup.procs").exists() for c in _V1_CONTROLLERS):
+        return "v1"
+    raise SandboxUnavailableError(
+        f"no usable cgroups under {root}: need cgroup v2 with the memory and pids controllers "
+        f"or cgroup v1 with {', '.join(_V1_CONTROLLERS)} mounted and writable (run the "
+        "worker as root or with a delegated cgroup), or pass --unsafe-no-sandbox"
+    )
+
+
+class RunCgroup:
+    """One run's group. Create, ``join`` from the child, read usage, ``kill_all``, remove."""
+
+    def __init__(self, parent: str, *, root: Path = CGROUP_ROOT) -> None:
+        self.version = detect_version(root)
+        self.name = f"{parent}/run-{uuid.uuid4().hex[:12]}"
+        if self.version == "v2":
+            self._dirs = {"": root / self.name}
+        else:
+            self._dirs = {c: root / c / self.name for c in _V1_CONTROLLERS}
+        self._root = root
+        self._parent = parent
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def create(self, *, memory_bytes: int, max_processes: int) -> RunCgroup:
+        try:
+            if self.version == "v2":
+                self._prepare_v2_parent()
+            for directory in self._dirs.values():
+                directory.mkdir(parents=True, exist_ok=False)
+            mem, pids = self._dir("memory"), self._dir("pids")
+            if self.version == "v2":
+                _write(mem / "memory.max", str(memory_bytes))
+                with contextlib.suppress(FileNotFoundError):
+                    _write(mem / "memory.swap.max", "0")
+                _write(pids / "pids.max", str(max_processes))
+            else:
+                _write(mem / "memory.limit_in_bytes", str(memory_bytes))
+                with contextlib.suppress(FileNotFoundError, PermissionError, OSError):
+                    _write(mem / "memory.memsw.limit_in_bytes", str(memory_bytes))
+                _write(pids / "pids.max", str(max_processes))
+        except PermissionError as exc:
+            self.remove()
+            raise SandboxUnavailableError(
+                f"cannot create cgroup {self.name} ({exc}): run the worker as root or give it a "
+                "delegated cgroup, or pass --unsafe-no-sandbox"
+            ) from exc
+        return self
+
+    def _prepare_v2_parent(self) -> None:
+        parent = self._root / self._parent
+        if not parent.exists():
+            parent.mkdir(parents=True, exist_ok=True)
+        enabled = set(_read(parent / "cgroup.subtree_control").split())
+        wanted = {"memory", "pids", "cpu"} & set(_read(parent / "cgroup.controllers").split())
+        missing = wanted - enabled
+        if missing:
+            _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(missing)))
+
+    def _dir(self, controller: str) -> Path:
+        return self._dirs[""] if self.version == "v2" else self._dirs[controller]
+
+    def procs_files(self) -> list[str]:
+        """The cgroup.procs files a child writes its pid to (precomputed: no allocation
+        worth speaking of happens between fork and exec)."""
+        return [str(d / "cgroup.procs") for d in self._dirs.values()]
+
+    def pids(self) -> list[int]:
+        try:
+            text = _read(self._dir("pids") / "cgroup.procs")
+        except FileNotFoundError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the group, including ones that forked away."""
+        if self.version == "v2":
+            kill_file = self._dirs[""] / "cgroup.kill"
+            if kill_file.exists():
+                _write(kill_file, "1")
+                self._wait_empty()
+                return
+        freezer = self._dirs.get("freezer")
+        if freezer is not None:  # freeze first so a fork bomb cannot outrun the kills
+            with contextlib.suppress(OSError):
+                _write(freezer / "freezer.state", "FROZEN")
+        for _ in range(_KILL_ROUNDS):
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if freezer is not None:
+                with contextlib.suppress(OSError):
+                    _write(freezer / "freezer.state", "THAWED")  # SIGKILL lands on thaw
+            time.sleep(0.002)
+        self._wait_empty()
+
+    def _wait_empty(self, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def usage(self) -> CgroupUsage:
+        if self.version == "v2":
+            d = self._dirs[""]
+            cpu = _kv(_read(d / "cpu.stat")).get("usage_usec", 0) / 1e6
+            peak_file = d / "memory.peak"
+            peak = int(_read(peak_file)) if peak_file.exists() else 0
+            oom = _kv(_read(d / "memory.events")).get("oom_kill", 0) > 0
+            pids_limited = _kv(_read(d / "pids.events")).get("max", 0) > 0
+        else:
+            cpu = int(_read(self._dirs["cpuacct"] / "cpuacct.usage")) / 1e9
+            mem = self._dirs["memory"]
+            peak = int(_read(mem / "memory.max_usage_in_bytes"))
+            control = _kv(_read(mem / "memory.oom_control"))
+            oom = control.get("oom_kill", 0) > 0 or (
+                "oom_kill" not in control and int(_read(mem / "memory.failcnt")) > 0
+            )
+            pids_limited = _kv(_read(self._dirs["pids"] / "pids.events")).get("max", 0) > 0
+        return CgroupUsage(cpu, peak, oom, pids_limited)
+
+    def remove(self) -> None:
+        for directory in self._dirs.values():
+            for _ in range(100):
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # EBUSY: the last process is still being reaped
+                    time.sleep(0.005)
+
+    def __enter__(self) -> RunCgroup:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill_all()
+        self.remove()
+
+
+def join(procs_files: list[str]) -> None:
+    """Put the calling process in the group (called in the child before exec)."""
+    pid = str(os.getpid()).encode()
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, pid)
+        finally:
+            os.close(fd)
