@@ -1,0 +1,306 @@
+"""Executes candidates: assemble, compile once (cached), run in the sandbox, classify.
+
+Compilation runs in the sandbox too (a compiler fed untrusted source is untrusted work),
+writing into a host build dir mounted at /sandbox/build; the finished build dir is moved
+into the compile cache, keyed by the toolchain's fingerprint and the program text, and
+mounted read-only for the run. C++ compiles against a precompiled ``bits/stdc++.h``
+built once per toolchain (about 3.5x faster per program on these machines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from threading import Lock
+
+from codejury.core.logging import get_logger
+from codejury.execution.assembly import assemble
+from codejury.execution.errors import InvalidRequestError
+from codejury.execution.languages import Language, require_available
+from codejury.execution.languages.base import BUILD_DIR, expand
+from codejury.execution.sandbox import Limits, Mount, Sandbox, SandboxRequest
+from codejury.execution.statuses import Verdict, classify_compile, classify_run
+from codejury.proto.v1 import domain_pb2
+
+log = get_logger(__name__)
+
+PCH_DIR = "/sandbox/pch"
+_STDCXX = "bits/stdc++.h"
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    cache_dir: Path
+    default_limits: Limits = Limits()
+    parallelism: int = 2
+    max_program_bytes: int = 1 << 20
+    use_pch: bool = True
+
+
+class Executor:
+    def __init__(self, sandbox: Sandbox, config: ExecutorConfig) -> None:
+        self.sandbox = sandbox
+        self.config = config
+        self._pch_lock = Lock()
+        self._pch: dict[str, Path | None] = {}
+
+    # -- public API --------------------------------------------------------------------
+
+    def execute(
+        self,
+        problem: domain_pb2.Problem,
+        candidate: domain_pb2.Candidate,
+        limits: Limits | None = None,
+    ) -> domain_pb2.ExecutionResult:
+        program = assemble(problem, candidate.completion)
+        return self.run_program(problem.language, program, limits, candidate.candidate_id)
+
+    def execute_batch(
+        self,
+        problem: domain_pb2.Problem,
+        candidates: Sequence[domain_pb2.Candidate],
+        limits: Limits | None = None,
+    ) -> list[domain_pb2.ExecutionResult]:
+        """One result per candidate, in order; runs up to ``parallelism`` at a time."""
+        if len(candidates) <= 1 or self.config.parallelism <= 1:
+            return [self.execute(problem, c, limits) for c in candidates]
+        with ThreadPoolExecutor(max_workers=self.config.parallelism) as pool:
+            return list(pool.map(lambda c: self.execute(problem, c, limits), candidates))
+
+    def run_program(
+        self,
+        language_name: str,
+        program: str,
+        limits: Limits | None = None,
+        candidate_id: str = "",
+    ) -> domain_pb2.ExecutionResult:
+        language = require_available(language_name)
+        self._validate(program)
+        limits = limits or self.config.default_limits
+        source = language.source_name(program)
+        files = {source: program.encode()}
+        build: Path | None = None
+        compile_ms = 0.0
+        if language.compile:
+            verdict, build, compile_ms = self._compiled(language, program, source, limits)
+            if verdict is not None:
+                return domain_pb2.ExecutionResult(
+                    candidate_id=candidate_id,
+                    status=verdict.status,
+                    detail=verdict.detail,
+                    compile_time_ms=compile_ms,
+                    stderr=_compile_log(build),
+                )
+        run_limits = (
+            replace(limits, memory_bytes=language.run_memory_bytes)
+            if language.run_memory_bytes
+            else limits
+        )
+        outcome = self.sandbox.run(
+            SandboxRequest(
+                argv=expand(language.run, src=source, main=Path(source).stem),
+                files=files,
+                limits=run_limits,
+                env=language.env,
+                mounts=[Mount(build, BUILD_DIR)] if build else (),
+            )
+        )
+        verdict = classify_run(outcome, run_limits)
+        return domain_pb2.ExecutionResult(
+            candidate_id=candidate_id,
+            status=verdict.status,
+            exit_code=outcome.exit_code if outcome.exit_code is not None else -1,
+            signal=outcome.signal or 0,
+            wall_time_ms=outcome.wall_time_s * 1000,
+            cpu_time_ms=outcome.cpu_time_s * 1000,
+            compile_time_ms=compile_ms,
+            max_memory_bytes=outcome.memory_peak_bytes,
+            stdout=outcome.stdout.decode(errors="replace"),
+            stderr=outcome.stderr.decode(errors="replace"),
+            stdout_truncated=outcome.stdout_truncated,
+            stderr_truncated=outcome.stderr_truncated,
+            detail=verdict.detail,
+        )
+
+    def _validate(self, program: str) -> None:
+        if not program.strip():
+            raise InvalidRequestError("program is empty: give the source to run")
+        size = len(program.encode())
+        if size > self.config.max_program_bytes:
+            raise InvalidRequestError(
+                f"program is {size} bytes, over the limit of {self.config.max_program_bytes}"
+            )
+
+    # -- compilation -------------------------------------------------------------------
+
+    def _compiled(
+        self, language: Language, program: str, source: str, limits: Limits
+    ) -> tuple[Verdict | None, Path, float]:
+        """(verdict if the compile failed, build dir, compile ms); cached by content."""
+        pch = self._pch_for(language)
+        key = hashlib.sha256(
+            f"{language.toolchain_fingerprint()}\0{pch}\0{source}\0".encode() + program.encode()
+        ).hexdigest()[:32]
+        final = self.config.cache_dir / "build" / language.name / key
+        hit, cached = _read_cached(final)
+        if hit:
+            return cached, final, 0.0
+        work = self._new_build_dir(language.name)
+        mounts = [Mount(work, BUILD_DIR, writable=True)]
+        if pch is not None:
+            mounts.append(Mount(pch, PCH_DIR))
+        if language.compile_cache:
+            shared = self._shared_cache(language)
+            mounts.append(Mount(shared, language.compile_cache, writable=True))
+        compile_limits = replace(
+            limits,
+            timeout_s=max(limits.timeout_s, language.compile_timeout_s),
+            cpu_time_s=None,
+            memory_bytes=max(limits.memory_bytes, language.compile_memory_bytes),
+            max_processes=max(limits.max_processes, 256),
+        )
+        argv = _with_pch(expand(language.compile, src=source, main=Path(source).stem), pch)
+        outcome = self.sandbox.run(
+            SandboxRequest(
+                argv=argv,
+                files={source: program.encode()},
+                limits=compile_limits,
+                env=language.env,
+                mounts=mounts,
+            )
+        )
+        verdict = classify_compile(outcome, compile_limits)
+        log_text = (outcome.stderr + outcome.stdout).decode(errors="replace")
+        (work / ".codejury-compile.json").write_text(
+            json.dumps(
+                {
+                    "status": None if verdict is None else verdict.status,
+                    "detail": None if verdict is None else verdict.detail,
+                    "log": log_text,
+                }
+            )
+        )
+        if verdict is not None and verdict.status == domain_pb2.SANDBOX_ERROR:
+            shutil.rmtree(work, ignore_errors=True)  # never cache our own failure
+            return verdict, work, outcome.wall_time_s * 1000
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(work, final)
+        except OSError:  # a concurrent run compiled the same program first
+            shutil.rmtree(work, ignore_errors=True)
+        return verdict, final, outcome.wall_time_s * 1000
+
+    def _new_build_dir(self, language: str) -> Path:
+        work = self.config.cache_dir / "tmp" / f"{language}-{uuid.uuid4().hex}"
+        work.mkdir(parents=True)
+        self._give_to_sandbox_user(work)
+        return work
+
+    def _give_to_sandbox_user(self, path: Path) -> None:
+        if not self.sandbox.config.unsafe_no_sandbox and os.geteuid() == 0:
+            os.chown(path, self.sandbox.config.uid, self.sandbox.config.gid)
+
+    def _shared_cache(self, language: Language) -> Path:
+        path = self.config.cache_dir / "shared" / language.name
+        if not path.exists():
+            path.mkdir(parents=True, exist_ok=True)
+            self._give_to_sandbox_user(path)
+        return path
+
+    def _pch_for(self, language: Language) -> Path | None:
+        """The precompiled-header dir for C++ (built once, in the sandbox), else None."""
+        if language.name != "cpp" or not self.config.use_pch:
+            return None
+        fingerprint = language.toolchain_fingerprint()
+        with self._pch_lock:
+            if fingerprint in self._pch:
+                return self._pch[fingerprint]
+            self._pch[fingerprint] = self._build_pch(language, fingerprint)
+            return self._pch[fingerprint]
+
+    def _build_pch(self, language: Language, fingerprint: str) -> Path | None:
+        final = self.config.cache_dir / "pch" / fingerprint
+        if (final / _STDCXX).with_suffix(".h.gch").exists():
+            return final
+        header = _find_stdcxx_header()
+        if header is None:
+            log.warning("pch.header_not_found")
+            return None
+        work = self._new_build_dir("pch")
+        (work / "bits").mkdir()
+        self._give_to_sandbox_user(work / "bits")
+        flags = [a for a in language.compile if a.startswith(("-std", "-O"))]
+        outcome = self.sandbox.run(
+            SandboxRequest(
+                argv=[
+                    language.toolchain[0],
+                    *flags,
+                    "-x",
+                    "c++-header",
+                    str(header),
+                    "-o",
+                    f"{BUILD_DIR}/bits/stdc++.h.gch",
+                ],
+                limits=Limits(
+                    timeout_s=120,
+                    memory_bytes=2 << 30,
+                    max_file_bytes=1 << 30,
+                    workdir_bytes=16 << 20,
+                ),
+                mounts=[Mount(work, BUILD_DIR, writable=True)],
+            )
+        )
+        if outcome.exit_code != 0:
+            log.warning("pch.build_failed", stderr=outcome.stderr.decode(errors="replace")[-500:])
+            shutil.rmtree(work, ignore_errors=True)
+            return None
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(work, final)
+        except OSError:
+            shutil.rmtree(work, ignore_errors=True)
+        log.info("pch.built", path=str(final))
+        return final
+
+
+def _find_stdcxx_header() -> Path | None:
+    for candidate in sorted(Path("/usr/include").glob("*/c++/*/bits/stdc++.h"), reverse=True):
+        return candidate
+    return None
+
+
+def _with_pch(argv: list[str], pch: Path | None) -> list[str]:
+    """Replace the ``{pch}`` placeholder by ``-I <pch dir>``, or drop it."""
+    out: list[str] = []
+    for arg in argv:
+        if arg != "{pch}":
+            out.append(arg)
+        elif pch is not None:
+            out += ["-I", PCH_DIR]
+    return out
+
+
+def _read_cached(build: Path) -> tuple[bool, Verdict | None]:
+    """(cache hit, the compile's verdict: None when it succeeded)."""
+    marker = build / ".codejury-compile.json"
+    if not marker.exists():
+        return False, None
+    data = json.loads(marker.read_text())
+    if data["status"] is None:
+        return True, None
+    return True, Verdict(data["status"], data["detail"])
+
+
+def _compile_log(build: Path) -> str:
+    marker = build / ".codejury-compile.json"
+    if not marker.exists():
+        return ""
+    log_text: str = json.loads(marker.read_text())["log"]
+    return log_text[-(64 << 10) :]
