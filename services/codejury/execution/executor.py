@@ -109,7 +109,10 @@ class Executor:
                 files=files,
                 limits=run_limits,
                 env=language.env,
-                mounts=[Mount(build, BUILD_DIR)] if build else (),
+                mounts=[
+                    *_toolchain_mounts(language),
+                    *([Mount(build, BUILD_DIR)] if build else []),
+                ],
             )
         )
         verdict = classify_run(outcome, run_limits)
@@ -153,7 +156,7 @@ class Executor:
         if hit:
             return cached, final, 0.0
         work = self._new_build_dir(language.name)
-        mounts = [Mount(work, BUILD_DIR, writable=True)]
+        mounts = [*_toolchain_mounts(language), Mount(work, BUILD_DIR, writable=True)]
         if pch is not None:
             mounts.append(Mount(pch, PCH_DIR))
         if language.compile_cache:
@@ -274,6 +277,10 @@ def _find_stdcxx_header() -> Path | None:
     for candidate in sorted(Path("/usr/include").glob("*/c++/*/bits/stdc++.h"), reverse=True):
         return candidate
     return None
+
+
+def _toolchain_mounts(language: Language) -> list[Mount]:
+    return [Mount(Path(p), p) for p in language.ro_paths if Path(p).exists()]
 
 
 def _with_pch(argv: list[str], pch: Path | None) -> list[str]:
