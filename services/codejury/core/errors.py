@@ -1,12 +1,18 @@
 """The root of every CodeJury exception, and the retry intent every error carries.
 
     CodeJuryError
-    ├── PermanentError          retrying cannot help: fix the input or the configuration
-    │   └── ConfigurationError  settings are invalid or unknown (names the setting)
-    └── TemporaryError          may succeed later; ``delay_s`` suggests when to retry
+    ├── PermanentError               retrying cannot help: fix the input or the configuration
+    │   ├── ConfigurationError       settings are invalid or unknown (names the setting)
+    │   ├── InvalidArgumentError     a request field is wrong (gRPC INVALID_ARGUMENT)
+    │   ├── NotFoundError            a named thing does not exist (gRPC NOT_FOUND)
+    │   └── FailedPreconditionError  valid, but this deployment cannot serve it now
+    │                                (gRPC FAILED_PRECONDITION)
+    └── TemporaryError               may succeed later; ``delay_s`` suggests when to retry
+                                     (gRPC UNAVAILABLE)
 
-Each package draws its own tree in its ``errors.py`` below these two kinds, so a caller
-can decide to retry from the type alone (``except TemporaryError``).
+Each package draws its own tree in its ``errors.py`` below these kinds, so a caller can
+decide to retry from the type alone (``except TemporaryError``) and the gRPC layer can
+pick a status code without knowing the package (``codejury.core.grpc``).
 """
 
 from __future__ import annotations
@@ -30,3 +36,15 @@ class TemporaryError(CodeJuryError):
 
 class ConfigurationError(PermanentError):
     """A setting is unknown, malformed or out of range."""
+
+
+class InvalidArgumentError(PermanentError):
+    """A request field is wrong; the message names the field, the value and the fix."""
+
+
+class NotFoundError(PermanentError):
+    """The request names something that does not exist."""
+
+
+class FailedPreconditionError(PermanentError):
+    """The request is valid but this deployment cannot serve it (e.g. a missing toolchain)."""

@@ -94,6 +94,30 @@ class CelerySettings(_Group):
     )
 
 
+class ExecutionSettings(_Group):
+    """The sandbox, its default limits, and the Execution gRPC service."""
+
+    unsafe_no_sandbox: bool = Field(
+        False, description="Run programs WITHOUT isolation (no bubblewrap, no cgroups)."
+    )
+    sandbox_uid: int = Field(65534, ge=1, description="Unprivileged uid programs run as.")
+    sandbox_gid: int = Field(65534, ge=1, description="Unprivileged gid programs run as.")
+    cgroup_parent: str = Field("codejury", description="Parent cgroup of the per-run groups.")
+    cache_dir: Path | None = Field(
+        None, description="Compile cache; default: <run_dir>/cache/execution."
+    )
+    timeout_s: float = Field(10.0, gt=0, le=600, description="Default wall-clock limit per run.")
+    memory_mb: int = Field(1024, ge=16, description="Default memory limit per run (MiB).")
+    max_processes: int = Field(128, ge=1, description="Default process/thread limit per run.")
+    max_output_kb: int = Field(1024, ge=1, description="Output beyond this kills the run.")
+    max_program_kb: int = Field(1024, ge=1, description="Largest program accepted (KiB).")
+    max_batch: int = Field(256, ge=1, description="Most candidates in one ExecuteBatch.")
+    parallelism: int = Field(2, ge=1, description="Concurrent runs in one in-process executor.")
+    use_pch: bool = Field(True, description="Precompile bits/stdc++.h for C++.")
+    grpc_host: str = Field("127.0.0.1", description="Execution gRPC service bind address.")
+    grpc_port: int = Field(50052, ge=0, le=65535, description="Execution gRPC port (0: any).")
+
+
 class Settings(BaseSettings):
     """Every setting of every deployable; one frozen instance per process."""
 
@@ -116,6 +140,7 @@ class Settings(BaseSettings):
     bus: BusSettings = Field(default_factory=BusSettings)  # type: ignore[arg-type]
     broker: EmbeddedBrokerSettings = Field(default_factory=EmbeddedBrokerSettings)  # type: ignore[arg-type]
     celery: CelerySettings = Field(default_factory=CelerySettings)  # type: ignore[arg-type]
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)  # type: ignore[arg-type]
 
 
 def _unknown_env_names(environ: Mapping[str, str]) -> list[str]:

@@ -16,6 +16,7 @@ Choices made deliberately:
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 from pathlib import Path
@@ -23,7 +24,13 @@ from typing import Any
 
 from celery import Celery
 
+from codejury.core.errors import CodeJuryError
 from codejury.core.settings import Settings
+from codejury.execution.backends import EXECUTE_TASK, encode
+from codejury.execution.executor import Executor
+from codejury.execution.factory import make_executor
+from codejury.execution.sandbox import Limits
+from codejury.proto.v1 import domain_pb2
 
 HEALTH_TASK = "codejury.health"
 
@@ -87,5 +94,27 @@ def make_celery_app(settings: Settings) -> Celery:
     def health(token: str) -> dict[str, Any]:
         """Answers with the worker's identity: proves a worker process picked the task up."""
         return {"token": token, "pid": os.getpid(), "host": socket.gethostname()}
+
+    executors: dict[int, Executor] = {}  # one per worker process, built after the fork
+
+    @app.task(name=EXECUTE_TASK)  # type: ignore[untyped-decorator]
+    def execute(problem_b64: str, candidate_b64: str, limits: dict[str, Any]) -> str:
+        """Run one candidate in the sandbox; protobufs travel base64-encoded in JSON."""
+        executor = executors.get(os.getpid())
+        if executor is None:
+            executor = executors[os.getpid()] = make_executor(settings)
+        problem = domain_pb2.Problem.FromString(base64.b64decode(problem_b64))
+        candidate = domain_pb2.Candidate.FromString(base64.b64decode(candidate_b64))
+        try:
+            result = executor.execute(problem, candidate, Limits(**limits))
+        except CodeJuryError as exc:
+            # Requests are validated before they are queued; if one still fails here (a
+            # toolchain removed under us), report it as our error, never as a label.
+            result = domain_pb2.ExecutionResult(
+                candidate_id=candidate.candidate_id,
+                status=domain_pb2.SANDBOX_ERROR,
+                detail=str(exc),
+            )
+        return encode(result)
 
     return app

@@ -16,7 +16,7 @@ import shutil
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from threading import Lock
 
@@ -38,7 +38,7 @@ _STDCXX = "bits/stdc++.h"
 @dataclass(frozen=True)
 class ExecutorConfig:
     cache_dir: Path
-    default_limits: Limits = Limits()
+    default_limits: Limits = field(default_factory=Limits)
     parallelism: int = 2
     max_program_bytes: int = 1 << 20
     use_pch: bool = True

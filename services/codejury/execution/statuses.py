@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from codejury.execution.sandbox import Limits, SandboxOutcome
 from codejury.proto.v1 import domain_pb2
 
-Status = domain_pb2.ExecutionStatus.ValueType
+Status = domain_pb2.ExecutionStatus
 
 
 @dataclass(frozen=True)

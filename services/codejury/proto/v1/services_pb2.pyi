@@ -37,6 +37,16 @@ class ExecutionLimits(_message.Message):
     def __init__(self, timeout_s: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., max_processes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
+    __slots__ = ("problem", "candidate", "limits")
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    problem: _domain_pb2.Problem
+    candidate: _domain_pb2.Candidate
+    limits: ExecutionLimits
+    def __init__(self, problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidate: _Optional[_Union[_domain_pb2.Candidate, _Mapping]] = ..., limits: _Optional[_Union[ExecutionLimits, _Mapping]] = ...) -> None: ...
+
+class ExecuteBatchRequest(_message.Message):
     __slots__ = ("problem", "candidates", "limits")
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
@@ -46,11 +56,37 @@ class ExecuteRequest(_message.Message):
     limits: ExecutionLimits
     def __init__(self, problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., limits: _Optional[_Union[ExecutionLimits, _Mapping]] = ...) -> None: ...
 
-class ExecuteResponse(_message.Message):
+class ExecuteBatchResponse(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[_domain_pb2.ExecutionResult]
     def __init__(self, results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ...) -> None: ...
+
+class ListLanguagesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LanguageInfo(_message.Message):
+    __slots__ = ("name", "aliases", "available", "reason", "stop_sequences", "compiled")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STOP_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    COMPILED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    available: bool
+    reason: str
+    stop_sequences: _containers.RepeatedScalarFieldContainer[str]
+    compiled: bool
+    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., available: _Optional[bool] = ..., reason: _Optional[str] = ..., stop_sequences: _Optional[_Iterable[str]] = ..., compiled: _Optional[bool] = ...) -> None: ...
+
+class ListLanguagesResponse(_message.Message):
+    __slots__ = ("languages",)
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    languages: _containers.RepeatedCompositeFieldContainer[LanguageInfo]
+    def __init__(self, languages: _Optional[_Iterable[_Union[LanguageInfo, _Mapping]]] = ...) -> None: ...
 
 class RankRequest(_message.Message):
     __slots__ = ("problem", "candidates", "ranker")

@@ -156,7 +156,17 @@ class ExecutionStub:
         self.Execute = channel.unary_unary(
                 '/codejury.v1.Execution/Execute',
                 request_serializer=codejury_dot_v1_dot_services__pb2.ExecuteRequest.SerializeToString,
-                response_deserializer=codejury_dot_v1_dot_services__pb2.ExecuteResponse.FromString,
+                response_deserializer=codejury_dot_v1_dot_domain__pb2.ExecutionResult.FromString,
+                _registered_method=True)
+        self.ExecuteBatch = channel.unary_unary(
+                '/codejury.v1.Execution/ExecuteBatch',
+                request_serializer=codejury_dot_v1_dot_services__pb2.ExecuteBatchRequest.SerializeToString,
+                response_deserializer=codejury_dot_v1_dot_services__pb2.ExecuteBatchResponse.FromString,
+                _registered_method=True)
+        self.ListLanguages = channel.unary_unary(
+                '/codejury.v1.Execution/ListLanguages',
+                request_serializer=codejury_dot_v1_dot_services__pb2.ListLanguagesRequest.SerializeToString,
+                response_deserializer=codejury_dot_v1_dot_services__pb2.ListLanguagesResponse.FromString,
                 _registered_method=True)
 
 
@@ -164,7 +174,22 @@ class ExecutionServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Execute(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Run one candidate of a problem.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecuteBatch(self, request, context):
+        """Run many candidates of one problem, fanned out to the sandbox workers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLanguages(self, request, context):
+        """Languages this deployment knows, and whether their toolchains are installed.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -175,7 +200,17 @@ def add_ExecutionServicer_to_server(servicer, server):
             'Execute': grpc.unary_unary_rpc_method_handler(
                     servicer.Execute,
                     request_deserializer=codejury_dot_v1_dot_services__pb2.ExecuteRequest.FromString,
-                    response_serializer=codejury_dot_v1_dot_services__pb2.ExecuteResponse.SerializeToString,
+                    response_serializer=codejury_dot_v1_dot_domain__pb2.ExecutionResult.SerializeToString,
+            ),
+            'ExecuteBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteBatch,
+                    request_deserializer=codejury_dot_v1_dot_services__pb2.ExecuteBatchRequest.FromString,
+                    response_serializer=codejury_dot_v1_dot_services__pb2.ExecuteBatchResponse.SerializeToString,
+            ),
+            'ListLanguages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLanguages,
+                    request_deserializer=codejury_dot_v1_dot_services__pb2.ListLanguagesRequest.FromString,
+                    response_serializer=codejury_dot_v1_dot_services__pb2.ListLanguagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -204,7 +239,61 @@ class Execution:
             target,
             '/codejury.v1.Execution/Execute',
             codejury_dot_v1_dot_services__pb2.ExecuteRequest.SerializeToString,
-            codejury_dot_v1_dot_services__pb2.ExecuteResponse.FromString,
+            codejury_dot_v1_dot_domain__pb2.ExecutionResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/codejury.v1.Execution/ExecuteBatch',
+            codejury_dot_v1_dot_services__pb2.ExecuteBatchRequest.SerializeToString,
+            codejury_dot_v1_dot_services__pb2.ExecuteBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLanguages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/codejury.v1.Execution/ListLanguages',
+            codejury_dot_v1_dot_services__pb2.ListLanguagesRequest.SerializeToString,
+            codejury_dot_v1_dot_services__pb2.ListLanguagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,83 @@
+"""The ``codejury`` command line. Settings are built here, once, and passed down."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from codejury.core.errors import CodeJuryError, ConfigurationError
+from codejury.core.logging import configure_logging
+from codejury.core.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="codejury",
+    help="CodeJury: sample N programs, run them in a sandbox, let a learned reranker pick one.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+serve_app = typer.Typer(help="Run one of the services in the foreground.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that report ratios measured side by side.", no_args_is_help=True
+)
+app.add_typer(serve_app, name="serve")
+app.add_typer(bench_app, name="bench")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings the root callback built (once per process)."""
+    settings: Settings = ctx.obj
+    return settings
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="State, logs and artefacts (env CODEJURY_RUN_DIR).")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR (env CODEJURY_LOG_LEVEL).")
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="console or json (env CODEJURY_LOG_FORMAT).")
+    ] = None,
+) -> None:
+    overrides: dict[str, Any] = {}
+    if run_dir is not None:
+        overrides["run_dir"] = run_dir
+    if log_level is not None:
+        overrides["log_level"] = log_level.upper()
+    if log_format is not None:
+        overrides["log_format"] = log_format
+    settings = load_settings(overrides)
+    configure_logging(settings)
+    ctx.obj = settings
+
+
+def main() -> None:
+    """Entry point: one clear error line instead of a traceback for known errors."""
+    import click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigurationError as exc:
+        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(2)
+    except CodeJuryError as exc:
+        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
