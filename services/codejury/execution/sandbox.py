@@ -228,7 +228,9 @@ class Sandbox:
             argv += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
         env = {"PATH": _DEFAULT_PATH, "HOME": WORKDIR, "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
         env.update(request.env)
-        argv += ["--clearenv"]
+        # The root bwrap builds is a tmpfs; make it read-only once everything is mounted
+        # (the work dir and /tmp are their own mounts and stay writable).
+        argv += ["--remount-ro", "/", "--clearenv"]
         for key, value in env.items():
             argv += ["--setenv", key, value]
         argv += ["--chdir", WORKDIR, "--json-status-fd", str(status_fd), "--", *request.argv]

@@ -1,0 +1,56 @@
+"""Sandbox fixtures: real bubblewrap and cgroups, skipped with a reason where unavailable."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from codejury.execution.cgroups import CGROUP_ROOT, detect_version
+from codejury.execution.errors import SandboxUnavailableError
+from codejury.execution.executor import Executor, ExecutorConfig
+from codejury.execution.sandbox import Limits, Sandbox, SandboxConfig
+
+
+@pytest.fixture(scope="session")
+def cgroup_parent() -> Iterator[str]:
+    """A parent cgroup of this session's own, so leftovers are attributable to us."""
+    name = f"codejury-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        version = detect_version()
+    except SandboxUnavailableError:
+        return
+    dirs = [CGROUP_ROOT / name] if version == "v2" else list(CGROUP_ROOT.glob(f"*/{name}"))
+    for directory in dirs:
+        if directory.exists():
+            directory.rmdir()  # fails loudly if a run's group was left behind
+
+
+@pytest.fixture(scope="session")
+def sandbox(cgroup_parent: str) -> Sandbox:
+    box = Sandbox(SandboxConfig(cgroup_parent=cgroup_parent))
+    try:
+        box.check()
+    except SandboxUnavailableError as exc:
+        pytest.skip(f"sandbox unavailable here: {exc}")
+    return box
+
+
+@pytest.fixture(scope="session")
+def executor(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Executor:
+    return Executor(
+        sandbox,
+        ExecutorConfig(
+            cache_dir=tmp_path_factory.mktemp("exec-cache"),
+            default_limits=Limits(timeout_s=10),
+            parallelism=2,
+        ),
+    )
+
+
+def leftover_runs(cgroup_parent: str) -> list[Path]:
+    """Run cgroups still present under this session's parent."""
+    return sorted(CGROUP_ROOT.glob(f"**/{cgroup_parent}/run-*"))
