@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,11 +13,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from codejury.execution.errors import SandboxUnavailableError
 from codejury.execution.executor import Executor
 from codejury.execution.sandbox import Limits, Sandbox, SandboxConfig, SandboxRequest
 from codejury.proto.v1 import domain_pb2
+
 from tests.integration.execution.conftest import leftover_runs
 
 STATUS = domain_pb2.ExecutionStatus.Name
@@ -107,10 +108,8 @@ def test_no_network_not_even_the_hosts_loopback(executor: Executor) -> None:
     listener.settimeout(3)
 
     def accept() -> None:
-        try:
+        with contextlib.suppress(OSError):
             accepted.append(listener.accept())
-        except OSError:
-            pass
 
     thread = threading.Thread(target=accept)
     thread.start()
@@ -149,7 +148,8 @@ def test_writes_outside_the_work_dir_fail_and_private_dirs_are_hidden(executor: 
         "        print('WROTE', path)\n"
         "    except OSError as exc:\n"
         "        print('denied', path, type(exc).__name__)\n"
-        "print(sorted(p for p in ['/home', '/root', '/run', '/work', '/sys'] if os.path.exists(p)))\n"
+        "hidden = ['/home', '/root', '/run', '/work', '/sys']\n"
+        "print(sorted(p for p in hidden if os.path.exists(p)))\n"
         "open('inside.txt', 'w').write('ok')\n"
     )
     result = run_python(executor, code)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from codejury.core.errors import FailedPreconditionError, InvalidArgumentError
 from codejury.execution.languages import LANGUAGES
 from codejury.execution.requests import check_candidates, check_language, limits_from_proto
@@ -18,12 +17,12 @@ def problem(**fields: object) -> domain_pb2.Problem:
 
 
 def test_unknown_language_is_invalid_argument_listing_choices() -> None:
-    with pytest.raises(InvalidArgumentError, match="unknown language 'cobol'.*python"):
+    with pytest.raises(InvalidArgumentError, match=r"unknown language 'cobol'.*python"):
         check_language(problem(language="cobol"))
 
 
 def test_empty_language_names_the_field() -> None:
-    with pytest.raises(InvalidArgumentError, match="problem.language is empty"):
+    with pytest.raises(InvalidArgumentError, match=r"problem\.language is empty"):
         check_language(problem(language=""))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 
 import pytest
-
 from codejury.execution.sandbox import Limits, SandboxOutcome
 from codejury.execution.statuses import classify_compile, classify_run
 from codejury.proto.v1 import domain_pb2
