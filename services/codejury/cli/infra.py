@@ -76,11 +76,18 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Worker processes (env CODEJURY_CELERY__WORKER_CONCURRENCY).")
     ] = None,
+    unsafe_no_sandbox: Annotated[
+        bool, typer.Option("--unsafe-no-sandbox", help="Run programs WITHOUT isolation.")
+    ] = False,
 ) -> None:
     """Run a Celery worker for sandbox runs (warm shutdown on SIGTERM)."""
+    from codejury.cli.execution import with_unsafe
     from codejury.execution.celery_app import make_celery_app
+    from codejury.execution.factory import make_executor
 
-    settings = settings_of(ctx)
+    settings = with_unsafe(settings_of(ctx), unsafe_no_sandbox)
+    # Refuse to start (one clear line) rather than accept tasks the sandbox cannot run.
+    make_executor(settings)
     celery_app = make_celery_app(settings)
     celery_app.worker_main(
         [

@@ -39,12 +39,12 @@ def broker_url(settings: Settings) -> str:
     return settings.celery.broker_url or "filesystem://localhost//"
 
 
-def _filesystem_dirs(settings: Settings) -> tuple[Path, Path]:
+def _filesystem_dirs(settings: Settings) -> tuple[Path, Path, Path]:
     root = settings.run_dir.resolve() / "celery"
-    queue, processed = root / "queue", root / "processed"
-    queue.mkdir(parents=True, exist_ok=True)
-    processed.mkdir(parents=True, exist_ok=True)
-    return queue, processed
+    dirs = (root / "queue", root / "processed", root / "control")
+    for directory in dirs:
+        directory.mkdir(parents=True, exist_ok=True)
+    return dirs
 
 
 def result_backend(settings: Settings) -> str:
@@ -60,11 +60,13 @@ def make_celery_app(settings: Settings) -> Celery:
     app = Celery("codejury")
     transport_options: dict[str, Any] = {}
     if broker_url(settings).startswith("filesystem://"):
-        queue, processed = _filesystem_dirs(settings)
+        queue, processed, control = _filesystem_dirs(settings)
         transport_options = {
             "data_folder_in": str(queue),
             "data_folder_out": str(queue),
             "processed_folder": str(processed),
+            # The broadcast (pidbox) exchange; kombu's default is ./control in the cwd.
+            "control_folder": str(control),
             "store_processed": False,
             # The filesystem transport polls its folder; a sandbox run takes tens of
             # milliseconds, so the default 1 s poll would dominate latency.
@@ -100,12 +102,12 @@ def make_celery_app(settings: Settings) -> Celery:
     @app.task(name=EXECUTE_TASK)  # type: ignore[untyped-decorator]
     def execute(problem_b64: str, candidate_b64: str, limits: dict[str, Any]) -> str:
         """Run one candidate in the sandbox; protobufs travel base64-encoded in JSON."""
-        executor = executors.get(os.getpid())
-        if executor is None:
-            executor = executors[os.getpid()] = make_executor(settings)
         problem = domain_pb2.Problem.FromString(base64.b64decode(problem_b64))
         candidate = domain_pb2.Candidate.FromString(base64.b64decode(candidate_b64))
         try:
+            executor = executors.get(os.getpid())
+            if executor is None:
+                executor = executors[os.getpid()] = make_executor(settings)
             result = executor.execute(problem, candidate, Limits(**limits))
         except CodeJuryError as exc:
             # Requests are validated before they are queued; if one still fails here (a

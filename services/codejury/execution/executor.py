@@ -22,7 +22,7 @@ from threading import Lock
 
 from codejury.core.logging import get_logger
 from codejury.execution.assembly import assemble
-from codejury.execution.errors import InvalidRequestError
+from codejury.execution.errors import InvalidRequestError, SandboxUnavailableError
 from codejury.execution.languages import Language, require_available
 from codejury.execution.languages.base import BUILD_DIR, expand
 from codejury.execution.sandbox import Limits, Mount, Sandbox, SandboxRequest
@@ -48,6 +48,9 @@ class Executor:
     def __init__(self, sandbox: Sandbox, config: ExecutorConfig) -> None:
         self.sandbox = sandbox
         self.config = config
+        config.cache_dir.mkdir(parents=True, exist_ok=True)
+        if not sandbox.config.unsafe_no_sandbox:
+            _check_reachable(config.cache_dir, sandbox.config.uid)
         self._pch_lock = Lock()
         self._pch: dict[str, Path | None] = {}
 
@@ -277,6 +280,21 @@ def _find_stdcxx_header() -> Path | None:
     for candidate in sorted(Path("/usr/include").glob("*/c++/*/bits/stdc++.h"), reverse=True):
         return candidate
     return None
+
+
+def _check_reachable(path: Path, uid: int) -> None:
+    """Build dirs are bind-mounted by bubblewrap running as the sandbox user, so every
+    ancestor of the cache must be searchable by that user."""
+    for directory in [path.resolve(), *path.resolve().parents]:
+        mode = directory.stat()
+        searchable = mode.st_mode & 0o001 or (mode.st_uid == uid and mode.st_mode & 0o100)
+        if not searchable:
+            raise SandboxUnavailableError(
+                f"the compile cache {path} is not reachable by the sandbox user (uid {uid}): "
+                f"{directory} has mode {oct(mode.st_mode & 0o777)}; set "
+                "CODEJURY_EXECUTION__CACHE_DIR to a directory under a world-searchable path "
+                "(e.g. /var/cache/codejury)"
+            )
 
 
 def _toolchain_mounts(language: Language) -> list[Mount]:

@@ -448,20 +448,24 @@ def _finish(
     sandbox_error = None
     exit_code: int | None = None
     sig: int | None = None
-    if "child-pid" not in status and not (raw.timed_out or raw.output_limited):
-        sandbox_error = (
-            f"bubblewrap failed before the program started (exit {raw.returncode}): "
-            + raw.stderr.data.decode(errors="replace").strip()[-500:]
-        )
-    elif "exit-code" in status:
+    if "exit-code" in status:
         code = status["exit-code"]
         # bwrap reports a child killed by signal N as 128 + N (the unsafe path mimics it).
         if 128 < code < 128 + signal.NSIG:
             sig = code - 128
         else:
             exit_code = code
+    elif raw.timed_out or raw.output_limited:
+        sig = signal.SIGKILL  # we killed the run
     elif raw.returncode < 0:
-        sig = -raw.returncode
+        sig = -raw.returncode  # bwrap itself was killed (e.g. by the OOM killer)
+    else:
+        # bwrap exits without reporting the program's exit when its own setup failed
+        # (a mount, a namespace): the program never ran, so this is ours, not the program's.
+        sandbox_error = (
+            f"bubblewrap failed before the program ran (exit {raw.returncode}): "
+            + raw.stderr.data.decode(errors="replace").strip()[-500:]
+        )
     return SandboxOutcome(
         exit_code=exit_code,
         signal=sig,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from codejury.execution.cgroups import CGROUP_ROOT, detect_version
 from codejury.execution.errors import SandboxUnavailableError
 from codejury.execution.executor import Executor, ExecutorConfig
@@ -40,13 +41,20 @@ def sandbox(cgroup_parent: str) -> Sandbox:
 
 
 @pytest.fixture(scope="session")
-def executor(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Executor:
+def cache_root() -> Iterator[Path]:
+    """A compile cache the sandbox user can reach (pytest's tmp dirs are root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="codejury-test-cache-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def executor(sandbox: Sandbox, cache_root: Path) -> Executor:
     return Executor(
         sandbox,
         ExecutorConfig(
-            cache_dir=tmp_path_factory.mktemp("exec-cache"),
-            default_limits=Limits(timeout_s=10),
-            parallelism=2,
+            cache_dir=cache_root / "executor", default_limits=Limits(timeout_s=10), parallelism=2
         ),
     )
 
