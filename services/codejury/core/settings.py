@@ -104,7 +104,9 @@ class ExecutionSettings(_Group):
     sandbox_gid: int = Field(65534, ge=1, description="Unprivileged gid programs run as.")
     cgroup_parent: str = Field("codejury", description="Parent cgroup of the per-run groups.")
     cache_dir: Path | None = Field(
-        None, description="Compile cache; default: <run_dir>/cache/execution."
+        None,
+        description="Compile cache; default: /var/cache/codejury/execution when sandboxed "
+        "as root, else <run_dir>/cache/execution.",
     )
     timeout_s: float = Field(10.0, gt=0, le=600, description="Default wall-clock limit per run.")
     memory_mb: int = Field(1024, ge=16, description="Default memory limit per run (MiB).")

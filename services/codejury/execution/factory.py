@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from codejury.core.settings import Settings
 from codejury.execution.executor import Executor, ExecutorConfig
 from codejury.execution.sandbox import Limits, Sandbox, SandboxConfig
@@ -15,6 +18,21 @@ def default_limits(settings: Settings) -> Limits:
         max_processes=ex.max_processes,
         max_output_bytes=ex.max_output_kb << 10,
     )
+
+
+SHARED_CACHE = Path("/var/cache/codejury/execution")
+
+
+def cache_dir(settings: Settings) -> Path:
+    """The compile cache. Sandboxed builds are bind-mounted by the unprivileged sandbox
+    user, so the default is a system cache dir every user can traverse (the run dir may
+    sit under a private home); without the sandbox the run dir is fine."""
+    ex = settings.execution
+    if ex.cache_dir is not None:
+        return ex.cache_dir.resolve()
+    if not ex.unsafe_no_sandbox and os.geteuid() == 0:
+        return SHARED_CACHE
+    return (settings.run_dir / "cache" / "execution").resolve()
 
 
 def make_executor(settings: Settings) -> Executor:
@@ -31,7 +49,7 @@ def make_executor(settings: Settings) -> Executor:
     return Executor(
         sandbox,
         ExecutorConfig(
-            cache_dir=(ex.cache_dir or settings.run_dir / "cache" / "execution").resolve(),
+            cache_dir=cache_dir(settings),
             default_limits=default_limits(settings),
             parallelism=ex.parallelism,
             max_program_bytes=ex.max_program_kb << 10,

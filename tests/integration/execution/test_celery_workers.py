@@ -32,8 +32,8 @@ def _run_tasks(settings: Settings) -> None:
     assert 1 <= len(pids) <= settings.celery.worker_concurrency
 
 
-def test_200_tasks_over_the_filesystem_transport(run_dir: Path) -> None:
-    settings = load_settings({"run_dir": run_dir})
+def test_200_tasks_over_the_filesystem_transport(run_dir: Path, cache_root: Path) -> None:
+    settings = load_settings({"run_dir": run_dir, "execution": {"cache_dir": cache_root / "fs"}})
     _run_tasks(settings)
     # Acknowledged (acks_late) messages are removed from the queue folder.
     assert list((run_dir / "celery" / "queue").iterdir()) == []
@@ -78,17 +78,27 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def test_200_tasks_over_redis(run_dir: Path, redis_url: str) -> None:
+def test_200_tasks_over_redis(run_dir: Path, redis_url: str, cache_root: Path) -> None:
     settings = load_settings(
-        {"run_dir": run_dir, "celery": {"broker_url": redis_url, "result_backend": redis_url}}
+        {
+            "run_dir": run_dir,
+            "celery": {"broker_url": redis_url, "result_backend": redis_url},
+            "execution": {"cache_dir": cache_root / "redis"},
+        }
     )
     _run_tasks(settings)
 
 
-def test_a_worker_that_cannot_reach_its_broker_fails_to_start_clearly(run_dir: Path) -> None:
+def test_a_worker_that_cannot_reach_its_broker_fails_to_start_clearly(
+    run_dir: Path, cache_root: Path
+) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     settings = load_settings(
-        {"run_dir": run_dir, "celery": {"broker_url": dead, "result_backend": dead}}
+        {
+            "run_dir": run_dir,
+            "celery": {"broker_url": dead, "result_backend": dead},
+            "execution": {"cache_dir": cache_root / "dead"},
+        }
     )
     worker = LocalWorker(settings, make_celery_app(settings), startup_timeout_s=5)
     with pytest.raises(WorkerStartError, match="CODEJURY_CELERY__BROKER_URL"):
