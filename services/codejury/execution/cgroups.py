@@ -3,7 +3,7 @@
 Both hierarchies are supported: cgroup v2 (one unified tree, ``cgroup.kill``) and the
 v1 layout with one mount per controller (memory, pids, cpuacct, freezer), which is what
 these machines run. A run's processes are put in its group before the program starts
-(``join`` runs in the child between fork and exec), so nothing escapes accounting, and
+(the sandbox waits on a pipe until it has been moved in), so nothing escapes accounting, and
 ``kill_all`` reaches every process of the run even if it double-forked or ``setsid``-ed.
 """
 
@@ -123,6 +123,10 @@ class RunCgroup:
         worth speaking of happens between fork and exec)."""
         return [str(d / "cgroup.procs") for d in self._dirs.values()]
 
+    def add(self, pid: int) -> None:
+        """Move ``pid`` (a whole process) into this group."""
+        join(self.procs_files(), pid)
+
     def pids(self) -> list[int]:
         try:
             text = _read(self._dir("pids") / "cgroup.procs")
@@ -198,12 +202,12 @@ class RunCgroup:
         self.remove()
 
 
-def join(procs_files: list[str]) -> None:
-    """Put the calling process in the group (called in the child before exec)."""
-    pid = str(os.getpid()).encode()
+def join(procs_files: list[str], pid: int) -> None:
+    """Put process ``pid`` in the group."""
+    data = str(pid).encode()
     for path in procs_files:
         fd = os.open(path, os.O_WRONLY)
         try:
-            os.write(fd, pid)
+            os.write(fd, data)
         finally:
             os.close(fd)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codejury.core.logging import get_logger
-from codejury.execution.cgroups import RunCgroup, detect_version, join
+from codejury.execution.cgroups import RunCgroup, detect_version
 from codejury.execution.errors import InvalidRequestError, SandboxUnavailableError
 
 log = get_logger(__name__)
@@ -148,23 +148,35 @@ class Sandbox:
         ) as cgroup:
             memfds = [self._memfd(name, data) for name, data in request.files.items()]
             status_r, status_w = os.pipe()
+            block_r, block_w = os.pipe()
+            # Each fd is closed exactly once, by whoever gets there first: a second close
+            # could hit a descriptor number another thread has been given since.
+            to_close = [status_w, block_r]
+            status_reader = _StatusReader(status_r)
             try:
-                argv = self._bwrap_argv(request, [fd for _, fd in memfds], status_w)
+                argv = self._bwrap_argv(request, [fd for _, fd in memfds], status_w, block_r)
+
+                def confine(process: subprocess.Popen[bytes]) -> None:
+                    """bwrap has forked the sandbox's first process and waits on the
+                    block fd: put both in the cgroup, then let the program start."""
+                    child = status_reader.child_pid(timeout_s=10)
+                    for pid in [process.pid] if child is None else [process.pid, child]:
+                        cgroup.add(pid)
+                    os.write(block_w, b"go")
+
                 outcome = self._spawn_and_wait(
                     argv,
                     request,
-                    preexec=_child_setup(cgroup.procs_files(), limits, self.config),
-                    pass_fds=[*(fd for _, fd in memfds), status_w],
-                    close_after_spawn=[status_w],
+                    pass_fds=[*(fd for _, fd in memfds), status_w, block_r],
+                    close_after_spawn=to_close,
                     kill=lambda _pid: cgroup.kill_all(),
+                    user=(self.config.uid, self.config.gid),
+                    after_spawn=confine,
                 )
-                status = _read_json_status(status_r)
+                status = status_reader.finish()
             finally:
-                for _, fd in memfds:
+                for fd in [*(fd for _, fd in memfds), *to_close, status_r, block_w]:
                     os.close(fd)
-                with contextlib.suppress(OSError):
-                    os.close(status_w)
-                os.close(status_r)
             cgroup.kill_all()  # stragglers that outlived the program's main process
             usage = cgroup.usage()
         return _finish(
@@ -179,12 +191,14 @@ class Sandbox:
     @staticmethod
     def _memfd(name: str, data: bytes) -> tuple[str, int]:
         _checked_relative(name)
-        fd = os.memfd_create("codejury-file", 0)
+        fd = os.memfd_create("codejury-file", os.MFD_CLOEXEC)
         os.write(fd, data)
         os.lseek(fd, 0, os.SEEK_SET)
         return name, fd
 
-    def _bwrap_argv(self, request: SandboxRequest, fds: list[int], status_fd: int) -> list[str]:
+    def _bwrap_argv(
+        self, request: SandboxRequest, fds: list[int], status_fd: int, block_fd: int
+    ) -> list[str]:
         assert self._bwrap is not None  # check() ran
         limits = request.limits
         argv = [
@@ -233,7 +247,17 @@ class Sandbox:
         argv += ["--remount-ro", "/", "--clearenv"]
         for key, value in env.items():
             argv += ["--setenv", key, value]
-        argv += ["--chdir", WORKDIR, "--json-status-fd", str(status_fd), "--", *request.argv]
+        argv += [
+            "--chdir",
+            WORKDIR,
+            "--json-status-fd",
+            str(status_fd),
+            "--block-fd",
+            str(block_fd),
+            "--",
+            *_prlimit_argv(request.limits),
+            *request.argv,
+        ]
         return argv
 
     def _spawn_and_wait(
@@ -241,10 +265,12 @@ class Sandbox:
         argv: list[str],
         request: SandboxRequest,
         *,
-        preexec: Callable[[], None] | None,
         pass_fds: Sequence[int],
-        close_after_spawn: Sequence[int],
+        close_after_spawn: list[int],
         kill: Callable[[int], None],
+        preexec: Callable[[], None] | None = None,
+        user: tuple[int, int] | None = None,
+        after_spawn: Callable[[subprocess.Popen[bytes]], None] | None = None,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         new_session: bool = False,
@@ -257,53 +283,31 @@ class Sandbox:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             pass_fds=tuple(pass_fds),
-            preexec_fn=preexec,  # noqa: PLW1509 - cgroup join + privilege drop must precede exec
+            preexec_fn=preexec,  # noqa: PLW1509 - only the unsafe mode uses it
+            user=user[0] if user else None,
+            group=user[1] if user else None,
+            extra_groups=[] if user else None,
             cwd=cwd,
             env=dict(env) if env is not None else {"PATH": _DEFAULT_PATH},
             start_new_session=new_session,
         )
-        for fd in close_after_spawn:
-            os.close(fd)
+        while close_after_spawn:
+            os.close(close_after_spawn.pop())
+        if after_spawn is not None:
+            try:
+                after_spawn(process)
+            except BaseException:
+                # Never released from the block fd: killing bwrap ends the sandbox
+                # (--die-with-parent); the caller closes our ends of the pipes.
+                process.kill()
+                process.wait(timeout=10)
+                kill(process.pid)
+                raise
         if request.stdin and process.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 process.stdin.write(request.stdin)
             process.stdin.close()
-        out = _Capture(limits.captured_output_bytes)
-        err = _Capture(limits.captured_output_bytes)
-        timed_out = output_limited = False
-        deadline = started + limits.timeout_s
-        selector = selectors.DefaultSelector()
-        assert process.stdout is not None and process.stderr is not None
-        selector.register(process.stdout, selectors.EVENT_READ, out)
-        selector.register(process.stderr, selectors.EVENT_READ, err)
-        try:
-            while selector.get_map():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    timed_out = True
-                    kill(process.pid)
-                    break
-                for key, _ in selector.select(timeout=min(remaining, 0.5)):
-                    chunk = os.read(key.fd, _READ_CHUNK)
-                    if not chunk:
-                        selector.unregister(key.fileobj)
-                        continue
-                    key.data.add(chunk)
-                if out.total + err.total > limits.max_output_bytes:
-                    output_limited = True
-                    kill(process.pid)
-                    break
-            remaining = max(0.0, deadline - time.monotonic())
-            try:
-                process.wait(timeout=remaining + 0.5 if not (timed_out or output_limited) else 5)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                kill(process.pid)
-                process.wait(timeout=5)
-        finally:
-            selector.close()
-            process.stdout.close()
-            process.stderr.close()
+        out, err, timed_out, output_limited = _pump(process, limits, started, kill)
         return _Raw(
             returncode=process.returncode,
             timed_out=timed_out,
@@ -335,7 +339,7 @@ class Sandbox:
                 request,
                 preexec=lambda: _set_rlimits(request.limits),
                 pass_fds=(),
-                close_after_spawn=(),
+                close_after_spawn=[],
                 kill=_kill_process_group,
                 cwd=tmp,
                 env=env,
@@ -361,6 +365,55 @@ def _checked_relative(name: str) -> str:
     if not name or name.startswith("/") or ".." in Path(name).parts:
         raise InvalidRequestError(f"files: {name!r} must be a relative path inside the work dir")
     return name
+
+
+def _pump(
+    process: subprocess.Popen[bytes], limits: Limits, started: float, kill: Callable[[int], None]
+) -> tuple[_Capture, _Capture, bool, bool]:
+    """Read stdout/stderr until the program ends, the deadline passes or it floods us.
+
+    Returns (stdout, stderr, timed out, output limited); the process has exited."""
+    out = _Capture(limits.captured_output_bytes)
+    err = _Capture(limits.captured_output_bytes)
+    timed_out = output_limited = False
+    deadline = started + limits.timeout_s
+    if process.stdout is None or process.stderr is None:
+        raise RuntimeError("the program's stdout and stderr must be pipes")
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ, out)
+    selector.register(process.stderr, selectors.EVENT_READ, err)
+    try:
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                kill(process.pid)
+                break
+            for key, _ in selector.select(timeout=min(remaining, 0.5)):
+                chunk = os.read(key.fd, _READ_CHUNK)
+                if chunk:
+                    key.data.add(chunk)
+                else:
+                    selector.unregister(key.fileobj)
+            if out.total + err.total > limits.max_output_bytes:
+                output_limited = True
+                kill(process.pid)
+                break
+        # Output closed: the program is ending; allow it the rest of its time to exit.
+        grace = (
+            5.0 if (timed_out or output_limited) else max(0.0, deadline - time.monotonic()) + 0.5
+        )
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill(process.pid)
+            process.wait(timeout=5)
+    finally:
+        selector.close()
+        process.stdout.close()
+        process.stderr.close()
+    return out, err, timed_out, output_limited
 
 
 @dataclass
@@ -390,50 +443,79 @@ class _Raw:
     stderr: _Capture
 
 
+def _cpu_limit_s(limits: Limits) -> int:
+    return int(limits.cpu_time_s or limits.timeout_s) + 1
+
+
 def _set_rlimits(limits: Limits) -> None:
-    cpu = int(limits.cpu_time_s or limits.timeout_s) + 1
+    """CPU seconds, file size, no core dumps, for the calling process (unsafe mode)."""
+    cpu = _cpu_limit_s(limits)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _child_setup(
-    procs_files: list[str], limits: Limits, config: SandboxConfig
-) -> Callable[[], None]:
-    def setup() -> None:
-        join(procs_files)
-        _set_rlimits(limits)
-        os.setgroups([])
-        os.setgid(config.gid)
-        os.setuid(config.uid)
+def _prlimit_argv(limits: Limits) -> list[str]:
+    """The same limits inside the sandbox: util-linux's prlimit sets them and execs the
+    program (a process in bwrap's user namespace cannot be prlimit-ed from outside)."""
+    cpu = _cpu_limit_s(limits)
+    return [
+        "/usr/bin/prlimit",
+        f"--cpu={cpu}:{cpu + 1}",
+        f"--fsize={limits.max_file_bytes}",
+        "--core=0",
+        "--",
+    ]
 
-    return setup
 
+class _StatusReader:
+    """bwrap's --json-status-fd: {"child-pid": N, ...} once the sandbox's first process
+    exists (it then waits on --block-fd), {"exit-code": N} when the program ends."""
 
-def _read_json_status(fd: int) -> dict[str, int]:
-    """bwrap's --json-status-fd: {"child-pid": N} at start, {"exit-code": N} at the end."""
-    chunks = []
-    while True:
-        chunk = os.read(fd, _READ_CHUNK)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    status: dict[str, int] = {}
-    decoder = json.JSONDecoder()
-    text = b"".join(chunks).decode(errors="replace")
-    pos = 0
-    while pos < len(text):
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        if pos >= len(text):
-            break
-        try:
-            obj, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            break
-        if isinstance(obj, dict):
-            status.update({k: v for k, v in obj.items() if isinstance(v, int)})
-    return status
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+        self.status: dict[str, int] = {}
+
+    def _parse(self) -> None:
+        decoder = json.JSONDecoder()
+        text = self._buffer.decode(errors="replace")
+        pos = 0
+        while True:
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            try:
+                obj, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError:
+                break
+            if isinstance(obj, dict):
+                self.status.update({k: v for k, v in obj.items() if isinstance(v, int)})
+            pos = end
+        self._buffer = text[pos:].encode()
+
+    def child_pid(self, timeout_s: float) -> int | None:
+        """Wait for the child-pid document; None if bwrap exited first (setup failed)."""
+        deadline = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._fd, selectors.EVENT_READ)
+            while "child-pid" not in self.status:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(timeout=remaining):
+                    raise SandboxUnavailableError(
+                        f"bubblewrap did not report its child within {timeout_s:g}s"
+                    )
+                chunk = os.read(self._fd, _READ_CHUNK)
+                if not chunk:
+                    return None
+                self._buffer += chunk
+                self._parse()
+        return self.status["child-pid"]
+
+    def finish(self) -> dict[str, int]:
+        while chunk := os.read(self._fd, _READ_CHUNK):
+            self._buffer += chunk
+        self._parse()
+        return self.status
 
 
 def _finish(
