@@ -79,7 +79,7 @@ def exec_cmd(
     program = sys.stdin.read() if str(file) == "-" else file.read_text()
     if tests is not None:
         program = program + "\n" + tests.read_text()
-    executor = make_executor(settings)
+    executor = make_executor(settings, warm=False)
     limits = executor.config.default_limits
     if timeout is not None:
         limits = replace(limits, timeout_s=timeout)

@@ -87,7 +87,7 @@ def worker(
 
     settings = with_unsafe(settings_of(ctx), unsafe_no_sandbox)
     # Refuse to start (one clear line) rather than accept tasks the sandbox cannot run.
-    make_executor(settings)
+    make_executor(settings, warm=False)
     celery_app = make_celery_app(settings)
     celery_app.worker_main(
         [

@@ -115,6 +115,9 @@ class ExecutionSettings(_Group):
     max_program_kb: int = Field(1024, ge=1, description="Largest program accepted (KiB).")
     max_batch: int = Field(256, ge=1, description="Most candidates in one ExecuteBatch.")
     parallelism: int = Field(2, ge=1, description="Concurrent runs in one in-process executor.")
+    warm_sandboxes: int = Field(
+        2, ge=0, description="Sandboxes started ahead of demand per process (0: start per run)."
+    )
     use_pch: bool = Field(True, description="Precompile bits/stdc++.h for C++.")
     grpc_host: str = Field("127.0.0.1", description="Execution gRPC service bind address.")
     grpc_port: int = Field(50052, ge=0, le=65535, description="Execution gRPC port (0: any).")

@@ -70,7 +70,8 @@ class RunCgroup:
 
     def __init__(self, parent: str, *, root: Path = CGROUP_ROOT) -> None:
         self.version = detect_version(root)
-        self.name = f"{parent}/run-{uuid.uuid4().hex[:12]}"
+        # The creator's pid in the name lets a later process sweep groups of dead ones.
+        self.name = f"{parent}/run-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         if self.version == "v2":
             self._dirs = {"": root / self.name}
         else:
@@ -86,17 +87,10 @@ class RunCgroup:
                 self._prepare_v2_parent()
             for directory in self._dirs.values():
                 directory.mkdir(parents=True, exist_ok=False)
-            mem, pids = self._dir("memory"), self._dir("pids")
             if self.version == "v2":
-                _write(mem / "memory.max", str(memory_bytes))
                 with contextlib.suppress(FileNotFoundError):
-                    _write(mem / "memory.swap.max", "0")
-                _write(pids / "pids.max", str(max_processes))
-            else:
-                _write(mem / "memory.limit_in_bytes", str(memory_bytes))
-                with contextlib.suppress(FileNotFoundError, PermissionError, OSError):
-                    _write(mem / "memory.memsw.limit_in_bytes", str(memory_bytes))
-                _write(pids / "pids.max", str(max_processes))
+                    _write(self._dir("memory") / "memory.swap.max", "0")
+            self.set_limits(memory_bytes=memory_bytes, max_processes=max_processes)
         except PermissionError as exc:
             self.remove()
             raise SandboxUnavailableError(
@@ -104,6 +98,24 @@ class RunCgroup:
                 "delegated cgroup, or pass --unsafe-no-sandbox"
             ) from exc
         return self
+
+    def set_limits(self, *, memory_bytes: int, max_processes: int) -> None:
+        mem, pids = self._dir("memory"), self._dir("pids")
+        if self.version == "v2":
+            _write(mem / "memory.max", str(memory_bytes))
+        else:
+            # memsw (memory + swap) must stay >= the memory limit: order the writes so.
+            memsw = mem / "memory.memsw.limit_in_bytes"
+            current = int(_read(mem / "memory.limit_in_bytes"))
+            if memory_bytes > current and memsw.exists():
+                _write(memsw, str(memory_bytes))
+                _write(mem / "memory.limit_in_bytes", str(memory_bytes))
+            else:
+                _write(mem / "memory.limit_in_bytes", str(memory_bytes))
+                if memsw.exists():
+                    with contextlib.suppress(OSError):
+                        _write(memsw, str(memory_bytes))
+        _write(pids / "pids.max", str(max_processes))
 
     def _prepare_v2_parent(self) -> None:
         parent = self._root / self._parent
@@ -211,3 +223,21 @@ def join(procs_files: list[str], pid: int) -> None:
             os.write(fd, data)
         finally:
             os.close(fd)
+
+
+def sweep_stale(parent: str, *, root: Path = CGROUP_ROOT) -> int:
+    """Remove empty run groups left by processes that died (e.g. SIGKILLed workers).
+
+    Returns how many were removed. Groups of live processes are never touched."""
+    removed = 0
+    for directory in sorted(root.glob(f"**/{parent}/run-*")):
+        try:
+            creator = int(directory.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if Path(f"/proc/{creator}").exists():
+            continue
+        with contextlib.suppress(OSError):  # not empty, or already gone: leave it
+            directory.rmdir()
+            removed += 1
+    return removed

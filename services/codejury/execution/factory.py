@@ -35,7 +35,8 @@ def cache_dir(settings: Settings) -> Path:
     return (settings.run_dir / "cache" / "execution").resolve()
 
 
-def make_executor(settings: Settings) -> Executor:
+def make_executor(settings: Settings, *, warm: bool = True) -> Executor:
+    """The executor for this process; ``warm=False`` for one-off runs (no warm pool)."""
     ex = settings.execution
     sandbox = Sandbox(
         SandboxConfig(
@@ -43,6 +44,7 @@ def make_executor(settings: Settings) -> Executor:
             gid=ex.sandbox_gid,
             cgroup_parent=ex.cgroup_parent,
             unsafe_no_sandbox=ex.unsafe_no_sandbox,
+            warm_pool=ex.warm_sandboxes if warm else 0,
         )
     )
     sandbox.check()

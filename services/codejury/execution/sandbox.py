@@ -1,46 +1,53 @@
 """Runs one untrusted program under bubblewrap inside a per-run cgroup.
 
 Isolation, layer by layer:
-- the process drops to an unprivileged uid/gid (never host root: a user namespace that
-  maps the sandbox user to root would let it read root-owned files such as /etc/shadow)
-  before bubblewrap starts, so bubblewrap builds its namespaces as that user;
-- bubblewrap unshares every namespace (user, pid, net with only ``lo``, ipc, uts,
-  cgroup), mounts an allow-list read-only (/usr, /etc and the toolchain paths), a private
-  size-limited tmpfs work dir and /tmp, a fresh /proc and a minimal /dev; /home, /root,
-  /run, /sys and the project are simply not there;
-- the per-run cgroup caps memory and the number of processes, accounts CPU time, and
-  ``kill_all`` ends every process of the run on timeout (pid-namespace init death would
-  too, but the cgroup also covers the unsafe mode's absence of namespaces);
-- rlimits: CPU seconds (SIGXCPU), file size (SIGXFSZ), no core dumps;
-- stdout/stderr are read with a cap; a program that floods them is killed.
+- bubblewrap starts as an unprivileged uid/gid (never host root: a user namespace that
+  maps the sandbox user to root would let it read root-owned files such as /etc/shadow);
+- it unshares every namespace (user, pid, net with only ``lo``, ipc, uts, cgroup),
+  mounts an allow-list read-only (/usr, /etc and the toolchain paths), a private
+  size-limited tmpfs work dir and /tmp, a fresh /proc and a minimal /dev, and remounts
+  its root read-only; /home, /root, /run, /sys and the project are simply not there;
+- before anything runs inside, bubblewrap's processes are moved into the run's cgroup
+  (memory and process caps, CPU accounting, kill-all on timeout): bubblewrap waits on
+  ``--block-fd`` until then;
+- the first program inside is the launcher (``launcher.c``), which waits for the run's
+  files, argv, environment and rlimits (CPU seconds, file size, no core dumps) and
+  execs the program; stdout/stderr are read with a cap, and a flood kills the run.
 
-The outcome is data (``SandboxOutcome``); ``statuses.classify`` turns it into a status.
+Because a sandbox is complete before its program is known, ``warm_pool`` keeps some
+started ahead of demand: a run then costs little more than the program itself.
+The outcome is data (``SandboxOutcome``); ``statuses.classify_run`` gives the status.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import json
 import os
-import resource
-import selectors
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from codejury.core.logging import get_logger
-from codejury.execution.cgroups import RunCgroup, detect_version
+from codejury.execution import launcher
+from codejury.execution.cgroups import RunCgroup, detect_version, sweep_stale
 from codejury.execution.errors import InvalidRequestError, SandboxUnavailableError
+from codejury.execution.process_io import Pumped, StatusReader, pump, read_all
+
+if TYPE_CHECKING:
+    from codejury.execution.warm_pool import WarmPool
 
 log = get_logger(__name__)
 
 WORKDIR = "/sandbox"
-_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-_READ_CHUNK = 65536
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+_BASE_ENV = {"PATH": DEFAULT_PATH, "HOME": WORKDIR, "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+_CONFINE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,54 @@ class SandboxConfig:
     unsafe_no_sandbox: bool = False
     # Read-only host paths every run sees, besides /usr and /etc (e.g. /opt/codejury).
     extra_ro_paths: tuple[str, ...] = ()
+    # Sandboxes kept started ahead of demand for runs without extra mounts (0: none).
+    warm_pool: int = 0
+    # Where the launcher is built; must be searchable by the sandbox user.
+    state_dir: Path = Path("/var/cache/codejury")
+
+
+class PreparedSandbox:
+    """A started sandbox waiting in the launcher for its one program."""
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        *,
+        cgroup: RunCgroup,
+        status: StatusReader,
+        fds: dict[str, int],
+        mounts: tuple[Mount, ...],
+        workdir_bytes: int,
+    ) -> None:
+        self.process = process
+        self.cgroup = cgroup
+        self.status = status
+        self.fds = fds  # our pipe ends: "control" (write), "error" and "status" (read)
+        self.mounts = mounts
+        self.workdir_bytes = workdir_bytes
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close_fd(self, name: str) -> None:
+        fd = self.fds.pop(name, None)
+        if fd is not None:
+            os.close(fd)
+
+    def dispose(self) -> None:
+        """Kill whatever is left and release everything (idempotent)."""
+        self.cgroup.kill_all()
+        if self.process.poll() is None:
+            self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        for name in list(self.fds):
+            self.close_fd(name)
+        self.cgroup.remove()
 
 
 class Sandbox:
@@ -115,6 +170,8 @@ class Sandbox:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self._bwrap = shutil.which("bwrap")
+        self._launcher: Path | None = None
+        self._pool: WarmPool | None = None
 
     def check(self) -> None:
         if self.config.unsafe_no_sandbox:
@@ -131,6 +188,20 @@ class Sandbox:
                 "or pass --unsafe-no-sandbox"
             )
         detect_version()
+        if self._launcher is None:
+            sweep_stale(self.config.cgroup_parent)
+            self._launcher = launcher.build(self.config.state_dir)
+        if self.config.warm_pool and self._pool is None:
+            from codejury.execution.warm_pool import WarmPool
+
+            self._pool = WarmPool(self.prepare, size=self.config.warm_pool)
+            atexit.register(self.close)  # warm sandboxes die with us; their cgroups would not
+
+    def close(self) -> None:
+        """Dispose of the warm sandboxes (they would die with us, their cgroups not)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     # -- running -----------------------------------------------------------------------
 
@@ -138,77 +209,156 @@ class Sandbox:
         request.limits.validate()
         if not request.argv:
             raise InvalidRequestError("argv is empty: give the command to run")
+        for name in request.files:
+            checked_relative(name)
         if self.config.unsafe_no_sandbox:
+            from codejury.execution.unsafe import run_unsafe
+
             log.warning("sandbox.unsafe_run", argv=list(request.argv)[:3])
-            return self._run_unsafe(request)
+            return run_unsafe(request)
         self.check()
+        prepared = None
+        if (
+            self._pool is not None
+            and not request.mounts
+            and (request.limits.workdir_bytes == Limits().workdir_bytes)
+        ):
+            prepared = self._pool.take()
+        if prepared is None:
+            prepared = self.prepare(tuple(request.mounts), request.limits.workdir_bytes)
+        try:
+            return self._execute(prepared, request)
+        finally:
+            prepared.dispose()
+
+    def prepare(
+        self, mounts: tuple[Mount, ...] = (), workdir_bytes: int = Limits().workdir_bytes
+    ) -> PreparedSandbox:
+        """Start a sandbox up to its launcher, inside a fresh cgroup."""
+        if self._launcher is None:
+            self.check()
+        cgroup = RunCgroup(self.config.cgroup_parent).create(
+            memory_bytes=Limits().memory_bytes, max_processes=Limits().max_processes
+        )
+        ours: dict[str, int] = {}  # our ends: we read status and error, write block and control
+        theirs: list[int] = []
+        try:
+            for name in ("status", "block", "control", "error"):
+                read_end, write_end = os.pipe()
+                if name in ("status", "error"):
+                    ours[name] = read_end
+                    theirs.append(write_end)
+                else:
+                    ours[name] = write_end
+                    theirs.append(read_end)
+            status_w, block_r, control_r, error_w = theirs
+            argv = self._bwrap_argv(
+                mounts,
+                workdir_bytes=workdir_bytes,
+                status_fd=status_w,
+                block_fd=block_r,
+                control_fd=control_r,
+                error_fd=error_w,
+            )
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=tuple(theirs),
+                user=self.config.uid,
+                group=self.config.gid,
+                extra_groups=[],
+                env={"PATH": DEFAULT_PATH},
+            )
+        except BaseException:
+            for fd in [*ours.values(), *theirs]:
+                os.close(fd)
+            cgroup.remove()
+            raise
+        for fd in theirs:
+            os.close(fd)
+        status = StatusReader(ours["status"])
+        prepared = PreparedSandbox(
+            process,
+            cgroup=cgroup,
+            status=status,
+            fds=ours,
+            mounts=mounts,
+            workdir_bytes=workdir_bytes,
+        )
+        try:
+            # bwrap has forked the sandbox's first process and waits on the block fd: put
+            # both in the cgroup, then let it mount everything and start the launcher.
+            child = status.child_pid(timeout_s=_CONFINE_TIMEOUT_S)
+            for pid in [process.pid] if child is None else [process.pid, child]:
+                cgroup.add(pid)
+            os.write(prepared.fds["block"], b"go")
+            prepared.close_fd("block")
+        except BaseException:
+            prepared.dispose()
+            raise
+        return prepared
+
+    def _execute(self, prepared: PreparedSandbox, request: SandboxRequest) -> SandboxOutcome:
         limits = request.limits
-        with RunCgroup(self.config.cgroup_parent).create(
-            memory_bytes=limits.memory_bytes, max_processes=limits.max_processes
-        ) as cgroup:
-            memfds = [self._memfd(name, data) for name, data in request.files.items()]
-            status_r, status_w = os.pipe()
-            block_r, block_w = os.pipe()
-            # Each fd is closed exactly once, by whoever gets there first: a second close
-            # could hit a descriptor number another thread has been given since.
-            to_close = [status_w, block_r]
-            status_reader = _StatusReader(status_r)
-            try:
-                argv = self._bwrap_argv(request, [fd for _, fd in memfds], status_w, block_r)
-
-                def confine(process: subprocess.Popen[bytes]) -> None:
-                    """bwrap has forked the sandbox's first process and waits on the
-                    block fd: put both in the cgroup, then let the program start."""
-                    child = status_reader.child_pid(timeout_s=10)
-                    for pid in [process.pid] if child is None else [process.pid, child]:
-                        cgroup.add(pid)
-                    os.write(block_w, b"go")
-
-                outcome = self._spawn_and_wait(
-                    argv,
-                    request,
-                    pass_fds=[*(fd for _, fd in memfds), status_w, block_r],
-                    close_after_spawn=to_close,
-                    kill=lambda _pid: cgroup.kill_all(),
-                    user=(self.config.uid, self.config.gid),
-                    after_spawn=confine,
-                )
-                status = status_reader.finish()
-            finally:
-                for fd in [*(fd for _, fd in memfds), *to_close, status_r, block_w]:
-                    os.close(fd)
-            cgroup.kill_all()  # stragglers that outlived the program's main process
-            usage = cgroup.usage()
-        return _finish(
-            outcome,
+        cgroup = prepared.cgroup
+        cgroup.set_limits(memory_bytes=limits.memory_bytes, max_processes=limits.max_processes)
+        cpu = int(limits.cpu_time_s or limits.timeout_s) + 1
+        message = launcher.encode(
+            files=request.files,
+            argv=request.argv,
+            env={**_BASE_ENV, **request.env},
+            cpu_soft_s=cpu,
+            cpu_hard_s=cpu + 1,
+            max_file_bytes=limits.max_file_bytes,
+        )
+        started = time.monotonic()
+        process = prepared.process
+        # BrokenPipe: the sandbox died before its launcher read; reported as ours below.
+        with contextlib.suppress(BrokenPipeError):
+            _write_all(prepared.fds["control"], message)
+        prepared.close_fd("control")
+        if process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.write(request.stdin)
+            process.stdin.close()
+        pumped = pump(
+            process,
+            started=started,
+            timeout_s=limits.timeout_s,
+            max_output_bytes=limits.max_output_bytes,
+            captured_bytes=limits.captured_output_bytes,
+            kill=cgroup.kill_all,
+        )
+        launch_error = read_all(prepared.fds["error"]).decode(errors="replace")
+        status = prepared.status.finish()
+        cgroup.kill_all()  # stragglers that outlived the program's main process
+        usage = cgroup.usage()
+        return finish(
+            pumped,
             status,
             usage.cpu_time_s,
             usage.memory_peak_bytes,
             oom_killed=usage.oom_killed,
             pids_limited=usage.pids_limited,
+            launch_error=launch_error,
         )
 
-    @staticmethod
-    def _memfd(name: str, data: bytes) -> tuple[str, int]:
-        _checked_relative(name)
-        fd = os.memfd_create("codejury-file", os.MFD_CLOEXEC)
-        os.write(fd, data)
-        os.lseek(fd, 0, os.SEEK_SET)
-        return name, fd
-
     def _bwrap_argv(
-        self, request: SandboxRequest, fds: list[int], status_fd: int, block_fd: int
+        self,
+        mounts: Sequence[Mount],
+        *,
+        workdir_bytes: int,
+        status_fd: int,
+        block_fd: int,
+        control_fd: int,
+        error_fd: int,
     ) -> list[str]:
-        assert self._bwrap is not None  # check() ran
-        limits = request.limits
-        argv = [
-            self._bwrap,
-            "--unshare-all",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-        ]
+        if self._bwrap is None or self._launcher is None:
+            raise SandboxUnavailableError("Sandbox.check() must succeed before a run")
+        argv = [self._bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
+        argv += ["--cap-drop", "ALL"]
         for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
             path = Path(top)
             if path.is_symlink():
@@ -219,318 +369,50 @@ class Sandbox:
         for extra in self.config.extra_ro_paths:
             if Path(extra).exists():
                 argv += ["--ro-bind", extra, extra]
-        argv += [
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--size",
-            str(limits.workdir_bytes),
-            "--tmpfs",
-            "/tmp",
-            "--size",
-            str(limits.workdir_bytes),
-            "--tmpfs",
-            WORKDIR,
-        ]
-        for (name, _), fd in zip(request.files.items(), fds, strict=True):
-            parent = str(Path(WORKDIR, name).parent)
-            if parent != WORKDIR:
-                argv += ["--dir", parent]
-            argv += ["--file", str(fd), f"{WORKDIR}/{name}"]
-        for mount in request.mounts:
+        argv += ["--ro-bind", str(self._launcher), launcher.IN_SANDBOX]
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        argv += ["--size", str(workdir_bytes), "--tmpfs", "/tmp"]
+        argv += ["--size", str(workdir_bytes), "--tmpfs", WORKDIR]
+        for mount in mounts:
             argv += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
-        env = {"PATH": _DEFAULT_PATH, "HOME": WORKDIR, "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
-        env.update(request.env)
         # The root bwrap builds is a tmpfs; make it read-only once everything is mounted
         # (the work dir and /tmp are their own mounts and stay writable).
-        argv += ["--remount-ro", "/", "--clearenv"]
-        for key, value in env.items():
-            argv += ["--setenv", key, value]
-        argv += [
-            "--chdir",
-            WORKDIR,
-            "--json-status-fd",
-            str(status_fd),
-            "--block-fd",
-            str(block_fd),
-            "--",
-            *_prlimit_argv(request.limits),
-            *request.argv,
-        ]
+        argv += ["--remount-ro", "/", "--clearenv", "--chdir", WORKDIR]
+        argv += ["--json-status-fd", str(status_fd), "--block-fd", str(block_fd)]
+        argv += ["--", launcher.IN_SANDBOX, str(control_fd), str(error_fd)]
         return argv
 
-    def _spawn_and_wait(
-        self,
-        argv: list[str],
-        request: SandboxRequest,
-        *,
-        pass_fds: Sequence[int],
-        close_after_spawn: list[int],
-        kill: Callable[[int], None],
-        preexec: Callable[[], None] | None = None,
-        user: tuple[int, int] | None = None,
-        after_spawn: Callable[[subprocess.Popen[bytes]], None] | None = None,
-        cwd: str | None = None,
-        env: Mapping[str, str] | None = None,
-        new_session: bool = False,
-    ) -> _Raw:
-        limits = request.limits
-        started = time.monotonic()
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if request.stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=tuple(pass_fds),
-            preexec_fn=preexec,  # noqa: PLW1509 - only the unsafe mode uses it
-            user=user[0] if user else None,
-            group=user[1] if user else None,
-            extra_groups=[] if user else None,
-            cwd=cwd,
-            env=dict(env) if env is not None else {"PATH": _DEFAULT_PATH},
-            start_new_session=new_session,
-        )
-        while close_after_spawn:
-            os.close(close_after_spawn.pop())
-        if after_spawn is not None:
-            try:
-                after_spawn(process)
-            except BaseException:
-                # Never released from the block fd: killing bwrap ends the sandbox
-                # (--die-with-parent); the caller closes our ends of the pipes.
-                process.kill()
-                process.wait(timeout=10)
-                kill(process.pid)
-                raise
-        if request.stdin and process.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                process.stdin.write(request.stdin)
-            process.stdin.close()
-        out, err, timed_out, output_limited = _pump(process, limits, started, kill)
-        return _Raw(
-            returncode=process.returncode,
-            timed_out=timed_out,
-            output_limited=output_limited,
-            wall_time_s=time.monotonic() - started,
-            stdout=out,
-            stderr=err,
-        )
 
-    def _run_unsafe(self, request: SandboxRequest) -> SandboxOutcome:
-        """No namespaces, no cgroups: a temp dir, rlimits, a process group. Opt-in only."""
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="codejury-unsafe-") as tmp:
-            for name, data in request.files.items():
-                target = Path(tmp, _checked_relative(name))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            for mount in request.mounts:
-                if mount.target.startswith(WORKDIR + "/"):
-                    link = Path(tmp, mount.target[len(WORKDIR) + 1 :])
-                    link.parent.mkdir(parents=True, exist_ok=True)
-                    link.symlink_to(mount.source)
-            env = {"PATH": _DEFAULT_PATH, "HOME": tmp, "LANG": "C.UTF-8", "TMPDIR": tmp}
-            env.update({k: v.replace(WORKDIR, tmp) for k, v in request.env.items()})
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            raw = self._spawn_and_wait(
-                [a.replace(WORKDIR, tmp) for a in request.argv],
-                request,
-                preexec=lambda: _set_rlimits(request.limits),
-                pass_fds=(),
-                close_after_spawn=[],
-                kill=_kill_process_group,
-                cwd=tmp,
-                env=env,
-                new_session=True,
-            )
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        if raw.returncode < 0:
-            status = {"child-pid": 0, "exit-code": 128 - raw.returncode}
-        else:
-            status = {"child-pid": 0, "exit-code": raw.returncode}
-        return _finish(
-            raw, status, cpu, after.ru_maxrss * 1024, oom_killed=False, pids_limited=False
-        )
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
-def _kill_process_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _checked_relative(name: str) -> str:
+def checked_relative(name: str) -> str:
     if not name or name.startswith("/") or ".." in Path(name).parts:
         raise InvalidRequestError(f"files: {name!r} must be a relative path inside the work dir")
     return name
 
 
-def _pump(
-    process: subprocess.Popen[bytes], limits: Limits, started: float, kill: Callable[[int], None]
-) -> tuple[_Capture, _Capture, bool, bool]:
-    """Read stdout/stderr until the program ends, the deadline passes or it floods us.
-
-    Returns (stdout, stderr, timed out, output limited); the process has exited."""
-    out = _Capture(limits.captured_output_bytes)
-    err = _Capture(limits.captured_output_bytes)
-    timed_out = output_limited = False
-    deadline = started + limits.timeout_s
-    if process.stdout is None or process.stderr is None:
-        raise RuntimeError("the program's stdout and stderr must be pipes")
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ, out)
-    selector.register(process.stderr, selectors.EVENT_READ, err)
-    try:
-        while selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                kill(process.pid)
-                break
-            for key, _ in selector.select(timeout=min(remaining, 0.5)):
-                chunk = os.read(key.fd, _READ_CHUNK)
-                if chunk:
-                    key.data.add(chunk)
-                else:
-                    selector.unregister(key.fileobj)
-            if out.total + err.total > limits.max_output_bytes:
-                output_limited = True
-                kill(process.pid)
-                break
-        # Output closed: the program is ending; allow it the rest of its time to exit.
-        grace = (
-            5.0 if (timed_out or output_limited) else max(0.0, deadline - time.monotonic()) + 0.5
-        )
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            kill(process.pid)
-            process.wait(timeout=5)
-    finally:
-        selector.close()
-        process.stdout.close()
-        process.stderr.close()
-    return out, err, timed_out, output_limited
-
-
-@dataclass
-class _Capture:
-    cap: int
-    data: bytearray = field(default_factory=bytearray)
-    total: int = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self.cap - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-
-    @property
-    def truncated(self) -> bool:
-        return self.total > len(self.data)
-
-
-@dataclass(frozen=True)
-class _Raw:
-    returncode: int
-    timed_out: bool
-    output_limited: bool
-    wall_time_s: float
-    stdout: _Capture
-    stderr: _Capture
-
-
-def _cpu_limit_s(limits: Limits) -> int:
-    return int(limits.cpu_time_s or limits.timeout_s) + 1
-
-
-def _set_rlimits(limits: Limits) -> None:
-    """CPU seconds, file size, no core dumps, for the calling process (unsafe mode)."""
-    cpu = _cpu_limit_s(limits)
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _prlimit_argv(limits: Limits) -> list[str]:
-    """The same limits inside the sandbox: util-linux's prlimit sets them and execs the
-    program (a process in bwrap's user namespace cannot be prlimit-ed from outside)."""
-    cpu = _cpu_limit_s(limits)
-    return [
-        "/usr/bin/prlimit",
-        f"--cpu={cpu}:{cpu + 1}",
-        f"--fsize={limits.max_file_bytes}",
-        "--core=0",
-        "--",
-    ]
-
-
-class _StatusReader:
-    """bwrap's --json-status-fd: {"child-pid": N, ...} once the sandbox's first process
-    exists (it then waits on --block-fd), {"exit-code": N} when the program ends."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._buffer = b""
-        self.status: dict[str, int] = {}
-
-    def _parse(self) -> None:
-        decoder = json.JSONDecoder()
-        text = self._buffer.decode(errors="replace")
-        pos = 0
-        while True:
-            while pos < len(text) and text[pos].isspace():
-                pos += 1
-            try:
-                obj, end = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError:
-                break
-            if isinstance(obj, dict):
-                self.status.update({k: v for k, v in obj.items() if isinstance(v, int)})
-            pos = end
-        self._buffer = text[pos:].encode()
-
-    def child_pid(self, timeout_s: float) -> int | None:
-        """Wait for the child-pid document; None if bwrap exited first (setup failed)."""
-        deadline = time.monotonic() + timeout_s
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._fd, selectors.EVENT_READ)
-            while "child-pid" not in self.status:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(timeout=remaining):
-                    raise SandboxUnavailableError(
-                        f"bubblewrap did not report its child within {timeout_s:g}s"
-                    )
-                chunk = os.read(self._fd, _READ_CHUNK)
-                if not chunk:
-                    return None
-                self._buffer += chunk
-                self._parse()
-        return self.status["child-pid"]
-
-    def finish(self) -> dict[str, int]:
-        while chunk := os.read(self._fd, _READ_CHUNK):
-            self._buffer += chunk
-        self._parse()
-        return self.status
-
-
-def _finish(
-    raw: _Raw,
+def finish(
+    raw: Pumped,
     status: Mapping[str, int],
     cpu_time_s: float,
     memory_peak_bytes: int,
     *,
     oom_killed: bool,
     pids_limited: bool,
+    launch_error: str = "",
 ) -> SandboxOutcome:
+    """Combine what was measured into the outcome (``status`` as bwrap reports it)."""
     sandbox_error = None
     exit_code: int | None = None
     sig: int | None = None
-    if "exit-code" in status:
+    if launch_error:
+        sandbox_error = launch_error.strip()
+    elif "exit-code" in status:
         code = status["exit-code"]
         # bwrap reports a child killed by signal N as 128 + N (the unsafe path mimics it).
         if 128 < code < 128 + signal.NSIG:

@@ -50,15 +50,31 @@ def cache_root() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def executor(sandbox: Sandbox, cache_root: Path) -> Executor:
+def warm_sandbox(sandbox: Sandbox, cgroup_parent: str) -> Iterator[Sandbox]:
+    """The same sandbox with two sandboxes kept started ahead of demand."""
+    box = Sandbox(SandboxConfig(cgroup_parent=cgroup_parent, warm_pool=2))
+    box.check()
+    yield box
+    box.close()
+
+
+@pytest.fixture(scope="session", params=["cold", "warm"])
+def executor(
+    request: pytest.FixtureRequest, sandbox: Sandbox, warm_sandbox: Sandbox, cache_root: Path
+) -> Executor:
+    """Every executor test runs with sandboxes started per run and from the warm pool."""
     return Executor(
-        sandbox,
+        sandbox if request.param == "cold" else warm_sandbox,
         ExecutorConfig(
             cache_dir=cache_root / "executor", default_limits=Limits(timeout_s=10), parallelism=2
         ),
     )
 
 
-def leftover_runs(cgroup_parent: str) -> list[Path]:
-    """Run cgroups still present under this session's parent."""
-    return sorted(CGROUP_ROOT.glob(f"**/{cgroup_parent}/run-*"))
+def leftover_runs(cgroup_parent: str, *, allow: int = 0) -> list[Path]:
+    """Run cgroups under this session's parent beyond ``allow`` (warm sandboxes hold one
+    each while they wait for a program)."""
+    found = sorted(CGROUP_ROOT.glob(f"pids/{cgroup_parent}/run-*")) or sorted(
+        CGROUP_ROOT.glob(f"{cgroup_parent}/run-*")
+    )
+    return found[allow:]

@@ -1,0 +1,76 @@
+"""The in-sandbox launcher (``launcher.c``): built once, fed one message per run.
+
+The message carries the run's files, argv, environment and rlimits; see launcher.c for
+the format. Building needs a C compiler (gcc comes with the g++ toolchain).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from codejury.execution.errors import SandboxUnavailableError
+
+SOURCE = Path(__file__).with_name("launcher.c")
+IN_SANDBOX = "/.codejury-launch"
+MAGIC = b"CJL1"
+
+
+def build(cache_dir: Path) -> Path:
+    """The launcher binary for the current source, compiled on first use."""
+    source = SOURCE.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    target = cache_dir / "launcher" / digest / "codejury-launch"
+    if target.exists():
+        return target
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise SandboxUnavailableError(
+            "no C compiler to build the sandbox launcher: `apt-get install gcc` "
+            "(bin/setup installs it with g++), or pass --unsafe-no-sandbox"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.chmod(0o755)
+    partial = target.with_name(f".{uuid.uuid4().hex}")
+    done = subprocess.run(
+        [compiler, "-O2", "-o", str(partial), str(SOURCE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SandboxUnavailableError(f"building the sandbox launcher failed: {done.stderr[-500:]}")
+    partial.chmod(0o755)
+    os.replace(partial, target)  # atomic: concurrent builders agree on the result
+    return target
+
+
+def _blob(data: bytes) -> bytes:
+    return struct.pack("<I", len(data)) + data
+
+
+def encode(
+    *,
+    files: Mapping[str, bytes],
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cpu_soft_s: int,
+    cpu_hard_s: int,
+    max_file_bytes: int,
+) -> bytes:
+    parts = [MAGIC, struct.pack("<I", len(files))]
+    for name, data in files.items():
+        parts += [_blob(name.encode()), _blob(data)]
+    parts.append(struct.pack("<I", len(argv)))
+    parts += [_blob(a.encode()) for a in argv]
+    parts.append(struct.pack("<I", len(env)))
+    parts += [_blob(f"{k}={v}".encode()) for k, v in env.items()]
+    parts.append(struct.pack("<QQQ", cpu_soft_s, cpu_hard_s, max_file_bytes))
+    return b"".join(parts)
