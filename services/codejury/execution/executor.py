@@ -84,7 +84,9 @@ class Executor:
         limits: Limits | None = None,
         candidate_id: str = "",
     ) -> domain_pb2.ExecutionResult:
-        language = require_available(language_name)
+        # Some languages build and run a program differently by its shape (Go test
+        # files, Rust #[test] modules): the registry decides, from the text alone.
+        language = require_available(language_name).for_program(program)
         self._validate(program)
         limits = limits or self.config.default_limits
         source = language.source_name(program)

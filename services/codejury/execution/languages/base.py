@@ -36,6 +36,13 @@ class Language:
     compile_timeout_s: float = 30.0
     compile_memory_bytes: int = 2 << 30
     run_memory_bytes: int | None = None  # None: the request's limit
+    # Languages whose compile/run shape depends on the program (Go test files, Rust
+    # #[test] modules): returns the Language to use for it. See ``for_program``.
+    variant: Callable[[str], Language] | None = None
+
+    def for_program(self, program: str) -> Language:
+        """The language as it must build and run ``program`` (pure: text in, data out)."""
+        return self.variant(program) if self.variant else self
 
     def source_name(self, program: str) -> str:
         stem = self.file_stem(program) if self.file_stem else "main"
@@ -68,9 +75,33 @@ def expand(argv: tuple[str, ...], *, src: str, main: str) -> list[str]:
 
 
 _JAVA_PUBLIC_CLASS = re.compile(r"^\s*public\s+(?:final\s+)?class\s+(\w+)", re.MULTILINE)
+_JAVA_CLASS = re.compile(r"^\s*(?:(?:public|final|abstract)\s+)*class\s+(\w+)", re.MULTILINE)
+_JAVA_MAIN = re.compile(r"\bpublic\s+static\s+void\s+main\s*\(")
 
 
 def java_file_stem(program: str) -> str:
-    """javac wants ``public class X`` in ``X.java``; programs without one use Main."""
-    match = _JAVA_PUBLIC_CLASS.search(program)
-    return match.group(1) if match else "Main"
+    """The file name, which is also the class that runs (``java {main}``).
+
+    javac wants ``public class X`` in ``X.java``. Without a public class: ``Main`` when
+    the program declares it (MBXP's tests, which mxeval runs as ``java Main``, even when a
+    completion adds a ``main`` of its own), else the first class with a ``main`` method
+    (MultiPL-E's ``Problem``), else ``Main``.
+    """
+    public = _JAVA_PUBLIC_CLASS.search(program)
+    if public:
+        return public.group(1)
+    classes = list(_JAVA_CLASS.finditer(program))
+    if any(c.group(1) == "Main" for c in classes):
+        return "Main"
+    for current, following in zip(classes, [*classes[1:], None], strict=True):
+        body = program[current.end() : following.start() if following else len(program)]
+        if _JAVA_MAIN.search(body):
+            return current.group(1)
+    return "Main"
+
+
+#: Where node finds the packages datasets require: Debian's node-* packages (lodash, for
+#: MBXP's tests; this nodejs build does not search there by itself) and bin/setup's npm
+#: prefix (js-md5, for HumanEval-X's JavaScript/162). The sandbox mounts NODE_TOOLS.
+NODE_TOOLS = "/opt/codejury"
+NODE_PATH = f"/usr/share/nodejs:{NODE_TOOLS}/node_modules"

@@ -9,6 +9,7 @@ LANGUAGE = Language(
     compile=(
         "/usr/bin/mcs",
         "-nowarn:219,414,162,168",
+        "-d:DEBUG",  # as MultiPL-E's harness: Debug.Assert is compiled in
         "-r:System.Numerics.dll",
         f"-out:{BUILD}/main.exe",
         SRC,

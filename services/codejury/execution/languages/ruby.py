@@ -6,6 +6,7 @@ LANGUAGE = Language(
     extension="rb",
     toolchain=("/usr/bin/ruby",),
     install="apt-get install ruby",
-    run=("/usr/bin/ruby", SRC),
+    # -rset: Ruby 3.2 autoloads Set, Debian 12's Ruby 3.1 does not (MBXP's Ruby uses it).
+    run=("/usr/bin/ruby", "-rset", SRC),
     stop_sequences=("\nclass", "\ndef", "\n#", "\n\n"),
 )

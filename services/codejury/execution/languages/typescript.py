@@ -1,4 +1,4 @@
-from codejury.execution.languages.base import BUILD, SRC, Language
+from codejury.execution.languages.base import BUILD, NODE_PATH, SRC, Language
 
 # Transpile-only with esbuild (milliseconds, versus about a second for tsc per program):
 # type errors do not fail a run, as with ts-node --transpile-only.
@@ -20,5 +20,6 @@ LANGUAGE = Language(
     ),
     run=("/usr/bin/node", f"{BUILD}/main.js"),
     ro_paths=("/opt/codejury",),
+    env={"NODE_PATH": NODE_PATH},
     stop_sequences=("\nfunction ", "\n/*", "\n//", "\nconsole.log"),
 )

@@ -88,7 +88,7 @@ class SamplingParams(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., seed: _Optional[int] = ..., greedy: _Optional[bool] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("candidate_id", "problem_id", "index", "completion", "model_name", "model_revision", "sampling", "prompt_tokens", "completion_tokens", "logprob_sum", "logprob_mean", "source")
+    __slots__ = ("candidate_id", "problem_id", "index", "completion", "model_name", "model_revision", "sampling", "prompt_tokens", "completion_tokens", "logprob_sum", "logprob_mean", "source", "finish_reason")
     CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class Candidate(_message.Message):
     LOGPROB_SUM_FIELD_NUMBER: _ClassVar[int]
     LOGPROB_MEAN_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     candidate_id: str
     problem_id: str
     index: int
@@ -113,7 +114,8 @@ class Candidate(_message.Message):
     logprob_sum: float
     logprob_mean: float
     source: CandidateSource
-    def __init__(self, candidate_id: _Optional[str] = ..., problem_id: _Optional[str] = ..., index: _Optional[int] = ..., completion: _Optional[str] = ..., model_name: _Optional[str] = ..., model_revision: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., logprob_sum: _Optional[float] = ..., logprob_mean: _Optional[float] = ..., source: _Optional[_Union[CandidateSource, str]] = ...) -> None: ...
+    finish_reason: str
+    def __init__(self, candidate_id: _Optional[str] = ..., problem_id: _Optional[str] = ..., index: _Optional[int] = ..., completion: _Optional[str] = ..., model_name: _Optional[str] = ..., model_revision: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., logprob_sum: _Optional[float] = ..., logprob_mean: _Optional[float] = ..., source: _Optional[_Union[CandidateSource, str]] = ..., finish_reason: _Optional[str] = ...) -> None: ...
 
 class ExecutionResult(_message.Message):
     __slots__ = ("candidate_id", "status", "exit_code", "signal", "wall_time_ms", "cpu_time_ms", "compile_time_ms", "max_memory_bytes", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "detail")

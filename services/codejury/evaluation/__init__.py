@@ -1,0 +1,1 @@
+"""Evaluation: benchmark datasets (MBXP, HumanEval-X, MultiPL-E) read into problems."""

@@ -1,0 +1,254 @@
+"""Typed loaders for MBXP, HumanEval-X and MultiPL-E files, read where they were downloaded.
+
+Every problem becomes a ``domain_pb2.Problem`` in the registry's language names, with the
+``assembly`` its own harness uses (see ``codejury.execution.assembly``). Languages the
+registry does not know (Kotlin, Scala, Swift, Haskell, ...) are not listed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TextIO
+
+from codejury.core.errors import NotFoundError, PermanentError
+from codejury.execution.errors import UnknownLanguageError
+from codejury.execution.languages import get_language
+from codejury.proto.v1 import domain_pb2
+
+
+class Dataset(StrEnum):
+    MBXP = "mbxp"
+    HUMANEVAL_X = "humaneval-x"
+    MULTIPL_E = "multipl-e/humaneval"
+
+
+class DatasetError(PermanentError):
+    """A dataset file is missing or malformed; the message names the file and the fix."""
+
+
+class DatasetNotFoundError(DatasetError, NotFoundError):
+    """The file (or the data dir) does not exist."""
+
+
+@dataclass(frozen=True)
+class BenchmarkProblem:
+    problem: domain_pb2.Problem
+    canonical_solution: str | None  # None: the dataset has none for this task
+    example_test: str | None = None  # HumanEval-X: the prompt's examples as a test
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    dataset: Dataset
+    language: str  # the registry's name
+    path: Path
+
+
+# MBXP file prefixes (mb<code>p_release_v<version>.jsonl) -> the dataset's language.
+_MBXP_CODES = {
+    "mbpp": "python",
+    "mbjp": "java",
+    "mbjsp": "javascript",
+    "mbtsp": "typescript",
+    "mbkp": "kotlin",
+    "mbrbp": "ruby",
+    "mbphp": "php",
+    "mbcpp": "cpp",
+    "mbcsp": "csharp",
+    "mbgp": "go",
+    "mbplp": "perl",
+    "mbscp": "scala",
+    "mbswp": "swift",
+}
+_MBXP_FILE = re.compile(r"^(mb[a-z]+)_release_v(\d+(?:\.\d+)*)\.jsonl$")
+_HUMANEVAL_X_FILE = re.compile(r"^humaneval_([a-z]+)\.jsonl\.gz$")
+_MULTIPL_E_FILE = re.compile(r"^humaneval-([a-z]+)-reworded\.jsonl$")
+# HumanEval-X fields its harness (CodeGeeX) puts before the prompt; others put nothing.
+_HUMANEVAL_X_HEAD = {"go": "test_setup", "rust": "declaration"}
+
+_DOWNLOAD_HINT = {
+    Dataset.MBXP: "MBXP: github.com/amazon-science/mxeval (data/mbxp)",
+    Dataset.HUMANEVAL_X: "HumanEval-X: huggingface.co/datasets/THUDM/humaneval-x",
+    Dataset.MULTIPL_E: "MultiPL-E: huggingface.co/datasets/nuprl/MultiPL-E (humaneval-*-reworded)",
+}
+
+
+def dataset_files(data_dir: Path) -> list[DatasetFile]:
+    """The (dataset, language) files under ``data_dir`` whose language is in the registry,
+    sorted; MBXP's newest release per language. A missing data dir is an error."""
+    if not data_dir.is_dir():
+        raise DatasetNotFoundError(
+            f"data dir {data_dir} does not exist: download the benchmarks there "
+            "(mbxp/, humaneval-x/, multipl-e/) or point CODEJURY_DATA_DIR at them"
+        )
+    newest: dict[tuple[Dataset, str], tuple[tuple[int, ...], Path]] = {}
+    for dataset, code, version, path in _candidates(data_dir):
+        language = _registry_name(code)
+        key = (dataset, language or "")
+        if language is not None and (key not in newest or newest[key][0] < version):
+            newest[key] = (version, path)
+    return sorted(
+        (DatasetFile(dataset, language, path) for (dataset, language), (_, path) in newest.items()),
+        key=lambda f: (f.dataset.value, f.language),
+    )
+
+
+def _candidates(data_dir: Path) -> Iterator[tuple[Dataset, str, tuple[int, ...], Path]]:
+    """(dataset, its language code, release version, path) of each file named like one."""
+    for path in sorted((data_dir / "mbxp").glob("*.jsonl")):
+        mbxp = _MBXP_FILE.match(path.name)
+        if mbxp and mbxp[1] in _MBXP_CODES:
+            yield Dataset.MBXP, _MBXP_CODES[mbxp[1]], tuple(map(int, mbxp[2].split("."))), path
+    for path in sorted((data_dir / "humaneval-x").glob("*.jsonl.gz")):
+        humaneval_x = _HUMANEVAL_X_FILE.match(path.name)
+        if humaneval_x:
+            yield Dataset.HUMANEVAL_X, humaneval_x[1], (), path
+    for path in sorted((data_dir / "multipl-e").glob("*.jsonl")):
+        multipl_e = _MULTIPL_E_FILE.match(path.name)
+        if multipl_e:
+            yield Dataset.MULTIPL_E, multipl_e[1], (), path
+
+
+def find(data_dir: Path, dataset: Dataset, language: str) -> DatasetFile:
+    """The file of ``dataset`` in ``language`` (any alias) under ``data_dir``."""
+    name = get_language(language).name
+    for file in dataset_files(data_dir):
+        if file.dataset == dataset and file.language == name:
+            return file
+    raise DatasetNotFoundError(
+        f"no {dataset.value} file for {name} under {data_dir}: download it "
+        f"({_DOWNLOAD_HINT[dataset]}) or point CODEJURY_DATA_DIR at a folder that has it"
+    )
+
+
+def load(file: DatasetFile) -> list[BenchmarkProblem]:
+    loader = {
+        Dataset.MBXP: load_mbxp,
+        Dataset.HUMANEVAL_X: load_humaneval_x,
+        Dataset.MULTIPL_E: load_multipl_e,
+    }[file.dataset]
+    return loader(file.path)
+
+
+def load_mbxp(path: Path) -> list[BenchmarkProblem]:
+    problems = []
+    for row in _rows(path, Dataset.MBXP, ("task_id", "language", "prompt", "test")):
+        language = _language(row["language"], path, Dataset.MBXP)
+        problem = domain_pb2.Problem(
+            problem_id=row["task_id"],
+            language=language,
+            prompt=row["prompt"],
+            tests=row["test"],
+            stop_sequences=get_language(language).stop_sequences,
+            dataset=Dataset.MBXP.value,
+            entry_point=row.get("entry_point") or "",
+            assembly=domain_pb2.PROGRAM_ASSEMBLY_MBXP,
+        )
+        problems.append(BenchmarkProblem(problem, row.get("canonical_solution") or None))
+    return problems
+
+
+def load_humaneval_x(path: Path) -> list[BenchmarkProblem]:
+    match = _HUMANEVAL_X_FILE.match(path.name)
+    code = match.group(1) if match else ""
+    language = _language(code, path, Dataset.HUMANEVAL_X)
+    head_field = _HUMANEVAL_X_HEAD.get(language)
+    problems = []
+    required = ("task_id", "prompt", "test", "canonical_solution", *filter(None, [head_field]))
+    for row in _rows(path, Dataset.HUMANEVAL_X, required):
+        problem = domain_pb2.Problem(
+            problem_id=row["task_id"],
+            language=language,
+            prompt=row["prompt"],
+            tests=row["test"],
+            stop_sequences=get_language(language).stop_sequences,
+            dataset=Dataset.HUMANEVAL_X.value,
+            assembly=domain_pb2.PROGRAM_ASSEMBLY_HUMANEVAL_X,
+            declaration=row[head_field] if head_field else "",
+        )
+        problems.append(
+            BenchmarkProblem(
+                problem, row["canonical_solution"] or None, row.get("example_test") or None
+            )
+        )
+    return problems
+
+
+def load_multipl_e(path: Path) -> list[BenchmarkProblem]:
+    problems = []
+    required = ("name", "language", "prompt", "tests", "stop_tokens")
+    for row in _rows(path, Dataset.MULTIPL_E, required):
+        language = _language(row["language"].removesuffix("_test.go"), path, Dataset.MULTIPL_E)
+        problem = domain_pb2.Problem(
+            problem_id=row["name"],
+            language=language,
+            prompt=row["prompt"],
+            tests=row["tests"],
+            stop_sequences=row["stop_tokens"],
+            dataset=Dataset.MULTIPL_E.value,
+            entry_point=_multipl_e_entry_point(row["name"]),
+            assembly=domain_pb2.PROGRAM_ASSEMBLY_MULTIPL_E,
+        )
+        problems.append(BenchmarkProblem(problem, None))
+    return problems
+
+
+def _multipl_e_entry_point(name: str) -> str:
+    """``HumanEval_0_has_close_elements`` -> ``has_close_elements``."""
+    parts = name.split("_", 2)
+    return parts[2] if len(parts) == 3 and parts[1].isdigit() else ""
+
+
+def _rows(path: Path, dataset: Dataset, required: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    fix = f"download it again ({_DOWNLOAD_HINT[dataset]})"
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path} does not exist: {fix}")
+    try:
+        with _open_text(path) as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"{path}:{number}: not JSON ({exc.msg}): {fix}") from exc
+                if not isinstance(row, dict):
+                    raise DatasetError(f"{path}:{number}: not a JSON object: {fix}")
+                missing = [name for name in required if row.get(name) is None]
+                if missing:
+                    raise DatasetError(
+                        f"{path}:{number}: missing {', '.join(missing)} "
+                        f"(is this a {dataset.value} file?): {fix}"
+                    )
+                yield row
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc}): {fix}") from exc
+
+
+def _open_text(path: Path) -> TextIO:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _language(code: str, path: Path, dataset: Dataset) -> str:
+    name = _registry_name(code)
+    if name is None:
+        raise DatasetError(
+            f"{path}: language {code!r} is not in the languages registry: "
+            f"load only the files dataset_files() lists ({dataset.value})"
+        )
+    return name
+
+
+def _registry_name(code: str) -> str | None:
+    try:
+        return get_language(code).name
+    except UnknownLanguageError:
+        return None

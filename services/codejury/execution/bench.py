@@ -1,0 +1,186 @@
+"""``codejury bench sandbox``: the sandbox's cost, measured side by side in one run.
+
+For each language the same programs run three ways, each at the same concurrency:
+plain subprocesses (no isolation, same interpreter/compiler and flags), the sandbox,
+and for C++ the sandbox without the precompiled header. Every program is compiled and
+run once per mode (a fresh compile cache per mode), so the ratios compare like with like.
+The machine is noisy: read the ratios, not the absolute times.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from codejury.execution.executor import Executor, ExecutorConfig
+from codejury.execution.languages import get_language
+from codejury.execution.languages.base import BUILD_DIR, expand
+from codejury.execution.sandbox import Limits, Sandbox, SandboxConfig
+from codejury.proto.v1 import domain_pb2
+
+PLAIN, SANDBOX, SANDBOX_NO_PCH = "plain", "sandbox", "sandbox-no-pch"
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    language: str
+    mode: str
+    programs: int
+    passed: int
+    wall_s: float
+    latencies_s: tuple[float, ...]
+
+    @property
+    def per_second(self) -> float:
+        return self.programs / self.wall_s if self.wall_s else 0.0
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+@dataclass(frozen=True)
+class LanguageReport:
+    language: str
+    modes: dict[str, ModeResult]
+
+    def ratio(self, slow: str, fast: str) -> float | None:
+        """Median per-program latency of ``slow`` over ``fast``."""
+        if slow not in self.modes or fast not in self.modes:
+            return None
+        a = statistics.median(self.modes[slow].latencies_s)
+        b = statistics.median(self.modes[fast].latencies_s)
+        return a / b if b else None
+
+
+def _timed(
+    run: Callable[[str], bool], programs: Sequence[str], concurrency: int
+) -> tuple[int, float, tuple[float, ...]]:
+    def one(program: str) -> tuple[bool, float]:
+        started = time.perf_counter()
+        ok = run(program)
+        return ok, time.perf_counter() - started
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        results = list(pool.map(one, programs))
+    wall = time.perf_counter() - started
+    return sum(ok for ok, _ in results), wall, tuple(t for _, t in results)
+
+
+def plain_runner(language_name: str, timeout_s: float) -> Callable[[str], bool]:
+    """Compile (if needed) and run with plain subprocesses in a temp dir: the baseline."""
+    language = get_language(language_name)
+
+    def run(program: str) -> bool:
+        with tempfile.TemporaryDirectory(prefix="codejury-bench-") as tmp:
+            lang = language.for_program(program)
+            source = lang.source_name(program)
+            Path(tmp, source).write_text(program)
+            Path(tmp, "build").mkdir()
+            env = {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": tmp,
+                "LANG": "C.UTF-8",
+                "TMPDIR": tmp,
+            }
+            env.update({k: v.replace("/sandbox", tmp) for k, v in lang.env.items()})
+
+            def host(argv: tuple[str, ...]) -> list[str]:
+                expanded = expand(argv, src=source, main=Path(source).stem)
+                return [a.replace(BUILD_DIR, f"{tmp}/build") for a in expanded if a != "{pch}"]
+
+            try:
+                if lang.compile:
+                    built = subprocess.run(
+                        host(lang.compile),
+                        cwd=tmp,
+                        env=env,
+                        capture_output=True,
+                        timeout=120,
+                        check=False,
+                    )
+                    if built.returncode != 0:
+                        return False
+                done = subprocess.run(
+                    host(lang.run),
+                    cwd=tmp,
+                    env=env,
+                    capture_output=True,
+                    timeout=timeout_s,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                return False
+            return done.returncode == 0
+
+    return run
+
+
+def sandbox_runner(
+    sandbox: Sandbox, cache_dir: Path, language: str, limits: Limits, *, use_pch: bool
+) -> Callable[[str], bool]:
+    executor = Executor(
+        sandbox, ExecutorConfig(cache_dir=cache_dir, default_limits=limits, use_pch=use_pch)
+    )
+    if (
+        use_pch and language == "cpp"
+    ):  # build the header before timing: it is built once per toolchain
+        executor.run_program("cpp", "#include <bits/stdc++.h>\nint main() {}\n")
+
+    def run(program: str) -> bool:
+        return executor.run_program(language, program, limits).status == domain_pb2.PASSED
+
+    return run
+
+
+def bench_language(
+    language: str,
+    programs: Sequence[str],
+    *,
+    sandbox_config: SandboxConfig,
+    concurrency: int,
+    limits: Limits,
+    scratch: Path,
+) -> LanguageReport:
+    sandbox = Sandbox(sandbox_config)
+    sandbox.check()
+    modes: dict[str, ModeResult] = {}
+    runners: list[tuple[str, Callable[[str], bool]]] = [
+        (PLAIN, plain_runner(language, limits.timeout_s)),
+        (
+            SANDBOX,
+            sandbox_runner(sandbox, scratch / f"{language}-pch", language, limits, use_pch=True),
+        ),
+    ]
+    if language == "cpp":
+        runners.append(
+            (
+                SANDBOX_NO_PCH,
+                sandbox_runner(
+                    sandbox, scratch / f"{language}-nopch", language, limits, use_pch=False
+                ),
+            )
+        )
+    for mode, run in runners:
+        passed, wall, latencies = _timed(run, programs, concurrency)
+        modes[mode] = ModeResult(language, mode, len(programs), passed, wall, latencies)
+    return LanguageReport(language, modes)
+
+
+def make_scratch() -> Path:
+    """A scratch cache the sandbox user can reach (bind mounts run as that user)."""
+    path = Path(tempfile.mkdtemp(prefix="codejury-bench-"))
+    path.chmod(0o755)
+    return path
+
+
+def remove_scratch(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,85 @@
+"""The one small interface every generator backend implements.
+
+A backend turns prompts into raw samples: ``stream(jobs, n, sampling)`` yields each
+``Sample`` as soon as it is finished, ``generate`` collects them in order. What a sample
+means for its problem (cutting, extracting the function, ids) is the ``Generator``'s job,
+so the backends stay interchangeable:
+
+- ``huggingface.TransformersBackend``: a model in this process (local directory, GGUF file,
+  hub id), N samples per problem in one batch;
+- ``openai_http.OpenAIBackend``: an OpenAI-compatible server (vLLM, TGI) over HTTP.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from codejury.generation.prompts import Prompt
+from codejury.generation.requests import Sampling
+
+FinishReason = Literal["stop", "eos", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What candidates record about the model, and what requests are checked against."""
+
+    name: str
+    revision: str
+    context_length: int | None  # None: unknown, not checked here (the server checks)
+    has_chat_template: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One problem of a request, as the backend sees it."""
+
+    problem: int  # the problem's position in the request
+    prompt: Prompt
+    max_new_tokens: int  # the request's budget, or less where the default had to fit the context
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One generated text, cut where its prompt's stop rule says it ends."""
+
+    problem: int
+    index: int  # 0 .. n-1 within its problem
+    text: str
+    prompt_tokens: int
+    completion_tokens: int  # tokens of ``text`` (the cut-off rest is not counted)
+    logprob_sum: float  # log-probability of those tokens under the model (temperature 1)
+    finish_reason: FinishReason
+    token_ids: tuple[int, ...] = ()  # the tokens of ``text`` where the backend knows them
+
+
+class GenerationBackend(ABC):
+    info: ModelInfo
+
+    @abstractmethod
+    def prompt_tokens(self, prompt: Prompt) -> int | None:
+        """Tokens the prompt takes, or None when only the server can tell."""
+
+    @abstractmethod
+    def stream(
+        self,
+        jobs: Sequence[Job],
+        n: int,
+        sampling: Sampling,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Sample]:
+        """Yield ``n`` samples per job, each as soon as it is finished (in any order).
+
+        Setting ``cancel`` (or closing the iterator) stops the work early.
+        """
+
+    def generate(self, jobs: Sequence[Job], n: int, sampling: Sampling) -> list[Sample]:
+        """``n`` samples per job, ordered by job then index."""
+        return sorted(self.stream(jobs, n, sampling), key=lambda s: (s.problem, s.index))
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
+        """Release what the backend holds (connections, device memory)."""

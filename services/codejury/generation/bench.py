@@ -1,0 +1,108 @@
+"""Generation throughput: batched sampling against the same samples drawn one at a time.
+
+Both modes sample the same problems with the same parameters in one process, one after
+the other, so their ratio is measured on the same machine in the same state. Tokens/s
+counts the tokens of the kept completions only: a batch that waits for its longest
+sequence pays for that wait. Each run also records the process's CPU time: on a machine
+whose cores other processes share, wall-clock rates swing with their load, while tokens
+per CPU-second measure the work itself (exactly so with ``generation.torch_threads=1``;
+with more threads, OpenMP's spin-waiting counts as work).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from codejury.generation.generator import Generator
+from codejury.proto.v1 import domain_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class BenchRun:
+    mode: Literal["batched", "sequential"]
+    n: int  # candidates per problem
+    problems: int
+    candidates: int
+    tokens: int  # completion tokens over all candidates
+    seconds: float
+    cpu_seconds: float  # this process's CPU time (all threads)
+
+    @property
+    def candidates_per_s(self) -> float:
+        return self.candidates / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_cpu_s(self) -> float:
+        return self.tokens / self.cpu_seconds if self.cpu_seconds else 0.0
+
+    @property
+    def seconds_per_problem(self) -> float:
+        return self.seconds / self.problems if self.problems else 0.0
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {
+            "mode": self.mode,
+            "n": self.n,
+            "problems": self.problems,
+            "candidates": self.candidates,
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 3),
+            "candidates_per_s": round(self.candidates_per_s, 3),
+            "tokens_per_s": round(self.tokens_per_s, 2),
+            "cpu_seconds": round(self.cpu_seconds, 3),
+            "tokens_per_cpu_s": round(self.tokens_per_cpu_s, 2),
+            "seconds_per_problem": round(self.seconds_per_problem, 2),
+        }
+
+
+def run_batched(
+    generator: Generator,
+    problems: Sequence[domain_pb2.Problem],
+    n: int,
+    sampling: domain_pb2.SamplingParams,
+) -> BenchRun:
+    """One request of ``n`` candidates per problem (one batch per problem)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    candidates = []
+    for i, problem in enumerate(problems):
+        candidates += generator.generate([problem], n, sampling, request_key=f"bench-b{i}")
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    tokens = sum(c.completion_tokens for c in candidates)
+    return BenchRun("batched", n, len(problems), len(candidates), tokens, seconds, cpu_seconds)
+
+
+def run_sequential(
+    generator: Generator,
+    problems: Sequence[domain_pb2.Problem],
+    n: int,
+    sampling: domain_pb2.SamplingParams,
+) -> BenchRun:
+    """``n`` requests of one candidate per problem (seeds differ per call)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    candidates = []
+    for i, problem in enumerate(problems):
+        for k in range(n):
+            params = domain_pb2.SamplingParams()
+            params.CopyFrom(sampling)
+            params.seed = sampling.seed + k if sampling.seed else 0
+            candidates += generator.generate([problem], 1, params, request_key=f"bench-s{i}-{k}")
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    tokens = sum(c.completion_tokens for c in candidates)
+    return BenchRun("sequential", n, len(problems), len(candidates), tokens, seconds, cpu_seconds)
+
+
+def speedup(batched: BenchRun, sequential: BenchRun, *, by: Literal["wall", "cpu"]) -> float:
+    """How many times the batched path's token throughput is the sequential one's,
+    per wall-clock second or per CPU-second."""
+    if by == "cpu":
+        base, better = sequential.tokens_per_cpu_s, batched.tokens_per_cpu_s
+    else:
+        base, better = sequential.tokens_per_s, batched.tokens_per_s
+    return better / base if base else 0.0

@@ -1,0 +1,111 @@
+"""Building the reward-model ranker for a deployment mode, from the settings.
+
+- cluster (``reranking.endpoint`` set): one route to the KServe InferenceService, which
+  splits stable/canary itself;
+- embedded, ``backend=kserve``: a loopback model server process per marked version
+  (stable, and canary when marked), split here by ``canary_weight``;
+- embedded, ``backend=in-process``: the marked versions loaded into this process; other
+  versions load on demand when a request pins them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from codejury.core.logging import get_logger
+from codejury.core.settings import Settings
+from codejury.reranking.clients import GrpcV2Scorer
+from codejury.reranking.errors import UnknownVersionError
+from codejury.reranking.launcher import ModelServerProcess, stop_all
+from codejury.reranking.model import RewardModel, ScoringConfig
+from codejury.reranking.registry import ModelRegistry, registry_uri
+from codejury.reranking.routing import CANARY, SERVICE, STABLE, Route, VersionRouter
+from codejury.reranking.scoring import InProcessScorer
+
+log = get_logger(__name__)
+
+
+def scoring_config(settings: Settings) -> ScoringConfig:
+    return ScoringConfig(
+        batch_size=settings.reranking.batch_size, max_length=settings.reranking.max_length
+    )
+
+
+def load_version(settings: Settings, registry: ModelRegistry, version: str) -> RewardModel:
+    """Load ``version`` (checked, then read): Unknown/Corrupt version errors."""
+    return RewardModel.load(
+        registry.model_dir(version), version=version, config=scoring_config(settings)
+    )
+
+
+def grpc_scorer(settings: Settings, address: str) -> GrpcV2Scorer:
+    return GrpcV2Scorer(
+        address,
+        model_name=settings.reranking.model_name,
+        timeout_s=settings.reranking.request_timeout_s,
+    )
+
+
+@contextmanager
+def reward_router(
+    settings: Settings, registry: ModelRegistry | None = None
+) -> Iterator[VersionRouter]:
+    """The router for the configured mode; model servers it started stop on exit."""
+    rr = settings.reranking
+    registry = registry or ModelRegistry.from_uri(registry_uri(settings))
+    with ExitStack() as stack:
+        if rr.endpoint:
+            router = VersionRouter(Route(SERVICE, grpc_scorer(settings, rr.endpoint)))
+            stack.callback(router.close)
+            log.info("reranking.cluster_mode", endpoint=rr.endpoint)
+            yield router
+            return
+        channels = registry.channels()
+        if channels.stable is None:
+            raise UnknownVersionError(
+                f"no version is marked stable in {registry.root}: register one and mark it "
+                "(`codejury reranker init` then `codejury reranker mark stable VERSION`)"
+            )
+        marked = [(STABLE, channels.stable)] + (
+            [(CANARY, channels.canary)] if channels.canary else []
+        )
+        routes: dict[str, Route] = {}
+        if rr.backend == "in-process":
+            for channel, version in marked:
+                model = load_version(settings, registry, version)
+                routes[channel] = Route(channel, InProcessScorer(model), version)
+        else:
+            for _, version in marked:  # fail here, clearly, before starting any process
+                registry.model_dir(version)
+            processes = {
+                channel: ModelServerProcess(settings, version, registry_uri=str(registry.root))
+                for channel, version in marked
+            }
+            stack.callback(stop_all, processes.values())
+            for process in processes.values():
+                process.launch()  # the servers start side by side
+            for channel, version in marked:
+                served = processes[channel].wait_ready()
+                scorer = grpc_scorer(settings, served.grpc_address)
+                stack.callback(scorer.close)
+                routes[channel] = Route(channel, scorer, version)
+        router = VersionRouter(
+            routes[STABLE],
+            canary=routes.get(CANARY),
+            canary_weight=rr.canary_weight,
+            registry=registry,
+            load_version=(
+                (lambda v: InProcessScorer(load_version(settings, registry, v)))
+                if rr.backend == "in-process"
+                else None
+            ),
+        )
+        log.info(
+            "reranking.embedded_mode",
+            backend=rr.backend,
+            stable=channels.stable,
+            canary=channels.canary,
+            canary_weight=rr.canary_weight if channels.canary else 0.0,
+        )
+        yield router
