@@ -229,6 +229,7 @@ def _fail(wrong: list[str], total: int, what: str) -> None:
 
 
 @pytest.mark.parametrize("file", _params(WITH_CANONICAL))
+@pytest.mark.parametrize("executor", ["warm"], indirect=True)  # the production path
 def test_sampled_canonical_solutions_pass_unless_listed(
     executor: Executor, file: DatasetFile | None
 ) -> None:
@@ -238,6 +239,7 @@ def test_sampled_canonical_solutions_pass_unless_listed(
 
 
 @pytest.mark.parametrize("file", _params(WITH_BROKEN))
+@pytest.mark.parametrize("executor", ["warm"], indirect=True)  # the production path
 def test_sampled_broken_bodies_do_not_pass(executor: Executor, file: DatasetFile | None) -> None:
     file = _usable(file)
     jobs = broken_jobs(file)[:SAMPLE]
@@ -245,6 +247,7 @@ def test_sampled_broken_bodies_do_not_pass(executor: Executor, file: DatasetFile
 
 
 @pytest.mark.parametrize("file", _params(ALL))
+@pytest.mark.parametrize("executor", ["warm"], indirect=True)  # the production path
 def test_sampled_empty_completions_do_not_pass(
     executor: Executor, file: DatasetFile | None
 ) -> None:
