@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 
 from codejury.core.errors import CodeJuryError
 from codejury.core.settings import Settings
@@ -118,5 +119,11 @@ def make_celery_app(settings: Settings) -> Celery:
                 detail=str(exc),
             )
         return encode(result)
+
+    @worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+    def close_sandboxes(**_: Any) -> None:
+        """Warm sandboxes die with the pool process; their cgroups must be removed."""
+        for executor in executors.values():
+            executor.sandbox.close()
 
     return app

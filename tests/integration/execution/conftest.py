@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from codejury.execution.cgroups import CGROUP_ROOT, detect_version
+from codejury.execution.cgroups import CGROUP_ROOT, detect_version, sweep_stale
 from codejury.execution.errors import SandboxUnavailableError
 from codejury.execution.executor import Executor, ExecutorConfig
 from codejury.execution.sandbox import Limits, Sandbox, SandboxConfig
@@ -24,6 +24,9 @@ def cgroup_parent() -> Iterator[str]:
         version = detect_version()
     except SandboxUnavailableError:
         return
+    # Celery pool processes that held warm sandboxes are gone by now: their empty groups
+    # are swept the way a restarted worker sweeps them; anything else left fails below.
+    sweep_stale(name)
     dirs = [CGROUP_ROOT / name] if version == "v2" else list(CGROUP_ROOT.glob(f"*/{name}"))
     for directory in dirs:
         if directory.exists():

@@ -140,7 +140,7 @@ def make_handler(served: Served) -> type[BaseHTTPRequestHandler]:
 def server() -> Iterator[tuple[str, Served]]:
     served = Served()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(served))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", served

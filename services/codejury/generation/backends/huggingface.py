@@ -19,6 +19,7 @@ so a problem's candidates do not depend on the other problems of its request.
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -203,12 +204,32 @@ class TransformersBackend(GenerationBackend):
             eos_token_id=sorted(self._eos) or None,
             pad_token_id=self._pad,
         )
+        self._cache_kw = _cache_argument(self._model)
         self.info = ModelInfo(
             name=name or loaded.source.name,
             revision=loaded.revision,
             context_length=loaded.context_length,
             has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
         )
+
+    def _prompt_cache(self, batch: _Batch) -> dict[str, Any]:
+        """The prompt's KV cache, computed once and repeated for every row of the batch.
+
+        All rows share the prompt, so its forward pass runs on one row instead of n (the
+        prefill is most of the work of a short completion). ``generate`` then only runs
+        the prompt's last token, for all rows. Returns the ``generate`` keyword for it,
+        or nothing when the model takes no cache or the prompt is one token long.
+        """
+        if self._cache_kw is None or len(batch.prompt_ids) < 2:
+            return {}
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self._model.config)
+        prefix = torch.tensor([batch.prompt_ids[:-1]], device=self._device)  # (1, T-1)
+        self._model(input_ids=prefix, use_cache=True, **{self._cache_kw: cache})
+        if batch.rows > 1:
+            cache.batch_repeat_interleave(batch.rows)  # (B, heads, T-1, head_dim) per layer
+        return {self._cache_kw: cache}
 
     @classmethod
     def from_settings(cls, settings: GenerationSettings) -> TransformersBackend:
@@ -318,6 +339,7 @@ class TransformersBackend(GenerationBackend):
                 top_k=0,
                 **shared,
             )
+        extra = self._prompt_cache(batch)
         torch.manual_seed(seed)
         self._model.generate(
             input_ids=input_ids,
@@ -325,8 +347,18 @@ class TransformersBackend(GenerationBackend):
             generation_config=config,
             logits_processor=LogitsProcessorList([watcher.recorder]),
             stopping_criteria=StoppingCriteriaList([watcher]),
+            **extra,
         )
         watcher.finish_rest()
+
+
+def _cache_argument(model: Any) -> str | None:
+    """The keyword a model's forward takes its KV cache by (``cache`` since transformers 5)."""
+    parameters = inspect.signature(model.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in parameters:
+            return name
+    return None
 
 
 def _with_index(sample: Sample, index: int) -> Sample:
