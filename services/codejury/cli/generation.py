@@ -115,7 +115,7 @@ def bench_generation(
     (the same problems and sampling, in this run). Target: batched N=8 >= 3x."""
     from codejury.cli.bench import data_dir
     from codejury.evaluation.datasets import Dataset, find, load
-    from codejury.generation.bench import BenchRun, run_batched, run_sequential, speedup
+    from codejury.generation.bench import measure, speedup
     from codejury.generation.factory import make_generator
     from codejury.proto.v1 import domain_pb2
 
@@ -131,13 +131,13 @@ def bench_generation(
     )
     warm = domain_pb2.SamplingParams(max_new_tokens=4, seed=seed)
     generator.generate(prompts[:1], 1, warm, request_key="bench-warmup")
-    runs: list[BenchRun] = []
-    with console.status("sampling...") as status:
-        status.update(f"sequential: {sequential_n} calls of n=1 per problem")
-        sequential = run_sequential(generator, prompts, sequential_n, sampling)
-        for n in values:
-            status.update(f"batched n={n}")
-            runs.append(run_batched(generator, prompts, n, sampling))
+    if sequential_n not in values:
+        values.append(sequential_n)
+    with console.status(
+        f"sampling {len(prompts)} problems: {sequential_n} sequential calls, then batched "
+        f"n={', '.join(map(str, values))}, problem by problem"
+    ):
+        sequential, runs = measure(generator, prompts, values, sequential_n, sampling)
     info = generator.backend.info
     table = Table(
         title=f"codejury bench generation: {info.name} ({generator.style.value} prompts), "
@@ -158,9 +158,7 @@ def bench_generation(
             f"{run.tokens_per_cpu_s:.1f}",
         )
     console.print(table)
-    batched = next((r for r in runs if r.n == sequential_n), None)
-    if batched is None:
-        batched = run_batched(generator, prompts, sequential_n, sampling)
+    batched = next(r for r in runs if r.n == sequential_n)
     ratio = speedup(batched, sequential, by="wall")
     cpu_ratio = speedup(batched, sequential, by="cpu")
     verdict = "[green]meets[/]" if ratio >= 3 else "[red]misses[/]"

@@ -1,7 +1,8 @@
 """Generation throughput: batched sampling against the same samples drawn one at a time.
 
-Both modes sample the same problems with the same parameters in one process, one after
-the other, so their ratio is measured on the same machine in the same state. Tokens/s
+Both modes sample the same problems with the same parameters in one process, interleaved
+problem by problem (``measure``), so their ratio is measured on the same machine in the
+same state, and a burst of load from other processes falls on both. Tokens/s
 counts the tokens of the kept completions only: a batch that waits for its longest
 sequence pays for that wait. Each run also records the process's CPU time: on a machine
 whose cores other processes share, wall-clock rates swing with their load, while tokens
@@ -45,6 +46,18 @@ class BenchRun:
     @property
     def seconds_per_problem(self) -> float:
         return self.seconds / self.problems if self.problems else 0.0
+
+    def __add__(self, other: BenchRun) -> BenchRun:
+        """Two runs of the same mode and n over different problems, as one."""
+        return BenchRun(
+            self.mode,
+            self.n,
+            self.problems + other.problems,
+            self.candidates + other.candidates,
+            self.tokens + other.tokens,
+            self.seconds + other.seconds,
+            self.cpu_seconds + other.cpu_seconds,
+        )
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {
@@ -96,6 +109,28 @@ def run_sequential(
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     tokens = sum(c.completion_tokens for c in candidates)
     return BenchRun("sequential", n, len(problems), len(candidates), tokens, seconds, cpu_seconds)
+
+
+def measure(
+    generator: Generator,
+    problems: Sequence[domain_pb2.Problem],
+    ns: Sequence[int],
+    sequential_n: int,
+    sampling: domain_pb2.SamplingParams,
+) -> tuple[BenchRun, list[BenchRun]]:
+    """The sequential run of ``sequential_n`` and a batched run per n in ``ns``, each
+    problem sampled in every mode before the next problem."""
+    sequential: BenchRun | None = None
+    batched: dict[int, BenchRun] = {}
+    for problem in problems:
+        one = run_sequential(generator, [problem], sequential_n, sampling)
+        sequential = one if sequential is None else sequential + one
+        for n in ns:
+            run = run_batched(generator, [problem], n, sampling)
+            batched[n] = batched[n] + run if n in batched else run
+    if sequential is None:
+        raise ValueError("problems: give at least one problem to measure")
+    return sequential, [batched[n] for n in ns]
 
 
 def speedup(batched: BenchRun, sequential: BenchRun, *, by: Literal["wall", "cpu"]) -> float:

@@ -176,3 +176,29 @@ def test_fingerprints_follow_the_content(tmp_path: Path) -> None:
     assert before == fingerprint([weights]) and before.startswith("fp-")
     weights.write_bytes(b"b" * 100)
     assert fingerprint([weights]) != before
+
+
+# -- the benchmark's bookkeeping ---------------------------------------------------------------
+
+
+def test_bench_interleaves_modes_and_counts_every_candidate() -> None:
+    from codejury.generation.bench import measure, speedup
+
+    backend = Scripted(["    return 1\n"])
+    calls: list[int] = []
+    stream = backend.stream
+
+    def counting(jobs, n, sampling, cancel=None):  # type: ignore[no-untyped-def]
+        calls.append(n)
+        return stream(jobs, n, sampling, cancel)
+
+    backend.stream = counting  # type: ignore[method-assign]
+    gen = Generator(backend, GenerationSettings())  # type: ignore[call-arg]
+    sequential, (one, eight) = measure(
+        gen, [PROBLEM, PROBLEM], [1, 8], 8, domain_pb2.SamplingParams(seed=1)
+    )
+    # Per problem: 8 calls of n=1, then n=1, then n=8; the next problem after that.
+    assert calls == ([1] * 8 + [1, 8]) * 2
+    assert (sequential.candidates, sequential.tokens, sequential.problems) == (16, 64, 2)
+    assert (eight.candidates, eight.n, one.candidates) == (16, 8, 2)
+    assert speedup(eight, sequential, by="wall") > 0 and eight.as_dict()["mode"] == "batched"
