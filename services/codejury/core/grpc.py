@@ -16,10 +16,12 @@ import grpc
 
 from codejury.core.errors import (
     CodeJuryError,
+    DeadlineExceededError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     PermanentError,
+    ResourceExhaustedError,
     TemporaryError,
 )
 from codejury.core.logging import get_logger
@@ -35,6 +37,10 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.NOT_FOUND
     if isinstance(exc, FailedPreconditionError):
         return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, ResourceExhaustedError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, DeadlineExceededError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     if isinstance(exc, TemporaryError):
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, PermanentError):

@@ -249,6 +249,80 @@ class GenerationSettings(_Group):
     grpc_port: int = Field(50051, ge=0, le=65535, description="Generation gRPC port (0: any).")
 
 
+class TrainingSettings(_Group):
+    """The training data store, reward-model training and cold-start mutation mining."""
+
+    store_dir: Path | None = Field(
+        None,
+        description="Labelled candidates (Parquet parts, snapshots); default: "
+        "<run_dir>/training/data.",
+    )
+    feedback_group_id: str = Field(
+        "codejury-training-feedback",
+        description="Consumer group of the feedback consumer that fills the store.",
+    )
+    max_pairs_per_problem: int = Field(
+        32, ge=1, description="Most (passing, failing) pairs drawn from one problem."
+    )
+    hard_negative_factor: int = Field(
+        2,
+        ge=1,
+        description="Times a pair whose failing side is a hard negative (a failing candidate "
+        "scored above a passing one of its request) appears in the training set.",
+    )
+    heldout_fraction: float = Field(
+        0.2, ge=0, lt=1, description="Share of problems held out for evaluation (split by problem)."
+    )
+    split_seed: int = Field(0, description="Salt of the deterministic by-problem split.")
+    epochs: float = Field(1.0, gt=0, description="Reward-model training epochs.")
+    batch_size: int = Field(8, ge=1, description="Pairs per reward-model training step.")
+    learning_rate: float = Field(2e-5, gt=0, description="Reward-model AdamW learning rate.")
+    seed: int = Field(0, description="Seed of training and of mutation sampling.")
+    device: str = Field(
+        "auto", description="torch device for training: auto (cuda when available), cpu, cuda."
+    )
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Training precision; auto: bf16 mixed precision on CUDA that supports it.",
+    )
+    torch_threads: int | None = Field(
+        None, ge=1, description="CPU threads for training; default: torch's choice (the cores)."
+    )
+    mutation_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="Wall-clock limit per mutant run (a hung mutant is a negative).",
+    )
+
+
+class PipelineSettings(_Group):
+    """The Solve front door and the embedded deployment (``codejury up``)."""
+
+    grpc_host: str = Field("127.0.0.1", description="Solve gRPC service bind address.")
+    grpc_port: int = Field(50050, ge=0, le=65535, description="Solve gRPC port (0: any).")
+    max_in_flight: int = Field(
+        64, ge=1, description="Solve requests waiting at once; beyond: RESOURCE_EXHAUSTED."
+    )
+    default_deadline_s: float = Field(
+        300.0, gt=0, description="Deadline of a Solve request that sets none."
+    )
+    max_deadline_s: float = Field(3600.0, gt=0, description="Longest deadline a request may set.")
+    completions_from: Literal["end", "beginning"] = Field(
+        "end",
+        description="Where the front door starts reading codejury.solve.completed: 'end' on "
+        "Kafka; 'beginning' on tansu, whose ListOffsets(latest) is wrong (codejury up sets it).",
+    )
+    startup_timeout_s: float = Field(
+        180.0, gt=0, description="How long codejury up waits for each service to be ready."
+    )
+    reranker_backbone: str = Field(
+        "minilm",
+        description="codejury up: backbone of the first reranker version when the registry "
+        "has no stable one ('minilm', 'tiny' or a model directory).",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of every deployable; one frozen instance per process."""
 
@@ -279,6 +353,8 @@ class Settings(BaseSettings):
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)  # type: ignore[arg-type]
     generation: GenerationSettings = Field(default_factory=GenerationSettings)  # type: ignore[arg-type]
     reranking: RerankingSettings = Field(default_factory=RerankingSettings)  # type: ignore[arg-type]
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)  # type: ignore[arg-type]
+    training: TrainingSettings = Field(default_factory=TrainingSettings)  # type: ignore[arg-type]
 
 
 def _unknown_env_names(environ: Mapping[str, str]) -> list[str]:

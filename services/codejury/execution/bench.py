@@ -4,6 +4,8 @@ For each language the same programs run three ways, each at the same concurrency
 plain subprocesses (no isolation, same interpreter/compiler and flags), the sandbox,
 and for C++ the sandbox without the precompiled header. Every program is compiled and
 run once per mode (a fresh compile cache per mode), so the ratios compare like with like.
+The modes take turns in small rounds of programs rather than one after the other, so a
+burst of load from another process on these shared cores falls on every mode alike.
 The machine is noisy: read the ratios, not the absolute times.
 """
 
@@ -26,6 +28,8 @@ from codejury.execution.sandbox import Limits, Sandbox, SandboxConfig
 from codejury.proto.v1 import domain_pb2
 
 PLAIN, SANDBOX, SANDBOX_NO_PCH = "plain", "sandbox", "sandbox-no-pch"
+# Programs per core in one round of a mode before the next mode takes its turn.
+ROUND_PER_CORE = 4
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,8 @@ def bench_language(
 ) -> LanguageReport:
     sandbox = Sandbox(sandbox_config)
     sandbox.check()
+    if not programs:
+        raise ValueError(f"programs: no programs to measure for {language}")
     modes: dict[str, ModeResult] = {}
     runners: list[tuple[str, Callable[[str], bool]]] = [
         (PLAIN, plain_runner(language, limits.timeout_s)),
@@ -169,9 +175,24 @@ def bench_language(
                 ),
             )
         )
-    for mode, run in runners:
-        passed, wall, latencies = _timed(run, programs, concurrency)
-        modes[mode] = ModeResult(language, mode, len(programs), passed, wall, latencies)
+    try:
+        walls = dict.fromkeys((mode for mode, _ in runners), 0.0)
+        passes = dict.fromkeys(walls, 0)
+        latencies: dict[str, list[float]] = {mode: [] for mode in walls}
+        round_size = max(1, concurrency * ROUND_PER_CORE)
+        for start in range(0, len(programs), round_size):
+            chunk = programs[start : start + round_size]
+            for mode, run in runners:
+                passed, wall, times = _timed(run, chunk, concurrency)
+                walls[mode] += wall
+                passes[mode] += passed
+                latencies[mode].extend(times)
+    finally:
+        sandbox.close()
+    for mode in walls:
+        modes[mode] = ModeResult(
+            language, mode, len(programs), passes[mode], walls[mode], tuple(latencies[mode])
+        )
     return LanguageReport(language, modes)
 
 

@@ -78,6 +78,7 @@ class RunCgroup:
             self._dirs = {c: root / c / self.name for c in _V1_CONTROLLERS}
         self._root = root
         self._parent = parent
+        self._limits: tuple[int, int] | None = None  # (memory, processes) as last written
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -100,6 +101,10 @@ class RunCgroup:
         return self
 
     def set_limits(self, *, memory_bytes: int, max_processes: int) -> None:
+        # A warm sandbox's group was created with the default limits; most runs ask for
+        # exactly those, and every cgroup file write is a syscall round on the hot path.
+        if self._limits == (memory_bytes, max_processes):
+            return
         mem, pids = self._dir("memory"), self._dir("pids")
         if self.version == "v2":
             _write(mem / "memory.max", str(memory_bytes))
@@ -116,6 +121,7 @@ class RunCgroup:
                     with contextlib.suppress(OSError):
                         _write(memsw, str(memory_bytes))
         _write(pids / "pids.max", str(max_processes))
+        self._limits = (memory_bytes, max_processes)
 
     def _prepare_v2_parent(self) -> None:
         parent = self._root / self._parent
@@ -148,6 +154,8 @@ class RunCgroup:
 
     def kill_all(self) -> None:
         """SIGKILL every process in the group, including ones that forked away."""
+        if not self.pids():
+            return  # the usual case after a run: an empty group cannot fork
         if self.version == "v2":
             kill_file = self._dirs[""] / "cgroup.kill"
             if kill_file.exists():

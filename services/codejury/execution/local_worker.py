@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from codejury.core.errors import PermanentError
 from codejury.core.logging import get_logger
+from codejury.core.processes import stop_process
 from codejury.core.settings import Settings, settings_env
 from codejury.execution.celery_app import HEALTH_TASK
 
@@ -99,12 +99,7 @@ class LocalWorker:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=_STOP_TIMEOUT_S)
+        stop_process(process, timeout_s=_STOP_TIMEOUT_S)
         log.info("worker.stopped", name=self.name)
 
     def __enter__(self) -> LocalWorker:

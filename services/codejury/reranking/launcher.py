@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from codejury.core.logging import get_logger
+from codejury.core.processes import stop_process
 from codejury.core.settings import Settings, settings_env
 from codejury.reranking.errors import ModelServerError
 from codejury.reranking.model_server import host_port
@@ -161,12 +162,7 @@ class ModelServerProcess:
         self._ready_path.unlink(missing_ok=True)
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=_STOP_TIMEOUT_S)
+        stop_process(process, timeout_s=_STOP_TIMEOUT_S)
         log.info("model_server.stopped", version=self._version, name=self.name)
 
     def __enter__(self) -> ServedModel:

@@ -1,0 +1,141 @@
+"""Pipeline commands: ``up`` (everything embedded), ``serve solve`` and the ``solve`` client."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from google.protobuf import json_format
+from rich.table import Table
+
+from codejury.cli.app import app, console, serve_app, settings_of
+from codejury.proto.v1 import domain_pb2, services_pb2
+
+
+@serve_app.command("solve")
+def serve_solve(
+    ctx: typer.Context,
+    port: Annotated[
+        int | None, typer.Option(help="gRPC port (env CODEJURY_PIPELINE__GRPC_PORT).")
+    ] = None,
+) -> None:
+    """The Solve front door until SIGTERM/Ctrl-C: publishes solve.requested and answers
+    from solve.completed (the stages run in their own `serve ... --kafka-stage`)."""
+    from codejury.pipeline.front_door import SolveFrontDoor
+
+    settings = settings_of(ctx)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with SolveFrontDoor(settings, port=port) as door:
+        console.print(
+            f"Solve service on {door.host}:{door.port} (at most "
+            f"{settings.pipeline.max_in_flight} requests in flight)",
+            highlight=False,
+        )
+        print(f"READY port={door.port}", flush=True)
+        stop.wait()
+
+
+@app.command()
+def up(ctx: typer.Context) -> None:
+    """Start everything embedded: tansu, a Celery worker, the generation, execution and
+    reranking services with their Kafka stages (and the KServe reranker), and the Solve
+    front door. Prints the addresses; Ctrl-C stops it all."""
+    from codejury.pipeline.embedded import EmbeddedPipeline
+
+    settings = settings_of(ctx)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with console.status("starting") as status:
+        pipeline = EmbeddedPipeline(settings, progress=status.update)
+        pipeline.start()
+    try:
+        table = Table(title=f"codejury up (reranker {pipeline.reranker_version})")
+        for column in ("service", "address", ""):
+            table.add_column(column)
+        for endpoint in pipeline.endpoints():
+            table.add_row(endpoint.name, endpoint.address, endpoint.what)
+        console.print(table)
+        console.print(
+            f"try: codejury solve --target {pipeline.solve_address} -l python prompt.py   "
+            "(Ctrl-C stops everything)",
+            highlight=False,
+        )
+        print(f"READY port={pipeline.front_door.port if pipeline.front_door else 0}", flush=True)
+        stop.wait()
+    finally:
+        with console.status("stopping") as status:
+            pipeline.progress = status.update
+            pipeline.stop()
+        console.print("stopped")
+
+
+@app.command()
+def solve(
+    ctx: typer.Context,
+    prompt: Annotated[
+        Path, typer.Argument(help="File with the code to complete ('-': read stdin).")
+    ],
+    language: Annotated[str, typer.Option("--language", "-l", help="Language, e.g. python.")],
+    tests: Annotated[
+        Path | None, typer.Option(help="Tests appended to the program (enables execution).")
+    ] = None,
+    n: Annotated[int, typer.Option("-n", min=1, help="Candidates to sample.")] = 8,
+    target: Annotated[
+        str | None, typer.Option(help="Solve server host:port; default: the pipeline settings.")
+    ] = None,
+    deadline: Annotated[float, typer.Option(min=0, help="Seconds; 0: the server's default.")] = 0,
+    temperature: Annotated[float, typer.Option(min=0, help="0: the generator's default.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="0: derived from the request id.")] = 0,
+    output_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole SolveResponse as JSON.")
+    ] = False,
+) -> None:
+    """Ask the pipeline for a program: N candidates, run against the tests if given,
+    ranked by the reranker. Prints the chosen one and a table of all of them."""
+    from codejury.pipeline.client import SolveClient
+
+    settings = settings_of(ctx)
+    text = sys.stdin.read() if str(prompt) == "-" else prompt.read_text()
+    problem = domain_pb2.Problem(
+        problem_id=prompt.stem if str(prompt) != "-" else "stdin",
+        language=language,
+        prompt=text,
+        tests=tests.read_text() if tests is not None else "",
+    )
+    address = target or f"{settings.pipeline.grpc_host}:{settings.pipeline.grpc_port}"
+    sampling = domain_pb2.SamplingParams(temperature=temperature, seed=seed)
+    with SolveClient(address) as client, console.status(f"solving ({n} candidates)"):
+        response = client.solve(problem, n, sampling=sampling, deadline_s=deadline)
+    if output_json:
+        print(json.dumps(json_format.MessageToDict(response), indent=2))
+        return
+    print_response(response)
+
+
+def print_response(response: services_pb2.SolveResponse) -> None:
+    results = {r.candidate_id: r for r in response.results}
+    scores = {s.candidate_id: s.score for s in response.scores}
+    table = Table(title=f"request {response.request_id}: reranker {response.reranker_version}")
+    for column in ("#", "score", "status", "mean logprob", "tokens", "chosen"):
+        table.add_column(column)
+    for candidate in response.candidates:
+        result = results.get(candidate.candidate_id)
+        table.add_row(
+            str(candidate.index),
+            f"{scores.get(candidate.candidate_id, float('nan')):.3f}",
+            domain_pb2.ExecutionStatus.Name(result.status) if result else "not run",
+            f"{candidate.logprob_mean:.3f}",
+            str(candidate.completion_tokens),
+            "*" if candidate.candidate_id == response.chosen.candidate_id else "",
+        )
+    console.print(table)
+    console.rule("chosen completion")
+    console.print(response.chosen.completion, markup=False, highlight=False)

@@ -1,0 +1,44 @@
+"""What the solve pipeline raises, by the retry intent of ``codejury.core.errors``.
+
+PipelineError
+├── InvalidSolveRequestError   a SolveRequest field is wrong (INVALID_ARGUMENT)
+├── SolveFailedError           the pipeline answered with an error (FAILED_PRECONDITION)
+├── TooManyRequestsError       the in-flight limit is reached (RESOURCE_EXHAUSTED)
+├── SolveDeadlineError         no completion before the deadline (DEADLINE_EXCEEDED)
+└── ServiceStartError          ``codejury up`` could not start a service (names its log)
+"""
+
+from __future__ import annotations
+
+from codejury.core.errors import (
+    CodeJuryError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    PermanentError,
+    ResourceExhaustedError,
+)
+
+
+class PipelineError(CodeJuryError):
+    """Base class of the pipeline's errors."""
+
+
+class InvalidSolveRequestError(PipelineError, InvalidArgumentError):
+    """A SolveRequest field is wrong; the message names it and the fix."""
+
+
+class SolveFailedError(PipelineError, FailedPreconditionError):
+    """A stage refused the request for good (the completion carries its reason)."""
+
+
+class TooManyRequestsError(PipelineError, ResourceExhaustedError):
+    """``pipeline.max_in_flight`` requests are already waiting."""
+
+
+class SolveDeadlineError(PipelineError, DeadlineExceededError):
+    """The completion did not arrive before the request's deadline."""
+
+
+class ServiceStartError(PipelineError, PermanentError):
+    """A child service exited or did not report ready in time."""

@@ -1,0 +1,165 @@
+"""The Solve gRPC service: publish a request, answer when its completion event arrives.
+
+Back-pressure is a counter, not a queue: beyond ``max_in_flight`` waiting requests the
+RPC fails at once with RESOURCE_EXHAUSTED, so a burst cannot pile up work (and memory)
+that no client is still waiting for. Every wait ends at the request's deadline; a late
+completion finds no waiter and is dropped, so nothing stays behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+
+import grpc
+
+from codejury.bus.producer import EventProducer
+from codejury.bus.tail import TopicTail
+from codejury.bus.topics import SOLVE_COMPLETED, SOLVE_REQUESTED
+from codejury.core.grpc import make_server
+from codejury.core.logging import get_logger
+from codejury.core.settings import Settings
+from codejury.pipeline.completions import PendingCompletions
+from codejury.pipeline.errors import (
+    InvalidSolveRequestError,
+    SolveDeadlineError,
+    SolveFailedError,
+    TooManyRequestsError,
+)
+from codejury.pipeline.requests import SolveLimits, check_solve_request, deadline_of, response_of
+from codejury.proto.v1 import events_pb2, services_pb2, services_pb2_grpc
+
+log = get_logger(__name__)
+
+
+class SolveServicer(services_pb2_grpc.SolveServicer):
+    def __init__(
+        self,
+        limits: SolveLimits,
+        producer: EventProducer,
+        pending: PendingCompletions,
+        *,
+        max_in_flight: int,
+    ) -> None:
+        self._limits = limits
+        self._producer = producer
+        self._publish_lock = threading.Lock()  # the producer's pending list is not thread-safe
+        self._pending = pending
+        self._max_in_flight = max_in_flight
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def Solve(
+        self, request: services_pb2.SolveRequest, context: grpc.ServicerContext
+    ) -> services_pb2.SolveResponse:
+        check_solve_request(request, self._limits)
+        if not self._slots.acquire(blocking=False):
+            raise TooManyRequestsError(
+                f"{self._max_in_flight} solve requests are already in flight "
+                "(pipeline.max_in_flight); retry with backoff"
+            )
+        try:
+            return self._solve(
+                request, deadline_of(request, self._limits, context.time_remaining())
+            )
+        finally:
+            self._slots.release()
+
+    def _solve(
+        self, request: services_pb2.SolveRequest, deadline_s: float
+    ) -> services_pb2.SolveResponse:
+        request_id = request.request_id or uuid.uuid4().hex
+        try:
+            waiter = self._pending.register(request_id)
+        except KeyError:
+            raise InvalidSolveRequestError(
+                f"request_id: {request_id!r} is already in flight; use a new id per request"
+            ) from None
+        try:
+            requested = events_pb2.SolveRequested(
+                request_id=request_id,
+                problem=request.problem,
+                n=request.n,
+                sampling=request.sampling,
+            )
+            with self._publish_lock:
+                self._producer.publish_now(SOLVE_REQUESTED, requested, key=request_id)
+            completed = waiter.wait(deadline_s)
+        finally:
+            self._pending.discard(request_id)
+        if completed is None:
+            log.info("solve.deadline", request_id=request_id, deadline_s=deadline_s)
+            raise SolveDeadlineError(
+                f"request {request_id} got no completion within {deadline_s:g}s; raise "
+                "deadline_s, lower n, or check that every service of the pipeline is running"
+            )
+        if completed.error:
+            raise SolveFailedError(f"request {request_id} failed: {completed.error}")
+        return response_of(completed)
+
+
+def register(servicer: SolveServicer) -> Callable[[grpc.Server], None]:
+    """A registration callback for ``codejury.core.grpc.make_server``."""
+
+    def add(server: grpc.Server) -> None:
+        services_pb2_grpc.add_SolveServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+
+    return add
+
+
+class SolveFrontDoor:
+    """The Solve server with its producer and completion tail, started and stopped as one."""
+
+    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+        pipeline = settings.pipeline
+        self.pending = PendingCompletions()
+        self._producer = EventProducer(settings.bus, name="solve-front-door")
+        try:
+            # The tail is positioned before the server accepts a request: no completion of
+            # a request we publish can come before it.
+            self._tail = TopicTail(
+                settings.bus,
+                SOLVE_COMPLETED,
+                self.pending.on_event,
+                start=pipeline.completions_from,
+                name="solve-completions",
+            )
+        except BaseException:
+            self._producer.close()
+            raise
+        self.servicer = SolveServicer(
+            SolveLimits.from_settings(settings),
+            self._producer,
+            self.pending,
+            max_in_flight=pipeline.max_in_flight,
+        )
+        # More threads than slots: the request beyond the limit must reach the servicer to
+        # be refused, rather than wait in gRPC's queue.
+        self._server, self.port = make_server(
+            [register(self.servicer)],
+            host=pipeline.grpc_host,
+            port=pipeline.grpc_port if port is None else port,
+            max_workers=pipeline.max_in_flight + 4,
+        )
+        self.host = pipeline.grpc_host
+
+    def start(self) -> SolveFrontDoor:
+        self._tail.start()
+        self._server.start()
+        return self
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop taking requests, let waiting ones finish within ``grace_s``, then close."""
+        self._server.stop(grace=grace_s).wait()
+        self._tail.stop()
+        self._producer.close()
+
+    def __enter__(self) -> SolveFrontDoor:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,140 @@
+"""Solve requests through the real embedded pipeline: tansu, a Celery worker, the
+generation, execution and reranking services (tiny models) and the front door."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from codejury.bus.envelope import unwrap
+from codejury.bus.topics import FEEDBACK
+from codejury.pipeline.client import SolveClient, SolveRpcError
+from codejury.pipeline.embedded import EmbeddedPipeline
+from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2
+from kafka import KafkaConsumer
+
+N = 3
+
+
+def problem(i: int, *, with_tests: bool = True) -> domain_pb2.Problem:
+    return domain_pb2.Problem(
+        problem_id=f"add_{i}",
+        language="python",
+        prompt=f"def add_{i}(a, b):\n    ",
+        tests=f"\nassert add_{i}(1, 2) == 3\n" if with_tests else "",
+        assembly=domain_pb2.PROGRAM_ASSEMBLY_MULTIPL_E,
+    )
+
+
+def feedback_events(pipeline: EmbeddedPipeline, expected: int, timeout_s: float = 60) -> list:
+    """Every feedback event on the embedded broker (duplicates kept)."""
+    assert pipeline.broker is not None
+    consumer = KafkaConsumer(
+        FEEDBACK,
+        bootstrap_servers=pipeline.broker.bootstrap_servers,
+        group_id=f"test-feedback-{time.monotonic_ns()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    events: list[tuple[str, events_pb2.Feedback]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    envelope, payload = unwrap(record.value)
+                    assert isinstance(payload, events_pb2.Feedback)
+                    events.append((envelope.event_id, payload))
+            if len(events) >= expected:
+                time.sleep(1.0)  # a duplicate would arrive right behind; give it the chance
+                for records in consumer.poll(timeout_ms=1000).values():
+                    for record in records:
+                        envelope, payload = unwrap(record.value)
+                        events.append((envelope.event_id, payload))  # type: ignore[arg-type]
+                break
+    finally:
+        consumer.close()
+    return events
+
+
+def check_completed(response: services_pb2.SolveResponse, *, with_tests: bool) -> None:
+    assert len(response.candidates) == N
+    assert response.reranker_version == "v0"
+    assert response.chosen.candidate_id in {c.candidate_id for c in response.candidates}
+    assert {s.candidate_id for s in response.scores} == {
+        c.candidate_id for c in response.candidates
+    }
+    assert all(s.model_version == "v0" for s in response.scores)
+    if with_tests:
+        assert [r.candidate_id for r in response.results] == [
+            c.candidate_id for c in response.candidates
+        ]
+        assert all(r.status != domain_pb2.EXECUTION_STATUS_UNSPECIFIED for r in response.results)
+    else:
+        assert not response.results
+
+
+def test_twenty_requests_complete_with_feedback_one_to_one(pipeline: EmbeddedPipeline) -> None:
+    with SolveClient(pipeline.solve_address) as client, ThreadPoolExecutor(4) as pool:
+        responses = list(
+            pool.map(
+                lambda i: client.solve(problem(i, with_tests=i % 5 != 0), N, deadline_s=240),
+                range(20),
+            )
+        )
+    for i, response in enumerate(responses):
+        check_completed(response, with_tests=i % 5 != 0)
+    ids = {r.request_id for r in responses}
+    assert len(ids) == 20
+    events = feedback_events(pipeline, 20 * N)
+    mine = [(eid, f) for eid, f in events if f.request_id in ids]
+    # One feedback event per candidate: no duplicate event and no candidate twice.
+    assert len({eid for eid, _ in mine}) == len(mine) == 20 * N
+    assert Counter((f.request_id, f.candidate.candidate_id) for _, f in mine) == Counter(
+        {(r.request_id, c.candidate_id): 1 for r in responses for c in r.candidates}
+    )
+    by_request = {r.request_id: r for r in responses}
+    for _, f in mine:
+        response = by_request[f.request_id]
+        assert f.chosen == (f.candidate.candidate_id == response.chosen.candidate_id)
+        assert f.reranker_version == "v0"
+        if response.results:
+            result = next(r for r in response.results if r.candidate_id == f.candidate.candidate_id)
+            assert f.result.status == result.status
+            assert f.label in (events_pb2.FEEDBACK_LABEL_PASSED, events_pb2.FEEDBACK_LABEL_FAILED)
+        else:
+            assert f.label == events_pb2.FEEDBACK_LABEL_UNLABELLED
+
+
+def test_killed_execution_service_loses_nothing(pipeline: EmbeddedPipeline) -> None:
+    """SIGKILL the execution service with requests in flight, start it again: every
+    request completes (at-least-once) and no feedback event is duplicated."""
+    execution = pipeline.services["execution"]
+    with SolveClient(pipeline.solve_address) as client, ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(client.solve, problem(100 + i), N, deadline_s=300) for i in range(8)]
+        time.sleep(2.0)  # some requests are past generation by now
+        execution.kill()
+        assert not all(f.done() for f in futures), "the kill must land with requests in flight"
+        assert not execution.running
+        pipeline.restart("execution")
+        responses = [f.result(timeout=360) for f in futures]
+    for response in responses:
+        check_completed(response, with_tests=True)
+    ids = {r.request_id for r in responses}
+    events = [(eid, f) for eid, f in feedback_events(pipeline, 28 * N) if f.request_id in ids]
+    assert len(events) == 8 * N
+    assert len({(f.request_id, f.candidate.candidate_id) for _, f in events}) == 8 * N
+
+
+def test_deadline_exceeded_leaves_nothing_in_flight(pipeline: EmbeddedPipeline) -> None:
+    assert pipeline.front_door is not None
+    with SolveClient(pipeline.solve_address) as client:
+        with pytest.raises(SolveRpcError, match="DEADLINE_EXCEEDED") as caught:
+            client.solve(problem(200), N, deadline_s=0.01)
+        assert caught.value.code == "DEADLINE_EXCEEDED"
+        assert pipeline.front_door.servicer.in_flight == 0
+        # The pipeline still answers the next request.
+        check_completed(client.solve(problem(201), N, deadline_s=240), with_tests=True)
+    assert pipeline.front_door.servicer.in_flight == 0
