@@ -1,0 +1,332 @@
+"""``codejury train ...``: the training data store, cold-start mutants, reward-model training.
+
+codejury train mutate --languages python,cpp --per-problem 8 --limit 50
+codejury train snapshot
+codejury train stats [--snapshot latest]
+codejury train reward-model --snapshot latest --base-version stable --epochs 1
+codejury train feedback            # the consumer filling the store from codejury.feedback
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from codejury.cli.app import app, console, settings_of
+from codejury.core.settings import Settings
+
+train_app = typer.Typer(
+    help="Self-training: labelled-candidate store, cold-start mutants, reward-model training.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Benchmark data folder (env CODEJURY_DATA_DIR).")
+]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _data_dir(settings: Settings, data: Path | None) -> Path:
+    from codejury.cli.bench import data_dir
+
+    if data is not None:
+        settings = settings.model_copy(update={"data_dir": data})
+    return data_dir(settings)
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+
+
+@train_app.command("mutate")
+def train_mutate(
+    ctx: typer.Context,
+    languages: Annotated[
+        str, typer.Option(help="Comma-separated languages (python, cpp, java, ...).")
+    ] = "python",
+    per_problem: Annotated[int, typer.Option(min=1, help="Mutants per problem (K).")] = 8,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="First N MBXP problems per language; all if unset.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Mutation seed (env ..._TRAINING__SEED).")
+    ] = None,
+    iteration: Annotated[int, typer.Option(min=0, help="Iteration recorded on the rows.")] = 0,
+    data: DataDirOption = None,
+) -> None:
+    """Cold start: mutate MBXP canonical solutions, run every mutant in the sandbox, store the
+    failing ones as negatives and the canonical solutions as positives."""
+    from codejury.execution.factory import make_executor
+    from codejury.training.coldstart import mbxp_problems, mine_mutants, mutation_limits
+    from codejury.training.mutation import language_name
+    from codejury.training.store import TrainingStore
+
+    settings = settings_of(ctx)
+    root = _data_dir(settings, data)
+    names = [language_name(n) for n in languages.split(",") if n.strip()]
+    problems = {name: mbxp_problems(root, name, limit) for name in names}
+    store = TrainingStore.from_settings(settings)
+    executor = make_executor(settings)
+    limits = mutation_limits(executor.config.default_limits, settings.training.mutation_timeout_s)
+    reports = []
+    try:
+        with _progress() as progress:
+            tasks = {n: progress.add_task(n, total=len(problems[n])) for n in names}
+            for name in names:
+                if not problems[name]:
+                    console.print(f"[yellow]{name}: no MBXP problem with a canonical solution")
+                    continue
+                reports.append(
+                    mine_mutants(
+                        problems[name],
+                        executor,
+                        store,
+                        per_problem=per_problem,
+                        seed=settings.training.seed if seed is None else seed,
+                        iteration=iteration,
+                        limits=limits,
+                        progress=lambda lang, done: progress.update(tasks[lang], completed=done),
+                    )
+                )
+    finally:
+        executor.sandbox.close()
+    table = Table(title=f"codejury train mutate: K={per_problem} mutants per problem")
+    for column in (
+        "language",
+        "problems",
+        "canonical ok",
+        "canonical failed",
+        "mutants",
+        "kept (failing)",
+        "survived",
+        "sandbox errors",
+        "kept by status",
+    ):
+        table.add_column(column)
+    for r in reports:
+        table.add_row(
+            r.language,
+            str(r.problems),
+            str(r.canonical_passed),
+            str(r.canonical_failed),
+            str(r.mutants),
+            str(r.kept),
+            str(r.survived),
+            str(r.sandbox_errors),
+            ", ".join(f"{k} {v}" for k, v in r.statuses.most_common()),
+        )
+    console.print(table)
+    console.print(f"store: {store.root}")
+
+
+@train_app.command("snapshot")
+def train_snapshot(ctx: typer.Context) -> None:
+    """Freeze every stored row into an immutable snapshot; prints its id."""
+    from codejury.training.store import TrainingStore
+
+    store = TrainingStore.from_settings(settings_of(ctx))
+    snapshot = store.snapshot()
+    console.print(
+        f"snapshot {snapshot.snapshot_id}: {snapshot.info.rows} rows from "
+        f"{snapshot.info.parts} parts in {store.root}",
+        highlight=False,
+    )
+
+
+@train_app.command("stats")
+def train_stats(
+    ctx: typer.Context,
+    snapshot: Annotated[
+        str | None,
+        typer.Option(help="A snapshot id or 'latest'; default: every row stored now."),
+    ] = None,
+) -> None:
+    """Rows per language, label and source; problems; hard negatives."""
+    from codejury.training.queries import stats
+    from codejury.training.store import TrainingStore
+
+    store = TrainingStore.from_settings(settings_of(ctx))
+    if snapshot is None:
+        rows, what = store.rows(), f"{len(store.parts())} parts"
+    else:
+        loaded = store.load(snapshot)
+        rows, what = loaded.rows, f"snapshot {loaded.snapshot_id}"
+    result = stats(rows)
+    table = Table(title=f"training data: {result.rows} rows ({what}) in {store.root}")
+    for column in ("language", "label", "source", "rows"):
+        table.add_column(column)
+    for (language, label, source), count in result.by_language_label_source.items():
+        table.add_row(language, label, source, str(count))
+    console.print(table)
+    summary = Table()
+    for column in ("language", "problems", "hard negatives"):
+        summary.add_column(column)
+    for language, problems in result.problems.items():
+        summary.add_row(language, str(problems), str(result.hard_negatives.get(language, 0)))
+    console.print(summary)
+    console.print(
+        "by status: " + ", ".join(f"{k} {v}" for k, v in result.by_status.items()),
+        highlight=False,
+    )
+
+
+@train_app.command("reward-model")
+def train_reward_model_command(
+    ctx: typer.Context,
+    snapshot: Annotated[str, typer.Option(help="Snapshot id or 'latest'.")] = "latest",
+    base_version: Annotated[
+        str, typer.Option(help="Reranker version to start from: an id, 'stable' or 'canary'.")
+    ] = "stable",
+    version: Annotated[
+        str | None, typer.Option("--version", help="Id of the new version; default: generated.")
+    ] = None,
+    iteration: Annotated[
+        int | None, typer.Option(min=0, help="Self-training iteration; default: parent's + 1.")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Epochs (env ..._TRAINING__EPOCHS).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Pairs per step.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="AdamW learning rate.")] = None,
+    max_pairs_per_problem: Annotated[int | None, typer.Option(min=1)] = None,
+    hard_negative_factor: Annotated[int | None, typer.Option(min=1)] = None,
+    mark_canary: Annotated[
+        bool, typer.Option("--mark-canary", help="Mark the new version canary.")
+    ] = False,
+    data: DataDirOption = None,
+) -> None:
+    """Train the reward model on a snapshot's pairs (TRL RewardTrainer), measure it on the
+    held-out problems, and register it as a new reranker version."""
+    import tempfile
+
+    from codejury.reranking.model import apply_torch_threads
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+    from codejury.training.catalog import mbxp_prompts
+    from codejury.training.pairs import PairConfig, build_pairs
+    from codejury.training.registration import new_version_id, register_reward_model
+    from codejury.training.reward import RewardTrainingConfig, train_reward_model
+    from codejury.training.store import TrainingStore
+
+    settings = settings_of(ctx)
+    t = settings.training
+    store = TrainingStore.from_settings(settings)
+    registry = ModelRegistry.from_uri(registry_uri(settings))
+    parent = registry.resolve(base_version)
+    base_dir = registry.model_dir(parent)
+    loaded = store.load(snapshot)
+    iteration = registry.get(parent).iteration + 1 if iteration is None else iteration
+    new_id = version or new_version_id(iteration, loaded.snapshot_id)
+    registry_ids = {m.version_id for m in registry.versions()}
+    if new_id in registry_ids:
+        from codejury.reranking.errors import VersionConflictError
+
+        raise VersionConflictError(
+            f"--version {new_id!r} is already registered: versions are immutable, pick a new id"
+        )
+    prompts = {}
+    missing = {r.language for r in loaded.rows if not r.prompt}
+    if missing:
+        prompts = mbxp_prompts(_data_dir(settings, data), missing)
+    pair_config = PairConfig(
+        max_pairs_per_problem=max_pairs_per_problem or t.max_pairs_per_problem,
+        hard_negative_factor=hard_negative_factor or t.hard_negative_factor,
+        heldout_fraction=t.heldout_fraction,
+        split_seed=t.split_seed,
+    )
+    pairs = build_pairs(loaded.rows, pair_config, prompts=prompts)
+    console.print(
+        f"snapshot {loaded.snapshot_id}: {len(pairs.train)} training pairs "
+        f"({pairs.hard_pairs} hard) from {pairs.train_problems} problems, "
+        f"{len(pairs.heldout)} held-out pairs from {len(pairs.heldout_problems)} problems",
+        highlight=False,
+    )
+    config = RewardTrainingConfig.from_settings(
+        settings, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate
+    )
+    _quiet_transformers()
+    apply_torch_threads(t.torch_threads)
+    with tempfile.TemporaryDirectory(prefix="codejury-rm-") as tmp, _progress() as progress:
+        task = progress.add_task("training", total=None)
+        result = train_reward_model(
+            pairs,
+            base_dir,
+            Path(tmp) / "model",
+            config,
+            progress=lambda step, total: progress.update(task, completed=step, total=total),
+        )
+        manifest = register_reward_model(
+            registry,
+            result.model_dir,
+            version_id=new_id,
+            parent=parent,
+            iteration=iteration,
+            snapshot_id=loaded.snapshot_id,
+            metrics=result.metrics,
+        )
+    table = Table(title=f"reward model {manifest.version_id} (parent {parent})")
+    table.add_column("metric")
+    table.add_column("before")
+    table.add_column("after")
+    for name in (
+        "heldout_pairwise_accuracy",
+        "heldout_pass_at_1",
+        "train_pairwise_accuracy",
+    ):
+        table.add_row(name, f"{result.metrics[f'base_{name}']:.3f}", f"{result.metrics[name]:.3f}")
+    for name in ("heldout_random_pass_at_1", "heldout_oracle_pass_at_1"):
+        table.add_row(name, "", f"{result.metrics[name]:.3f}")
+    for name in ("train_loss", "train_seconds", "train_pairs_per_s"):
+        table.add_row(name, "", f"{result.metrics[name]:.3f}")
+    console.print(table)
+    if mark_canary:
+        registry.mark_canary(manifest.version_id)
+    console.print(
+        f"registered {manifest.version_id} (iteration {iteration}, snapshot "
+        f"{loaded.snapshot_id}){' as canary' if mark_canary else ''}",
+        highlight=False,
+    )
+
+
+@train_app.command("feedback")
+def train_feedback(
+    ctx: typer.Context,
+    max_records: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many events (for scripts).")
+    ] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Stop after this many idle seconds (for scripts).")
+    ] = None,
+) -> None:
+    """Consume codejury.feedback into the training store until stopped (SIGTERM/SIGINT)."""
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+    from codejury.training.feedback import feedback_consumer, registry_iterations
+    from codejury.training.store import TrainingStore
+
+    settings = settings_of(ctx)
+    store = TrainingStore.from_settings(settings)
+    registry = ModelRegistry.from_uri(registry_uri(settings))
+    consumer, buffer = feedback_consumer(
+        settings, store, iteration_of=registry_iterations(lambda v: registry.get(v).iteration)
+    )
+    consumer.install_signal_handlers()
+    stats = consumer.run(max_records=max_records, idle_timeout_s=idle_timeout)
+    console.print(
+        f"feedback: {stats.handled} events, {buffer.rows_written} rows in "
+        f"{buffer.parts_written} parts ({store.root}), {stats.dead_lettered} dead-lettered",
+        highlight=False,
+    )
