@@ -1,6 +1,15 @@
 """The ``codejury`` command line: one module per group of commands, settings built once."""
 
-from codejury.cli import bench, demo, execution, generation, infra, pipeline, reranking
+from codejury.cli import (
+    bench,
+    demo,
+    execution,
+    generation,
+    infra,
+    pipeline,
+    reranking,
+    training,
+)
 from codejury.cli.app import app, main
 
 __all__ = [
@@ -13,4 +22,5 @@ __all__ = [
     "main",
     "pipeline",
     "reranking",
+    "training",
 ]
