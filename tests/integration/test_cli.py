@@ -26,7 +26,17 @@ def _codejury(
 def test_help_lists_the_commands() -> None:
     result = _codejury("--help")
     assert result.returncode == 0
-    for command in ("demo", "broker", "worker", "settings", "protos"):
+    for command in (
+        "demo",
+        "smoke",
+        "eval",
+        "up",
+        "solve",
+        "broker",
+        "worker",
+        "settings",
+        "protos",
+    ):
         assert command in result.stdout
 
 
@@ -55,9 +65,9 @@ def test_protos_check_passes_on_committed_stubs() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_demo_runs_the_plumbing_end_to_end(tmp_path: Path) -> None:
+def test_smoke_runs_the_plumbing_end_to_end(tmp_path: Path) -> None:
     result = _codejury(
-        "--run-dir", str(tmp_path / "run"), "demo", "--requests", "3", env={"COLUMNS": "250"}
+        "--run-dir", str(tmp_path / "run"), "smoke", "--requests", "3", env={"COLUMNS": "250"}
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dropped 1 duplicate(s), dead-lettered 2" in result.stdout

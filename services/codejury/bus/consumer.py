@@ -99,7 +99,11 @@ class EventConsumer:
         self.topics = tuple(topics)
         self._handler = handler
         self.name = name
-        self._processed = processed or MemoryProcessedIds(settings.processed_ids_capacity)
+        self._processed = (
+            processed
+            if processed is not None
+            else MemoryProcessedIds(settings.processed_ids_capacity)
+        )
         self._own_producer = producer is None
         self._producer = producer or EventProducer(settings, name=name)
         self._stop = threading.Event()

@@ -2,12 +2,13 @@
 
 from codejury.cli import (
     bench,
-    demo,
+    evaluation,
     execution,
     generation,
     infra,
     pipeline,
     reranking,
+    smoke,
     training,
 )
 from codejury.cli.app import app, main
@@ -15,12 +16,13 @@ from codejury.cli.app import app, main
 __all__ = [
     "app",
     "bench",
-    "demo",
+    "evaluation",
     "execution",
     "generation",
     "infra",
     "main",
     "pipeline",
     "reranking",
+    "smoke",
     "training",
 ]

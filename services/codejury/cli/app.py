@@ -36,6 +36,28 @@ def settings_of(ctx: typer.Context) -> Settings:
     return settings
 
 
+def quiet_libraries(settings: Settings) -> None:
+    """KServe and uvicorn log every request at INFO, transformers reports every weight it
+    initialises: keep all that for DEBUG runs."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    if settings.log_level != "DEBUG":
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        for name in ("kserve", "kserve.trace", "uvicorn.access", "httpx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def quiet_run(settings: Settings) -> None:
+    """Long commands with a progress bar (demo, eval, up): the services log to their own
+    files, so this process shows only warnings unless a level was asked for."""
+    if settings.log_level == "INFO":
+        configure_logging(settings.model_copy(update={"log_level": "WARNING"}))
+    quiet_libraries(settings)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,

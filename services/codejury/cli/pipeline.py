@@ -13,7 +13,7 @@ import typer
 from google.protobuf import json_format
 from rich.table import Table
 
-from codejury.cli.app import app, console, serve_app, settings_of
+from codejury.cli.app import app, console, quiet_run, serve_app, settings_of
 from codejury.proto.v1 import domain_pb2, services_pb2
 
 
@@ -50,6 +50,7 @@ def up(ctx: typer.Context) -> None:
     from codejury.pipeline.embedded import EmbeddedPipeline
 
     settings = settings_of(ctx)
+    quiet_run(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

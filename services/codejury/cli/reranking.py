@@ -17,7 +17,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from codejury.cli.app import app, bench_app, console, err_console, serve_app, settings_of
+from codejury.cli.app import (
+    app,
+    bench_app,
+    console,
+    err_console,
+    quiet_libraries,
+    serve_app,
+    settings_of,
+)
 from codejury.core.settings import Settings
 
 reranker_app = typer.Typer(
@@ -40,18 +48,6 @@ def _with_registry(settings: Settings, registry: str | None) -> Settings:
         return settings
     reranking = settings.reranking.model_copy(update={"registry_uri": registry})
     return settings.model_copy(update={"reranking": reranking})
-
-
-def _quiet_libraries(settings: Settings) -> None:
-    """KServe and uvicorn log every request at INFO; keep that for DEBUG runs."""
-    import logging
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    if settings.log_level != "DEBUG":
-        for name in ("kserve", "kserve.trace", "uvicorn.access", "httpx"):
-            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @serve_app.command("reranking-model")
@@ -94,7 +90,7 @@ def serve_reranking_model(
     from codejury.reranking.model import apply_torch_threads
     from codejury.reranking.model_server import BoundModelServer, BoundPorts
 
-    _quiet_libraries(settings)
+    quiet_libraries(settings)
     apply_torch_threads(rr.torch_threads)
     model = RerankerModel(
         rr.model_name,
@@ -177,7 +173,7 @@ def serve_reranking(
         update["backend"] = "in-process"
     rr = settings.reranking.model_copy(update=update)
     settings = settings.model_copy(update={"reranking": rr})
-    _quiet_libraries(settings)
+    quiet_libraries(settings)
     apply_torch_threads(rr.torch_threads)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -289,7 +285,7 @@ def reranker_init(
     from codejury.reranking.registry import ModelRegistry, registry_uri
 
     settings = _with_registry(settings_of(ctx), registry)
-    _quiet_libraries(settings)
+    quiet_libraries(settings)
     models = ModelRegistry.from_uri(registry_uri(settings))
     manifest = register_from_backbone(models, version, backbone, seed=seed)
     name = manifest.backbone
@@ -360,7 +356,7 @@ def bench_reranker(
     from codejury.reranking.model import apply_torch_threads
 
     settings = settings_of(ctx)
-    _quiet_libraries(settings)
+    quiet_libraries(settings)
     apply_torch_threads(settings.reranking.torch_threads)  # the model servers do the same
     sizes = tuple(int(s) for s in batch_sizes.split(",") if s.strip())
     report = run_bench(

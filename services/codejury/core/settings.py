@@ -223,6 +223,11 @@ class GenerationSettings(_Group):
         None, ge=1, description="Model context in tokens; default: from the model's config."
     )
     max_n: int = Field(64, ge=1, description="Most candidates per problem in one request.")
+    cache_dir: Path | None = Field(
+        None,
+        description="Reuse the samples of identical seeded requests from this folder "
+        "(codejury demo sets it); unset: always sample.",
+    )
     max_problems: int = Field(32, ge=1, description="Most problems in one request.")
     max_new_tokens_limit: int = Field(
         2048, ge=1, description="Largest sampling.max_new_tokens a request may ask for."

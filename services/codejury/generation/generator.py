@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from codejury.core.errors import ConfigurationError
 from codejury.core.settings import GenerationSettings
 from codejury.generation.backends import GenerationBackend, Job, Sample
+from codejury.generation.cache import SampleCache
+from codejury.generation.cache import request_key as cached_request_key
 from codejury.generation.extraction import completion_from_answer
 from codejury.generation.languages import GenLanguage
 from codejury.generation.prompts import PromptStyle, build_prompt, resolve_style, stop_sequences
@@ -60,6 +62,7 @@ class Generator:
             )
         self.backend = backend
         self.limits = RequestLimits.from_settings(settings)
+        self.cache = SampleCache(settings.cache_dir) if settings.cache_dir is not None else None
         self.style = resolve_style(settings.prompt_style, backend.info.has_chat_template)
 
     def generate(
@@ -73,7 +76,17 @@ class Generator:
     ) -> list[domain_pb2.Candidate]:
         """``n`` candidates per problem, grouped by problem in request order."""
         prepared = self._prepare(problems, n, sampling, request_key, seed_if_unset)
-        samples = self.backend.generate(prepared.jobs, prepared.n, prepared.sampling)
+        if self.cache is None:
+            samples = self.backend.generate(prepared.jobs, prepared.n, prepared.sampling)
+        else:
+            info = self.backend.info
+            key = cached_request_key(info, prepared.jobs, prepared.n, prepared.sampling)
+            cached = self.cache.get(key)
+            if cached is None:
+                samples = self.backend.generate(prepared.jobs, prepared.n, prepared.sampling)
+                self.cache.put(key, samples)
+            else:
+                samples = cached
         return [self._candidate(prepared, sample) for sample in samples]
 
     def stream(

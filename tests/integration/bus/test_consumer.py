@@ -7,10 +7,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from codejury.bus.consumer import EventConsumer
 from codejury.bus.envelope import Event, Outgoing, unwrap
+from codejury.bus.processed import SqliteProcessedIds
 from codejury.bus.producer import EventProducer
 from codejury.bus.topics import dlq
 from codejury.core.errors import PermanentError
@@ -165,6 +167,22 @@ def test_duplicate_event_ids_are_handled_once(
         name="dupes",
     ).run(max_records=4, idle_timeout_s=60)
     assert seen == [env.event_id] and stats.duplicates == 3
+
+
+def test_a_given_empty_store_is_the_one_that_remembers(
+    bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str, tmp_path: Path
+) -> None:
+    """An empty SQLite store is falsy (it has a length): it must still be used, or ids
+    would not survive a restart."""
+    (topic,) = fresh_topics("store")
+    with EventProducer(bus, name="test") as producer:
+        env = producer.publish_now(topic, events_pb2.SolveRequested(request_id="kept"), key="k")
+    store = SqliteProcessedIds(tmp_path / "ids.sqlite", 100)
+    EventConsumer(
+        bus, group_id=group_id, topics=[topic], handler=lambda e: [], name="store", processed=store
+    ).run(max_records=1, idle_timeout_s=60)
+    reopened = SqliteProcessedIds(tmp_path / "ids.sqlite", 100)
+    assert env.event_id in reopened and len(reopened) == 1
 
 
 def test_outputs_carry_trace_and_derived_ids(

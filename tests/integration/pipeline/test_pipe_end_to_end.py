@@ -138,3 +138,32 @@ def test_deadline_exceeded_leaves_nothing_in_flight(pipeline: EmbeddedPipeline) 
         # The pipeline still answers the next request.
         check_completed(client.solve(problem(201), N, deadline_s=240), with_tests=True)
     assert pipeline.front_door.servicer.in_flight == 0
+
+
+def test_eval_scores_every_ranker_from_the_pipeline(pipeline: EmbeddedPipeline, tmp_path) -> None:
+    """HumanEval problems through Solve into the results table and its report files."""
+    from codejury.evaluation.datasets import Dataset, load, packaged_file
+    from codejury.evaluation.metrics import summarize
+    from codejury.evaluation.report import read_json, write_report
+    from codejury.pipeline.evaluate import RANKERS, EvalPlan, evaluate
+
+    problems = load(packaged_file(Dataset.HUMANEVAL))[:3]
+    plan = EvalPlan(n=N, max_new_tokens=16, deadline_s=240)
+    done: list[str] = []
+    with SolveClient(pipeline.solve_address) as client:
+        outcomes = evaluate(client, problems, plan, on_done=lambda o: done.append(o.problem_id))
+    assert sorted(done) == sorted(p.problem.problem_id for p in problems)
+    assert [o.problem_id for o in outcomes] == [p.problem.problem_id for p in problems]
+    for outcome in outcomes:
+        assert len(outcome.candidates) == N
+        assert outcome.greedy_passed is not None  # greedy measured, with tests: labelled
+        for candidate in outcome.candidates:
+            assert candidate.passed is not None  # every candidate ran
+            assert set(candidate.scores) == set(RANKERS)
+    summary = summarize(outcomes)
+    row = summary.average
+    assert row.problems == 3 and summary.rankers == RANKERS
+    assert 0.0 <= row.random <= row.oracle <= 1.0
+    files = write_report(summary, tmp_path)
+    assert read_json(files.json) == summary
+    assert files.chart.read_bytes().startswith(b"\x89PNG")

@@ -202,3 +202,30 @@ def test_bench_interleaves_modes_and_counts_every_candidate() -> None:
     assert (sequential.candidates, sequential.tokens, sequential.problems) == (16, 64, 2)
     assert (eight.candidates, eight.n, one.candidates) == (16, 8, 2)
     assert speedup(eight, sequential, by="wall") > 0 and eight.as_dict()["mode"] == "batched"
+
+
+# -- the sample cache ---------------------------------------------------------------------------
+
+
+def test_sample_cache_reuses_identical_seeded_requests_only(tmp_path: Path) -> None:
+    backend = Scripted(["    return x + 1\n", "    return x - 1\n"])
+    calls: list[int] = []
+    generate = backend.generate
+
+    def counting(jobs, n, sampling):  # type: ignore[no-untyped-def]
+        calls.append(n)
+        return generate(jobs, n, sampling)
+
+    backend.generate = counting  # type: ignore[method-assign]
+    gen = Generator(backend, GenerationSettings(cache_dir=tmp_path / "cache"))  # type: ignore[call-arg]
+    seeded = domain_pb2.SamplingParams(seed=7)
+    first = gen.generate([PROBLEM], 2, seeded, request_key="a")
+    again = gen.generate([PROBLEM], 2, seeded, request_key="b")
+    assert calls == [2]  # the second request came from the cache
+    assert [c.completion for c in again] == [c.completion for c in first]
+    assert [c.logprob_sum for c in again] == [c.logprob_sum for c in first]
+    assert [c.candidate_id for c in again] == ["b-0-0", "b-0-1"]  # built per request
+    gen.generate([PROBLEM], 2, domain_pb2.SamplingParams(seed=8), request_key="c")
+    gen.generate([PROBLEM], 3, seeded, request_key="d")
+    gen.generate([PROBLEM], 2, domain_pb2.SamplingParams(), request_key="e")  # drawn seed
+    assert calls == [2, 2, 3, 2]

@@ -1,4 +1,4 @@
-"""``codejury demo``: the main job."""
+"""``codejury smoke``: a plumbing check of the embedded broker, a stage and Celery."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from codejury.core.errors import CodeJuryError
 
 
 @app.command()
-def demo(
+def smoke(
     ctx: typer.Context,
     requests: Annotated[int, typer.Option(min=1, max=1000, help="Solve requests to send.")] = 5,
 ) -> None:
-    """The main job. For now: a plumbing check of the embedded deployment.
+    """A plumbing check of the embedded deployment (no models; seconds).
 
     Starts tansu and a Celery worker, pushes solve requests through a stage consumer
     that hands each to a worker, and shows what arrived where (including the

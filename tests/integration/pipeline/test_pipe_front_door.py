@@ -1,0 +1,146 @@
+"""The Solve front door against a real tansu broker, with the stages played by the test:
+it sees the published request and publishes the completion itself."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from codejury.bus.embedded import EmbeddedBroker
+from codejury.bus.envelope import Event
+from codejury.bus.producer import EventProducer
+from codejury.bus.tail import TopicTail
+from codejury.bus.topics import SOLVE_COMPLETED, SOLVE_REQUESTED
+from codejury.core.settings import Settings, load_settings
+from codejury.pipeline.client import SolveClient, SolveRpcError, SolveUnavailableError
+from codejury.pipeline.front_door import SolveFrontDoor
+from codejury.proto.v1 import domain_pb2, events_pb2
+
+PROBLEM = domain_pb2.Problem(problem_id="p", language="python", prompt="def f():\n    ")
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker) -> Settings:
+    return load_settings(
+        {
+            "bus": {"bootstrap_servers": broker.bootstrap_servers},
+            "pipeline": {"grpc_port": 0, "max_in_flight": 1, "completions_from": "beginning"},
+        }
+    )
+
+
+@pytest.fixture
+def door(settings: Settings) -> Iterator[SolveFrontDoor]:
+    with SolveFrontDoor(settings) as running:
+        yield running
+
+
+def wait_for_request(settings: Settings, request_id: str) -> events_pb2.SolveRequested:
+    """The SolveRequested the front door published for ``request_id``."""
+    seen = queue.Queue[events_pb2.SolveRequested]()
+
+    def on_event(event: Event) -> None:
+        payload = event.payload
+        if isinstance(payload, events_pb2.SolveRequested) and payload.request_id == request_id:
+            seen.put(payload)
+
+    tail = TopicTail(settings.bus, SOLVE_REQUESTED, on_event, start="beginning", name="test")
+    tail.start()
+    try:
+        return seen.get(timeout=30)
+    finally:
+        tail.stop()
+
+
+def test_the_reply_is_the_completion_with_the_request_s_id(
+    door: SolveFrontDoor, settings: Settings
+) -> None:
+    request_id = f"corr-{uuid.uuid4().hex[:8]}"
+    replies = []
+    with SolveClient(f"127.0.0.1:{door.port}") as client:
+        caller = threading.Thread(
+            target=lambda: replies.append(
+                client.solve(PROBLEM, 2, deadline_s=60, request_id=request_id)
+            )
+        )
+        caller.start()
+        published = wait_for_request(settings, request_id)
+        assert published.n == 2 and published.problem == PROBLEM
+        candidates = [domain_pb2.Candidate(candidate_id=f"{request_id}-{i}") for i in range(2)]
+        with EventProducer(settings.bus, name="test-stage") as producer:
+            producer.publish(SOLVE_COMPLETED, events_pb2.SolveCompleted(request_id="stranger"))
+            producer.publish(
+                SOLVE_COMPLETED,
+                events_pb2.SolveCompleted(
+                    request_id=request_id,
+                    candidates=candidates,
+                    chosen_index=1,
+                    reranker_version="v3",
+                ),
+            )
+            producer.flush()
+        caller.join(timeout=30)
+    assert len(replies) == 1
+    assert replies[0].chosen.candidate_id == f"{request_id}-1"
+    assert replies[0].reranker_version == "v3"
+    assert door.pending.unmatched >= 1 and door.servicer.in_flight == 0
+
+
+def test_a_completion_with_an_error_fails_the_rpc(door: SolveFrontDoor, settings: Settings) -> None:
+    request_id = f"err-{uuid.uuid4().hex[:8]}"
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        with SolveClient(f"127.0.0.1:{door.port}") as client:
+            try:
+                client.solve(PROBLEM, 2, deadline_s=60, request_id=request_id)
+            except SolveRpcError as exc:
+                errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    wait_for_request(settings, request_id)
+    with EventProducer(settings.bus, name="test-stage") as producer:
+        producer.publish_now(
+            SOLVE_COMPLETED,
+            events_pb2.SolveCompleted(request_id=request_id, error="candidates[0] is too long"),
+        )
+    caller.join(timeout=30)
+    assert len(errors) == 1
+    assert "FAILED_PRECONDITION" in str(errors[0]) and "too long" in str(errors[0])
+
+
+def test_beyond_max_in_flight_is_resource_exhausted_and_deadlines_free_the_slot(
+    door: SolveFrontDoor,
+) -> None:
+    address = f"127.0.0.1:{door.port}"
+    outcome: list[BaseException] = []
+
+    def waiting() -> None:  # no stage runs: this one can only time out
+        with SolveClient(address) as client:
+            try:
+                client.solve(PROBLEM, 2, deadline_s=3)
+            except SolveRpcError as exc:
+                outcome.append(exc)
+
+    first = threading.Thread(target=waiting)
+    first.start()
+    deadline = time.monotonic() + 10
+    while door.servicer.in_flight < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with SolveClient(address) as client:
+        with pytest.raises(SolveUnavailableError, match=r"RESOURCE_EXHAUSTED.*max_in_flight"):
+            client.solve(PROBLEM, 2, deadline_s=3)
+        first.join(timeout=30)
+        assert len(outcome) == 1 and "DEADLINE_EXCEEDED" in str(outcome[0])
+        assert door.servicer.in_flight == 0
+        # The slot is free again; a bad request is refused with its field, and the server
+        # keeps serving.
+        with pytest.raises(SolveRpcError, match="INVALID_ARGUMENT: n: 0"):
+            client.solve(PROBLEM, 0)
+        with pytest.raises(SolveRpcError, match="DEADLINE_EXCEEDED"):
+            client.solve(PROBLEM, 1, deadline_s=0.2)
