@@ -7,7 +7,9 @@ Delivery is at least once and nothing is lost:
 2. an event whose id was already processed is dropped (idempotence by event id);
 3. the handler runs; an exception is retried with exponential backoff up to
    ``handler_max_attempts`` (a ``PermanentError`` is not retried), then the record and
-   the error go to the dead-letter topic and the loop carries on;
+   the error go to the dead-letter topic and the loop carries on; ``on_dead_letter``
+   may add replies to publish then (a stage answers the request it gives up on, so a
+   caller waiting on it hears the error instead of its deadline);
 4. the handler's outputs are published with ids derived from the input's id, so a re-run
    after a crash yields the same ids and the next stage drops the repeats;
 5. only after the broker has acknowledged every output and dead letter are the ids
@@ -48,6 +50,8 @@ from codejury.proto.v1 import events_pb2
 log = get_logger(__name__)
 
 Handler = Callable[[Event], Iterable[Outgoing]]
+# What to publish when an event is dead-lettered, e.g. an answer to whoever waits on it.
+DeadLetterReply = Callable[[Event, BaseException], Iterable[Outgoing]]
 
 _MAX_ERROR_CHARS = 4000
 
@@ -91,6 +95,7 @@ class EventConsumer:
         name: str,
         processed: ProcessedIds | None = None,
         producer: EventProducer | None = None,
+        on_dead_letter: DeadLetterReply | None = None,
     ) -> None:
         if not topics:
             raise ValueError("topics: give at least one topic to consume")
@@ -98,6 +103,7 @@ class EventConsumer:
         self.group_id = group_id
         self.topics = tuple(topics)
         self._handler = handler
+        self._on_dead_letter = on_dead_letter
         self.name = name
         self._processed = (
             processed
@@ -253,9 +259,9 @@ class EventConsumer:
             envelope=envelope,
             payload=payload,
         )
-        outputs = self._handle_with_retries(record, event)
-        if outputs is None:
-            return envelope.event_id  # dead-lettered: do not handle it again
+        outputs, failure = self._handle_with_retries(record, event)
+        if failure is not None:  # dead-lettered: do not handle it again
+            outputs = self._dead_letter_replies(event, failure)
         for index, out in enumerate(outputs):
             self._producer.publish(
                 out.topic,
@@ -265,23 +271,36 @@ class EventConsumer:
                 trace_id=envelope.trace_id,
                 causation_id=envelope.event_id,
             )
-        self.stats.handled += 1
+        if failure is None:
+            self.stats.handled += 1
         return envelope.event_id
 
-    def _handle_with_retries(self, record: ConsumerRecord, event: Event) -> list[Outgoing] | None:
+    def _dead_letter_replies(self, event: Event, failure: BaseException) -> list[Outgoing]:
+        if self._on_dead_letter is None:
+            return []
+        try:
+            return list(self._on_dead_letter(event, failure))
+        except Exception:  # the record is in the DLQ already; a failed reply only costs it
+            log.exception("consumer.dead_letter_reply_failed", consumer=self.name)
+            return []
+
+    def _handle_with_retries(
+        self, record: ConsumerRecord, event: Event
+    ) -> tuple[list[Outgoing], BaseException | None]:
+        """The handler's outputs, or no outputs and the error it was dead-lettered with."""
         attempts = 0
         max_attempts = self._settings.handler_max_attempts
         while True:
             attempts += 1
             try:
-                return list(self._handler(event))
+                return list(self._handler(event)), None
             except PermanentError as exc:
                 self._dead_letter(record, exc, attempts=attempts)
-                return None
+                return [], exc
             except Exception as exc:
                 if attempts >= max_attempts:
                     self._dead_letter(record, exc, attempts=attempts)
-                    return None
+                    return [], exc
                 delay = min(
                     self._settings.retry_backoff_s * 2 ** (attempts - 1),
                     self._settings.retry_backoff_max_s,

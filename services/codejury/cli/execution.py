@@ -151,6 +151,7 @@ def serve_execution(
     consumer = None
     if kafka_stage:
         from codejury.bus.consumer import EventConsumer
+        from codejury.bus.replies import solve_failed
         from codejury.bus.topics import CANDIDATES_GENERATED
         from codejury.execution.stage import make_handler
 
@@ -165,6 +166,7 @@ def serve_execution(
                 max_program_bytes=settings.execution.max_program_kb << 10,
             ),
             name="execution-stage",
+            on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
         )
         stage_thread = threading.Thread(target=consumer.run, name="execution-stage", daemon=True)
         stage_thread.start()

@@ -68,6 +68,7 @@ def serve_generation(
     consumer = None
     if kafka_stage:
         from codejury.bus.consumer import EventConsumer
+        from codejury.bus.replies import solve_failed
         from codejury.bus.topics import SOLVE_REQUESTED
         from codejury.generation.stage import make_handler
 
@@ -77,6 +78,7 @@ def serve_generation(
             topics=[SOLVE_REQUESTED],
             handler=make_handler(generator),
             name="generation-stage",
+            on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
         )
         stage_thread = threading.Thread(target=consumer.run, name="generation-stage", daemon=True)
         stage_thread.start()

@@ -185,6 +185,35 @@ def test_a_given_empty_store_is_the_one_that_remembers(
     assert env.event_id in reopened and len(reopened) == 1
 
 
+def test_a_dead_lettered_request_is_answered_with_its_error(
+    bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str, collect
+) -> None:  # type: ignore[no-untyped-def]
+    """``on_dead_letter`` replies: the record still goes to the DLQ, and the caller hears."""
+    topic, answers = fresh_topics("refused", "answers")
+    with EventProducer(bus, name="test") as producer:
+        env = producer.publish_now(topic, events_pb2.SolveRequested(request_id="r9"), key="r9")
+
+    def refuse(event: Event) -> list[Outgoing]:
+        raise PermanentError("n must be >= 1, got 0")
+
+    replies: list[str] = []
+
+    def answer(event: Event, error: BaseException) -> list[Outgoing]:
+        replies.append(str(error))
+        return [Outgoing(answers, events_pb2.SolveCompleted(request_id="r9"), "r9")]
+
+    stats = EventConsumer(
+        bus, group_id=group_id, topics=[topic], handler=refuse, name="refuse", on_dead_letter=answer
+    ).run(max_records=1, idle_timeout_s=60)
+    assert stats.dead_lettered == 1 and stats.handled == 0
+    assert replies == ["n must be >= 1, got 0"]
+    (letter,) = collect([dlq(topic)], 1)
+    assert unwrap(letter.value)[1].error.endswith("n must be >= 1, got 0")
+    (reply,) = collect([answers], 1)
+    envelope, payload = unwrap(reply.value)
+    assert payload.request_id == "r9" and envelope.causation_id == env.event_id
+
+
 def test_outputs_carry_trace_and_derived_ids(
     bus: BusSettings,
     fresh_topics: Callable[..., list[str]],

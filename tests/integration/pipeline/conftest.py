@@ -17,7 +17,7 @@ def pipeline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     from tests.unit.generation.tiny_models import build_model_dir
 
     root = tmp_path_factory.mktemp("pipeline")
-    model = build_model_dir(root / "tiny-chat-lm")
+    model = build_model_dir(root / "tiny-chat-lm", context=2048)  # HumanEval prompts fit
     return load_settings(
         {
             "run_dir": root / "run",

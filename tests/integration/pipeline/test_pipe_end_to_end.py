@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import pytest
 from codejury.bus.envelope import unwrap
@@ -112,20 +112,26 @@ def test_killed_execution_service_loses_nothing(pipeline: EmbeddedPipeline) -> N
     """SIGKILL the execution service with requests in flight, start it again: every
     request completes (at-least-once) and no feedback event is duplicated."""
     execution = pipeline.services["execution"]
+    count = 24
     with SolveClient(pipeline.solve_address) as client, ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(client.solve, problem(100 + i), N, deadline_s=300) for i in range(8)]
-        time.sleep(2.0)  # some requests are past generation by now
+        futures = [
+            pool.submit(client.solve, problem(100 + i), N, deadline_s=300) for i in range(count)
+        ]
+        # Kill as soon as the first request is answered: the others are in every stage.
+        wait(futures, timeout=240, return_when=FIRST_COMPLETED)
         execution.kill()
-        assert not all(f.done() for f in futures), "the kill must land with requests in flight"
         assert not execution.running
+        assert sum(f.done() for f in futures) < count, "the kill must land with work in flight"
         pipeline.restart("execution")
         responses = [f.result(timeout=360) for f in futures]
     for response in responses:
         check_completed(response, with_tests=True)
     ids = {r.request_id for r in responses}
-    events = [(eid, f) for eid, f in feedback_events(pipeline, 28 * N) if f.request_id in ids]
-    assert len(events) == 8 * N
-    assert len({(f.request_id, f.candidate.candidate_id) for _, f in events}) == 8 * N
+    events = [
+        (eid, f) for eid, f in feedback_events(pipeline, (20 + count) * N) if f.request_id in ids
+    ]
+    assert len(events) == count * N
+    assert len({(f.request_id, f.candidate.candidate_id) for _, f in events}) == count * N
 
 
 def test_deadline_exceeded_leaves_nothing_in_flight(pipeline: EmbeddedPipeline) -> None:
@@ -138,6 +144,24 @@ def test_deadline_exceeded_leaves_nothing_in_flight(pipeline: EmbeddedPipeline) 
         # The pipeline still answers the next request.
         check_completed(client.solve(problem(201), N, deadline_s=240), with_tests=True)
     assert pipeline.front_door.servicer.in_flight == 0
+
+
+def test_a_request_a_stage_refuses_fails_fast_with_the_reason(
+    pipeline: EmbeddedPipeline,
+) -> None:
+    """Longer than the generator's context: generation dead-letters it and answers, so the
+    caller gets FAILED_PRECONDITION with the reason instead of waiting out its deadline."""
+    long = domain_pb2.Problem(
+        problem_id="long", language="python", prompt="def f():\n" + "    x = 1\n" * 3000
+    )
+    started = time.monotonic()
+    with (
+        SolveClient(pipeline.solve_address) as client,
+        pytest.raises(SolveRpcError, match=r"FAILED_PRECONDITION.*context") as caught,
+    ):
+        client.solve(long, N, deadline_s=240)
+    assert caught.value.code == "FAILED_PRECONDITION"
+    assert time.monotonic() - started < 60
 
 
 def test_eval_scores_every_ranker_from_the_pipeline(pipeline: EmbeddedPipeline, tmp_path) -> None:
