@@ -108,21 +108,31 @@ class RewardModel:
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text on its own (no special tokens)."""
         with self._lock:
-            ids = self._tokenizer(list(texts), add_special_tokens=False, verbose=False)
+            return self._count(texts)
+
+    def _count(self, texts: Sequence[str]) -> list[int]:
+        ids = self._tokenizer(list(texts), add_special_tokens=False, verbose=False)
         return [len(x) for x in ids["input_ids"]]
 
     def check_fits(self, completions: Sequence[str]) -> None:
         """InvalidRequestError naming each candidate too long to be scored whole."""
         check_candidates_fit(self.token_counts(completions), self.budget)
 
-    def encode(self, prompt: str, completions: Sequence[str]) -> Any:
+    def encode(
+        self, prompt: str, completions: Sequence[str], lengths: Sequence[int] | None = None
+    ) -> Any:
         """The padded batch the model sees for these pairs (call under the lock).
 
         ``only_first`` truncation cuts the prompt alone, from the left (the tokenizer
         was loaded with ``truncation_side="left"``); the candidates were checked to fit.
+        A candidate that fills the whole budget is paired with an empty prompt: none of
+        the prompt is left to keep, and the tokenizer refuses to cut a sequence to nothing
+        ("Sequence to truncate too short"). ``lengths``: the candidates' token counts, when
+        the caller has them.
         """
+        counts = self._count(completions) if lengths is None else lengths
         return self._tokenizer(
-            [prompt] * len(completions),
+            [prompt if n < self.budget.content else "" for n in counts],
             list(completions),
             truncation="only_first",
             max_length=self.budget.max_length,
@@ -139,7 +149,9 @@ class RewardModel:
         scores = [0.0] * len(completions)
         with self._lock:
             for batch in length_buckets(lengths, self.batch_size):
-                encoded = self.encode(prompt, [completions[i] for i in batch])
+                encoded = self.encode(
+                    prompt, [completions[i] for i in batch], [lengths[i] for i in batch]
+                )
                 with torch.inference_mode():
                     logits = self._model(**encoded).logits  # (B, 1)
                 for i, value in zip(batch, logits[:, 0].tolist(), strict=True):

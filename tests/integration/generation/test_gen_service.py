@@ -55,6 +55,20 @@ def test_generate_returns_n_per_problem_grouped_in_request_order(
     assert {c.model_name for c in candidates} == {"tiny-chat-lm"}
     assert all(c.sampling.seed == 3 and c.completion_tokens > 0 for c in candidates)
     assert all(c.logprob_sum < 0 and c.finish_reason for c in candidates)
+    # Every candidate's record, as the wire carries it: the model's revision (a fingerprint
+    # of the local weights), the sampling actually used (request values over the defaults),
+    # token counts and the log-probability's sum and mean.
+    assert len({c.model_revision for c in candidates}) == 1
+    assert candidates[0].model_revision.startswith("fp-")
+    for candidate in candidates:
+        sampling = candidate.sampling
+        assert (sampling.temperature, sampling.max_new_tokens, sampling.greedy) == (1.0, 16, False)
+        assert sampling.top_p == pytest.approx(0.95)  # the deployment's default
+        assert candidate.prompt_tokens > 0 and candidate.completion_tokens <= 16
+        assert candidate.logprob_mean == pytest.approx(
+            candidate.logprob_sum / candidate.completion_tokens
+        )
+        assert candidate.source == domain_pb2.CANDIDATE_SOURCE_GENERATOR
     again = stub.Generate(
         services_pb2.GenerateRequest(problems=PROBLEMS, n=4, sampling=SAMPLING), timeout=120
     )

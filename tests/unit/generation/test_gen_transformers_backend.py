@@ -15,7 +15,7 @@ from codejury.generation.backends.huggingface import TransformersBackend
 from codejury.generation.generator import Generator
 from codejury.generation.prompts import ChatMessage, Prompt, PromptStyle
 from codejury.generation.requests import Sampling
-from codejury.generation.stopping import StopRule
+from codejury.generation.stopping import StopRule, first_stop
 from codejury.proto.v1 import domain_pb2
 
 # Single characters that the tiny model's near-uniform sampling meets within a few tokens.
@@ -85,21 +85,49 @@ def test_n_samples_per_problem_from_one_batch_each_cut_at_its_first_stop(
     # rows), then one generate() whose every pass carries all 6 rows, at most
     # max_new_tokens passes per problem, not 6 times as many.
     assert seen.batches.count(1) == 2 and seen.batches[0] == 1
-    rows = [b for b in seen.batches if b != 1]
-    assert set(rows) == {6} and len(rows) <= 2 * 24
+    passes: list[int] = []  # per problem: the forward passes of its generate(), all rows each
+    for rows in seen.batches:
+        if rows == 1:
+            passes.append(0)
+        else:
+            assert rows == 6
+            passes[-1] += 1
+    assert len(passes) == 2
     decode = backend._tokenizer.decode
     stopped = [s for s in samples if s.finish_reason == "stop"]
     assert len(stopped) >= 8  # the stops are common: most rows meet one
+    for problem, count in enumerate(passes):
+        # The stop rule runs during generation: the batch ends at the step its last row
+        # finishes (a stop met in the token after the kept ones costs one step more), not
+        # at max_new_tokens.
+        longest = max(s.completion_tokens for s in samples if s.problem == problem)
+        assert count <= longest + 1, (problem, count, longest)
     for sample in samples:
         assert not any(stop in sample.text for stop in STOPS), sample
         assert len(sample.token_ids) == sample.completion_tokens
         assert decode(list(sample.token_ids)).startswith(sample.text)
     for sample in stopped:
-        # Cut at the first stop: the text is what came before it, and the stop was met
-        # within the last token kept or the one after (never generated further).
+        # Cut at the first stop: the kept tokens decode to the text, then either nothing
+        # more or the stop itself, exactly where the text ends.
         assert sample.completion_tokens < 24
         full = decode(list(sample.token_ids))
-        assert full == sample.text or any(stop in full for stop in STOPS)
+        assert first_stop(full, STOPS) in (None, len(sample.text)), (full, sample.text)
+
+
+def test_a_batch_ends_when_its_last_row_stops_not_at_max_new_tokens(
+    backend: TransformersBackend,
+) -> None:
+    """With stops every row meets, the batch's forward passes are those of its longest row:
+    the stopping criterion finishes rows while they are generated, it does not wait for
+    max_new_tokens and cut afterwards."""
+    stops = (*STOPS, " ")
+    with ForwardCounter(backend) as seen:
+        samples = backend.generate([job(stops=stops, budget=24)], 6, sampling(seed=1))
+    assert {s.finish_reason for s in samples} == {"stop"}
+    generated = [b for b in seen.batches if b != 1]
+    assert set(generated) == {6}
+    longest = max(s.completion_tokens for s in samples)
+    assert longest < 23 and longest <= len(generated) <= longest + 1
 
 
 def test_seeds_make_samples_reproducible_and_different_seeds_differ(
@@ -110,6 +138,46 @@ def test_seeds_make_samples_reproducible_and_different_seeds_differ(
     other = backend.generate([job()], 4, sampling(seed=12))
     assert first == again
     assert [s.token_ids for s in first] != [s.token_ids for s in other]
+    assert len({s.token_ids for s in first}) > 1  # the rows of a batch differ from each other
+
+
+def test_a_seed_repeats_its_samples_in_a_freshly_loaded_backend(
+    backend: TransformersBackend, tiny_model_dir: Path
+) -> None:
+    """Reproducible across loads (a restarted service), not just within one process state:
+    sampling in between does not shift what a seed draws."""
+    first = backend.generate([job()], 4, sampling(seed=21))
+    backend.generate([job(0, "x = ")], 3, sampling(seed=99))
+    fresh = TransformersBackend.from_settings(settings_for(tiny_model_dir, batch_rows=8))
+    assert fresh.generate([job()], 4, sampling(seed=21)) == first
+
+
+def test_top_p_and_temperature_reach_the_sampler(backend: TransformersBackend) -> None:
+    """A nucleus of one token, or a temperature near 0, is greedy decoding; at temperature 1
+    the rows differ. Log-probs stay the model's own (temperature 1) whatever the sampling."""
+    stops = ("\n",)
+    greedy = backend.generate([job(stops=stops, budget=12)], 1, sampling(greedy=True))
+    (expected,) = {s.token_ids for s in greedy}
+    assert expected
+    nucleus = backend.generate([job(stops=stops, budget=12)], 4, sampling(seed=8, top_p=1e-9))
+    cold = backend.generate([job(stops=stops, budget=12)], 4, sampling(seed=8, temperature=1e-6))
+    hot = backend.generate([job(stops=stops, budget=12)], 4, sampling(seed=8, temperature=1.0))
+    assert {s.token_ids for s in nucleus} == {expected}
+    assert {s.token_ids for s in cold} == {expected}
+    assert any(s.token_ids != expected for s in hot)
+    for sample in (*nucleus, *cold):
+        assert sample.logprob_sum == pytest.approx(greedy[0].logprob_sum, abs=1e-4)
+
+
+def test_max_new_tokens_ends_every_row_that_meets_no_stop(backend: TransformersBackend) -> None:
+    with ForwardCounter(backend) as seen:
+        samples = backend.generate([job(stops=("@@@@",), budget=5)], 3, sampling())
+    assert [s.index for s in samples] == [0, 1, 2]
+    assert {s.finish_reason for s in samples} <= {"length", "eos"}
+    assert all(s.completion_tokens <= 5 for s in samples)
+    assert all(s.completion_tokens == 5 for s in samples if s.finish_reason == "length")
+    generated = [b for b in seen.batches if b != 1]  # the prompt's own pass has one row
+    assert set(generated) == {3} and len(generated) <= 5
 
 
 def test_a_problems_samples_do_not_depend_on_the_rest_of_the_request(

@@ -57,6 +57,59 @@ def test_the_candidate_is_kept_whole_and_the_prompt_keeps_its_end(tiny_backbone:
     assert model.score(long_prompt, [candidate])[0] == model.score(long_prompt, [candidate])[0]
 
 
+def _ids(model: RewardModel, text: str) -> list[int]:
+    ids: list[int] = model._tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids
+
+
+def test_truncation_keeps_every_candidate_token_and_only_the_prompts_last_tokens(
+    tiny_backbone: Path,
+) -> None:
+    """Token for token: [CLS] the prompt's last k tokens [SEP] the whole candidate [SEP],
+    k being what the candidate leaves of the budget, for candidates of different lengths
+    in one batch."""
+    model = _load(tiny_backbone, max_length=48)
+    tokenizer = model._tokenizer
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    prompt = " ".join(f"items{i}" for i in range(60)) + ' def total(items):\n    """Sum."""\n'
+    prompt_ids = _ids(model, prompt)
+    assert len(prompt_ids) > model.budget.content  # the prompt alone does not fit
+    short, longer = CANDIDATES[0], CANDIDATES[1]
+    encoded = model.encode(prompt, [short, longer])
+    for row, candidate in enumerate((short, longer)):
+        candidate_ids = _ids(model, candidate)
+        kept = model.budget.content - len(candidate_ids)
+        assert 0 < kept < len(prompt_ids)
+        expected = [cls, *prompt_ids[-kept:], sep, *candidate_ids, sep]
+        assert encoded["input_ids"][row].tolist()[: len(expected)] == expected
+    first, second = model.score(prompt, [short, longer])
+    assert model.score(prompt, [short]) == pytest.approx([first], abs=1e-6)
+    assert model.score(prompt, [longer]) == pytest.approx([second], abs=1e-6)
+
+
+def test_a_candidate_that_fills_the_whole_budget_is_scored_without_the_prompt(
+    tiny_backbone: Path,
+) -> None:
+    """The boundary: a candidate of exactly the budget leaves no prompt token. It fits, so
+    it is scored (with none of the prompt), beside a short one that keeps some prompt."""
+    model = _load(tiny_backbone, max_length=32)
+    full = " ".join(["items"] * model.budget.content)
+    assert len(_ids(model, full)) == model.budget.content  # "items" is one token
+    encoded = model.encode(PROMPT, [full, CANDIDATES[0]])
+    tokenizer = model._tokenizer
+    assert encoded["input_ids"][0].tolist() == [
+        tokenizer.cls_token_id,
+        tokenizer.sep_token_id,
+        *_ids(model, full),
+        tokenizer.sep_token_id,
+    ]
+    scores = model.score(PROMPT, [full, CANDIDATES[0]])
+    assert len(scores) == 2
+    assert model.score("", [full]) == pytest.approx(scores[:1], abs=1e-6)
+    with pytest.raises(InvalidRequestError, match=r"candidates\[0\] has 30 tokens, over the 29"):
+        model.score(PROMPT, [full + " items"])
+
+
 def test_a_candidate_longer_than_the_context_is_rejected_naming_it(tiny_backbone: Path) -> None:
     model = _load(tiny_backbone, max_length=32)
     with pytest.raises(InvalidRequestError, match=r"candidates\[1\] has \d+ tokens, over the 29"):
