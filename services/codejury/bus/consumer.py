@@ -121,6 +121,7 @@ class EventConsumer:
                 client_id=f"{settings.client_id}-{name}",
                 group_id=group_id,
                 enable_auto_commit=False,
+                fetch_max_wait_ms=settings.fetch_max_wait_ms,
                 auto_offset_reset="earliest",
                 session_timeout_ms=settings.session_timeout_ms,
                 heartbeat_interval_ms=settings.heartbeat_interval_ms,

@@ -54,6 +54,7 @@ class TopicTail:
                 client_id=f"{settings.client_id}-{name}",
                 group_id=None,
                 enable_auto_commit=False,
+                fetch_max_wait_ms=settings.fetch_max_wait_ms,
                 request_timeout_ms=settings.request_timeout_ms,
                 bootstrap_timeout_ms=max(1000, int(settings.connect_timeout_s * 1000)),
             )

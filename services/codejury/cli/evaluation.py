@@ -4,6 +4,7 @@ paper's table (greedy, random pick, reranked by each ranker, oracle, gap closed)
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,11 +42,17 @@ def _problems(
             file = packaged_file(chosen)
         else:
             file = find(data_dir(settings), chosen, language)
-        rows = [p for p in load(file) if p.problem.tests]
+        # In task order (HumanEval/0, 1, 2, ...), whatever order the file keeps them in.
+        rows = sorted((p for p in load(file) if p.problem.tests), key=_task_order)
         problems += rows[:limit] if limit else rows
     if not problems:
         raise ConfigurationError(f"--dataset {dataset}: no problems with tests for {languages}")
     return problems
+
+
+def _task_order(problem: BenchmarkProblem) -> tuple[int, str]:
+    found = re.search(r"\d+", problem.problem.problem_id)
+    return (int(found.group()) if found else 0, problem.problem.problem_id)
 
 
 @contextlib.contextmanager
@@ -115,16 +122,23 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+_SHORT = {"reward_model": "RM", "logprob": "logprob", "random_ranker": "rand rk"}
+
+
 def _table(summary: EvalSummary, title: str) -> Table:
     """The report's table, narrow enough for a terminal (the Markdown file has it all)."""
-    table = Table(title=title, caption="pass@1 in %; gap: share of (oracle - random) closed")
-    for column in ("language", "problems", "greedy", "random", *summary.rankers, "oracle"):
-        table.add_column(column.replace("_", " "), justify="right")
-    table.add_column("gap (reward model)", justify="right")
+    table = Table(
+        title=title,
+        caption="pass@1 in %; RM: reward model; rand rk: random ranker; "
+        "gap: share of (oracle - random) the reward model closes",
+    )
+    rankers = [_SHORT.get(r, r) for r in summary.rankers]
+    for column in ("lang", "#", "greedy", "random", *rankers, "oracle", "gap"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in (*summary.languages, summary.average):
         gap = row.gap_closed.get("reward_model")
         table.add_row(
-            row.language,
+            row.language[:10],
             str(row.problems),
             _percent(row.greedy),
             _percent(row.random),
@@ -176,7 +190,7 @@ def eval_cmd(
 @app.command()
 def demo(
     ctx: typer.Context,
-    problems: Annotated[int, typer.Option(min=1, help="Problems per language.")] = 10,
+    problems: Annotated[int, typer.Option(min=1, help="Problems per language.")] = 8,
     n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem.")] = 8,
     greedy: Annotated[bool, typer.Option(help="Also measure greedy pass@1.")] = True,
     max_new_tokens: Annotated[

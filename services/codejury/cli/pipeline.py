@@ -13,7 +13,7 @@ import typer
 from google.protobuf import json_format
 from rich.table import Table
 
-from codejury.cli.app import app, console, quiet_run, serve_app, settings_of
+from codejury.cli.app import app, bench_app, console, quiet_run, serve_app, settings_of
 from codejury.proto.v1 import domain_pb2, services_pb2
 
 
@@ -140,3 +140,61 @@ def print_response(response: services_pb2.SolveResponse) -> None:
     console.print(table)
     console.rule("chosen completion")
     console.print(response.chosen.completion, markup=False, highlight=False)
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    ctx: typer.Context,
+    concurrency: Annotated[str, typer.Option(help="Comma-separated concurrencies.")] = "1,4,16",
+    requests: Annotated[int, typer.Option(min=1, help="Solve requests per concurrency.")] = 32,
+    n: Annotated[int, typer.Option("--n", min=1, help="Candidates per request.")] = 4,
+    output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+) -> None:
+    """Solve requests/s and p50/p99 latency through the Kafka pipeline against the same
+    work done by calling the three services in process, with tiny models, in one run."""
+    import tempfile
+
+    from codejury.pipeline.bench import DIRECT, PIPELINE, bench_settings, measure
+
+    levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    quiet_run(settings_of(ctx))
+    with tempfile.TemporaryDirectory(prefix="codejury-bench-pipeline-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)  # the sandbox user reads the compile cache under it
+        with console.status("building tiny models") as status:
+            settings = bench_settings(root)
+            runs = measure(
+                settings, levels, requests_per_level=requests, n=n, progress=status.update
+            )
+    table = Table(title=f"codejury bench pipeline: {requests} requests per level, n={n}")
+    for column in ("concurrency", "mode", "req/s", "p50 ms", "p99 ms", "p50 vs direct"):
+        table.add_column(column, justify="right")
+    rows = []
+    by_key = {(r.mode, r.concurrency): r for r in runs}
+    for run in runs:
+        direct = by_key[(DIRECT, run.concurrency)]
+        ratio = run.median / direct.median if direct.median else 0.0
+        table.add_row(
+            str(run.concurrency),
+            run.mode,
+            f"{run.per_second:.2f}",
+            f"{run.percentile(0.5) * 1000:.0f}",
+            f"{run.percentile(0.99) * 1000:.0f}",
+            f"{ratio:.2f}x" if run.mode == PIPELINE else "1.00x",
+        )
+        rows.append(
+            {
+                "mode": run.mode,
+                "concurrency": run.concurrency,
+                "requests": run.requests,
+                "requests_per_s": round(run.per_second, 3),
+                "p50_ms": round(run.percentile(0.5) * 1000, 1),
+                "p99_ms": round(run.percentile(0.99) * 1000, 1),
+                "p50_ratio_to_direct": round(ratio, 3),
+            }
+        )
+    console.print(table)
+    target = output or settings_of(ctx).run_dir / "bench" / "pipeline.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(rows, indent=2))
+    console.print(f"report: {target}")

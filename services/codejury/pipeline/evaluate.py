@@ -21,9 +21,10 @@ from codejury.evaluation.metrics import CandidateOutcome, ProblemOutcome
 from codejury.pipeline.client import SolveClient
 from codejury.proto.v1 import domain_pb2, services_pb2
 
-# The rankers every evaluation compares; "random" scores every candidate alike, so its
-# pick is scored as the expectation over all of them (a uniformly random pick).
-REWARD_MODEL, LOGPROB, RANDOM = "reward_model", "logprob", "random"
+# The rankers every evaluation compares; the random ranker scores every candidate alike,
+# so its pick is scored as the expectation over all of them (it equals the random-pick
+# column by construction, a check on the arithmetic).
+REWARD_MODEL, LOGPROB, RANDOM = "reward_model", "logprob", "random_ranker"
 RANKERS = (REWARD_MODEL, LOGPROB, RANDOM)
 
 

@@ -21,6 +21,6 @@ def _hub_offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.unit.generation.tiny_models import build_model_dir
+    from codejury.generation.tiny import build_model_dir
 
     return build_model_dir(tmp_path_factory.mktemp("tiny-lm") / "tiny-chat-lm")

@@ -14,7 +14,7 @@ pytest.importorskip("transformers", reason="the pipeline's services need the dem
 
 @pytest.fixture(scope="module")
 def pipeline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    from tests.unit.generation.tiny_models import build_model_dir
+    from codejury.generation.tiny import build_model_dir
 
     root = tmp_path_factory.mktemp("pipeline")
     model = build_model_dir(root / "tiny-chat-lm", context=2048)  # HumanEval prompts fit

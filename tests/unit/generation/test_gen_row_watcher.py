@@ -11,8 +11,7 @@ from codejury.generation.backends import Job, Sample
 from codejury.generation.backends.huggingface import _Batch, _RowWatcher
 from codejury.generation.prompts import Prompt, PromptStyle
 from codejury.generation.stopping import StopRule
-
-from tests.unit.generation.tiny_models import train_tokenizer
+from codejury.generation.tiny import train_tokenizer
 
 
 @pytest.fixture(scope="module")
