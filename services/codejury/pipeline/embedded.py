@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
 from codejury.bus.embedded import EmbeddedBroker
@@ -179,7 +178,3 @@ class EmbeddedPipeline:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def log_dir_of(settings: Settings) -> Path:
-    return settings.run_dir.resolve() / "logs"
