@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from codejury.core.logging import get_logger
-from codejury.evaluation.datasets import Dataset, DatasetNotFoundError, find, load
+from codejury.evaluation.datasets import Dataset, DatasetNotFoundError
+from codejury.training.sources import find_for_training, load_for_training
 
 log = get_logger(__name__)
 
@@ -19,7 +20,7 @@ def mbxp_prompts(data_dir: Path, languages: Iterable[str]) -> dict[tuple[str, st
     prompts: dict[tuple[str, str], str] = {}
     for language in sorted(set(languages)):
         try:
-            problems = load(find(data_dir, Dataset.MBXP, language))
+            problems = load_for_training(find_for_training(data_dir, Dataset.MBXP, language))
         except DatasetNotFoundError as exc:
             log.warning("catalog.no_mbxp", language=language, error=str(exc))
             continue

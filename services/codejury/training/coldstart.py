@@ -23,12 +23,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from codejury.core.logging import get_logger
-from codejury.evaluation.datasets import BenchmarkProblem, Dataset, find, load
+from codejury.evaluation.datasets import BenchmarkProblem, Dataset
 from codejury.execution.executor import Executor
 from codejury.execution.sandbox import Limits
 from codejury.proto.v1 import domain_pb2
 from codejury.training.mutation import language_name, mutate
 from codejury.training.records import LabelledCandidate, Source
+from codejury.training.sources import find_for_training, load_for_training
 from codejury.training.store import TrainingStore
 
 log = get_logger(__name__)
@@ -55,7 +56,11 @@ class MutationReport:
 
 def mbxp_problems(data_dir: Path, language: str, limit: int | None) -> list[BenchmarkProblem]:
     """The first ``limit`` MBXP problems of ``language`` that have a canonical solution."""
-    problems = [p for p in load(find(data_dir, Dataset.MBXP, language)) if p.canonical_solution]
+    problems = [
+        p
+        for p in load_for_training(find_for_training(data_dir, Dataset.MBXP, language))
+        if p.canonical_solution
+    ]
     return problems[:limit] if limit is not None else problems
 
 

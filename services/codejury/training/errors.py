@@ -4,7 +4,9 @@
     ├── TrainingDataError (InvalidArgumentError)         a row or a request names a bad value
     │   │                                                (unknown status, a SANDBOX_ERROR
     │   │                                                offered as a label, a bad snapshot id)
-    │   └── UnsupportedLanguageError                     no mutation operators for a language
+    │   ├── UnsupportedLanguageError                     no mutation operators for a language
+    │   └── EvaluationOnlyDatasetError                   MultiPL-E / HumanEval(-X) offered as
+    │                                                    training data (licence, overlap)
     ├── SnapshotNotFoundError (NotFoundError)            no snapshot with that id, or none yet
     ├── CorruptSnapshotError (FailedPreconditionError)   a snapshot's files are missing or do
     │                                                    not match their id
@@ -39,6 +41,10 @@ class TrainingDataError(TrainingError, InvalidArgumentError):
 
 class UnsupportedLanguageError(TrainingDataError):
     """The mutation operators do not cover this language."""
+
+
+class EvaluationOnlyDatasetError(TrainingDataError):
+    """An evaluation-only dataset (MultiPL-E, HumanEval, HumanEval-X) was offered for training."""
 
 
 class SnapshotNotFoundError(TrainingError, NotFoundError):
