@@ -23,14 +23,11 @@ The arithmetic lives in ``ppo_math``.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from codejury.core.logging import get_logger
 from codejury.training.errors import TrainingDataError, TrainingDependencyError, TrainingError
@@ -44,133 +41,36 @@ except ImportError as exc:  # pragma: no cover - the train extra is installed in
     ) from exc
 
 from codejury.training import ppo_math
+from codejury.training.ppo_config import PPOConfig
+from codejury.training.ppo_outputs import (
+    METRIC_FIELDS,
+    METRICS_FILE,
+    append_metrics,
+    last_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    read_metrics,
+    read_state,
+    save_checkpoint,
+    truncate_metrics,
+)
+
+__all__ = [
+    "METRICS_FILE",
+    "METRIC_FIELDS",
+    "PPOConfig",
+    "PPOResult",
+    "RewardFn",
+    "ValueHead",
+    "last_checkpoint",
+    "read_metrics",
+    "train_ppo",
+]
 
 log = get_logger(__name__)
 
 RewardFn = Callable[[list[str], list[str]], list[float]]  # (prompts, completions) -> scores
 Progress = Callable[[int, int], None]  # (steps done, total steps)
-
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS_DIR = "checkpoints"
-METRIC_FIELDS = (
-    "step",
-    "reward_mean",
-    "reward_std",
-    "kl",
-    "kl_coef",
-    "entropy",
-    "clip_fraction",
-    "policy_loss",
-    "value_loss",
-    "value_clip_fraction",
-    "response_length",
-    "seconds",
-)
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """Hyperparameters of one PPO run (CPU-sized defaults)."""
-
-    steps: int = field(default=100, metadata={"help": "PPO steps (rollout + update) in all."})
-    batch_size: int = field(default=8, metadata={"help": "Completions sampled per step."})
-    mini_batch_size: int = field(
-        default=4, metadata={"help": "Completions per forward/backward pass in the update."}
-    )
-    gradient_accumulation_steps: int = field(
-        default=1,
-        metadata={
-            "help": "Mini-batches whose gradients are summed per optimiser step; "
-            "batch_size must be a multiple of mini_batch_size * gradient_accumulation_steps."
-        },
-    )
-    ppo_epochs: int = field(default=2, metadata={"help": "Passes over each batch per step."})
-    learning_rate: float = field(default=1e-5, metadata={"help": "Adam learning rate."})
-    max_grad_norm: float = field(
-        default=1.0, metadata={"help": "Gradient-norm clip per optimiser step; 0 disables."}
-    )
-    max_new_tokens: int = field(default=32, metadata={"help": "Tokens sampled per completion."})
-    temperature: float = field(
-        default=1.0, metadata={"help": "Sampling temperature; log-probs use the same one."}
-    )
-    gamma: float = field(default=1.0, metadata={"help": "GAE discount."})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
-    clip_range: float = field(
-        default=0.2, metadata={"help": "Policy ratio clip: ratios outside 1 +- clip_range."}
-    )
-    clip_range_value: float = field(
-        default=0.2, metadata={"help": "How far a value may move from its rollout value."}
-    )
-    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
-    init_kl_coef: float = field(
-        default=0.05, metadata={"help": "Initial coefficient of the per-token KL penalty."}
-    )
-    adaptive_kl: bool = field(
-        default=True,
-        metadata={"help": "Steer the KL coefficient towards kl_target (Ziegler et al.)."},
-    )
-    kl_target: float = field(
-        default=6.0, metadata={"help": "Target KL per completion, in nats (adaptive_kl)."}
-    )
-    kl_horizon: int = field(
-        default=10000, metadata={"help": "Adaptive controller horizon, in completions."}
-    )
-    whiten_rewards: bool = field(
-        default=False, metadata={"help": "Whiten the scores across each batch before use."}
-    )
-    save_every: int = field(
-        default=50, metadata={"help": "Checkpoint every this many steps (and at the end)."}
-    )
-    keep_checkpoints: int = field(
-        default=2, metadata={"help": "Checkpoints kept; older ones are deleted."}
-    )
-    seed: int = field(default=0, metadata={"help": "Seeds torch (sampling and init)."})
-    device: str = field(default="auto", metadata={"help": "auto: cuda when available."})
-    precision: Literal["auto", "float32", "bfloat16"] = field(
-        default="auto", metadata={"help": "auto: bfloat16 on a GPU that has it, else float32."}
-    )
-    use_lora: bool = field(
-        default=False,
-        metadata={"help": "Train LoRA adapters (peft) instead of all weights: large models."},
-    )
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: tuple[str, ...] | None = field(
-        default=None, metadata={"help": "Modules to adapt; None: peft's default for the model."}
-    )
-
-    def __post_init__(self) -> None:
-        positive = (
-            "steps",
-            "batch_size",
-            "mini_batch_size",
-            "gradient_accumulation_steps",
-            "ppo_epochs",
-            "max_new_tokens",
-            "save_every",
-            "keep_checkpoints",
-            "kl_horizon",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if value < 1:
-                raise TrainingDataError(f"PPOConfig.{name}={value}: must be at least 1")
-        per_update = self.mini_batch_size * self.gradient_accumulation_steps
-        if self.batch_size % per_update:
-            raise TrainingDataError(
-                f"PPOConfig.batch_size={self.batch_size} is not a multiple of mini_batch_size "
-                f"* gradient_accumulation_steps = {per_update}: set batch_size to a multiple "
-                f"of {per_update}"
-            )
-        if self.temperature <= 0:
-            raise TrainingDataError(
-                f"PPOConfig.temperature={self.temperature}: must be > 0 (PPO samples)"
-            )
-        if self.kl_target <= 0:
-            raise TrainingDataError(f"PPOConfig.kl_target={self.kl_target}: must be > 0")
-        if self.learning_rate < 0:
-            raise TrainingDataError(f"PPOConfig.learning_rate={self.learning_rate}: must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -206,9 +106,9 @@ def train_ppo(
         )
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = last_checkpoint(output_dir)
-    start_step: int = _read_state(checkpoint)["step"] if checkpoint else 0
+    start_step: int = read_state(checkpoint)["step"] if checkpoint else 0
     trainer = _build_trainer(policy_dir, config, checkpoint)
-    _truncate_metrics(output_dir / METRICS_FILE, start_step)
+    truncate_metrics(output_dir, start_step)
 
     metrics: list[dict[str, float]] = []
     last = checkpoint
@@ -220,11 +120,18 @@ def train_ppo(
         record = trainer.step(batch, reward_fn)
         record = {"step": step + 1, **record, "seconds": time.monotonic() - started}
         metrics.append(record)
-        _append_line(output_dir / METRICS_FILE, record)
+        append_metrics(output_dir, record)
         done = step + 1
         if done % config.save_every == 0 or done == config.steps:
-            last = _save_checkpoint(output_dir, done, trainer)
-            _prune(output_dir, config.keep_checkpoints)
+            last = save_checkpoint(
+                output_dir,
+                done,
+                policy=trainer.policy,
+                value_head=trainer.value_head,
+                optimizer=trainer.optimizer,
+                kl_coef=trainer.kl_ctl.coef,
+            )
+            prune_checkpoints(output_dir, config.keep_checkpoints)
         if progress:
             progress(done, config.steps)
     if last is None:  # unreachable: steps >= 1, so a fresh run saves at least once
@@ -279,8 +186,8 @@ def _build_trainer(policy_dir: Path, config: PPOConfig, checkpoint: Path | None)
         config=config,
     )
     if checkpoint:
-        _load_checkpoint(checkpoint, trainer)
-        log.info("ppo resuming", checkpoint=str(checkpoint), step=_read_state(checkpoint)["step"])
+        kl_ctl.coef = load_checkpoint(checkpoint, value_head=value_head, optimizer=optimizer)
+        log.info("ppo resuming", checkpoint=str(checkpoint), step=read_state(checkpoint)["step"])
     return trainer
 
 
@@ -526,92 +433,6 @@ def _with_lora(policy: Any, config: PPOConfig, checkpoint: Path | None) -> Any:
     return get_peft_model(policy, lora)
 
 
-# ---- checkpoints and metrics
-
-
-def last_checkpoint(output_dir: Path) -> Path | None:
-    """The checkpoint with the highest step under ``output_dir``, or None."""
-    root = output_dir / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return None
-    done = sorted(p for p in root.glob("step-*") if (p / "state.json").is_file())
-    return done[-1] if done else None
-
-
-def _read_state(checkpoint: Path) -> dict[str, Any]:
-    try:
-        state: dict[str, Any] = json.loads((checkpoint / "state.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise TrainingError(
-            f"checkpoint {checkpoint} has an unreadable state.json ({exc}): delete that "
-            "checkpoint directory to resume from the one before"
-        ) from exc
-    return state
-
-
-def _save_checkpoint(output_dir: Path, step: int, trainer: _Trainer) -> Path:
-    """Write ``checkpoints/step-NNNNNN`` atomically (a temporary directory renamed)."""
-    root = output_dir / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:06d}"
-    partial = root / f".partial-step-{step:06d}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    trainer.policy.save_pretrained(partial / "policy")  # with LoRA: the adapters only
-    torch.save(trainer.value_head.state_dict(), partial / "value_head.pt")
-    rng = torch.get_rng_state()
-    torch.save({"optimizer": trainer.optimizer.state_dict(), "rng": rng}, partial / "trainer.pt")
-    state = {"step": step, "kl_coef": trainer.kl_ctl.coef}
-    (partial / "state.json").write_text(json.dumps(state))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
-    return final
-
-
-def _load_checkpoint(checkpoint: Path, trainer: _Trainer) -> None:
-    try:
-        head = torch.load(checkpoint / "value_head.pt", map_location=trainer.device)
-        saved = torch.load(checkpoint / "trainer.pt", map_location="cpu", weights_only=False)
-        trainer.value_head.load_state_dict(head)
-        trainer.optimizer.load_state_dict(saved["optimizer"])
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise TrainingError(
-            f"checkpoint {checkpoint} cannot be loaded ({exc}): delete it to resume from the "
-            "one before, or delete the output directory to start over"
-        ) from exc
-    torch.set_rng_state(saved["rng"])
-    trainer.kl_ctl.coef = _read_state(checkpoint)["kl_coef"]
-
-
-def _prune(output_dir: Path, keep: int) -> None:
-    done = sorted((output_dir / CHECKPOINTS_DIR).glob("step-*"))
-    for old in done[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _append_line(path: Path, record: dict[str, float]) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past ``step``: they belong to steps the resume will redo."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if line and json.loads(line)["step"] <= step]
-    if len(kept) != len(lines):
-        path.write_text("".join(line + "\n" for line in kept))
-
-
-def read_metrics(output_dir: Path) -> list[dict[str, float]]:
-    """The metrics file of a run, one dict per step."""
-    path = output_dir / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -624,11 +445,3 @@ def _dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
-
-
-def config_dict(config: PPOConfig) -> dict[str, Any]:
-    """The config as JSON-able values (for a run's manifest)."""
-    values = asdict(config)
-    if values["lora_target_modules"] is not None:
-        values["lora_target_modules"] = list(values["lora_target_modules"])
-    return values
