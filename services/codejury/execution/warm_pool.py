@@ -50,6 +50,9 @@ class WarmPool:
             try:
                 prepared = self._prepare()
             except Exception as exc:  # keep the pool alive; runs fall back to cold starts
+                with self._changed:
+                    if self._closed:  # torn down mid-start by the shutdown: expected
+                        return
                 log.warning("warm_pool.prepare_failed", error=str(exc))
                 with self._changed:
                     self._changed.wait(_RETRY_DELAY_S)
