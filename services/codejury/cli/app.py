@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +16,9 @@ from rich.console import Console
 from codejury.core.errors import CodeJuryError, ConfigurationError
 from codejury.core.logging import configure_logging
 from codejury.core.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from codejury.bus.consumer import EventConsumer
 
 app = typer.Typer(
     name="codejury",
@@ -34,6 +41,50 @@ def settings_of(ctx: typer.Context) -> Settings:
     """The settings the root callback built (once per process)."""
     settings: Settings = ctx.obj
     return settings
+
+
+def data_dir(settings: Settings, override: Path | None = None) -> Path:
+    """The benchmark data folder: ``--data-dir``, else the setting, else ../shared/data
+    next to the working directory or the source checkout."""
+    configured = override if override is not None else settings.data_dir
+    if configured is not None:
+        if not configured.is_dir():
+            raise ConfigurationError(
+                f"data_dir (CODEJURY_DATA_DIR or --data-dir) {configured} is not a directory"
+            )
+        return configured
+    checkout = Path(__file__).resolve().parents[3]
+    for candidate in (Path.cwd() / ".." / "shared" / "data", checkout / ".." / "shared" / "data"):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise ConfigurationError(
+        "no benchmark data: set CODEJURY_DATA_DIR (or --data-dir) to a folder with mbxp/, "
+        "humaneval-x/ and multipl-e/ (see the README's Data section)"
+    )
+
+
+def stop_signal() -> threading.Event:
+    """An event SIGTERM and SIGINT set: a service waits on it, then shuts down in order."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
+@contextlib.contextmanager
+def running_stage(consumer: EventConsumer | None, *, join_timeout_s: float) -> Iterator[None]:
+    """Run a service's Kafka stage beside its gRPC server for the ``with`` block; on the
+    way out it finishes its in-flight event and commits (``None``: no stage)."""
+    if consumer is None:
+        yield
+        return
+    thread = threading.Thread(target=consumer.run, name=consumer.name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        consumer.request_stop()
+        thread.join(timeout=join_timeout_s)
 
 
 def quiet_libraries(settings: Settings) -> None:

@@ -10,9 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from codejury.cli.app import bench_app, console, settings_of
-from codejury.core.errors import ConfigurationError
-from codejury.core.settings import Settings
+from codejury.cli.app import bench_app, console, data_dir, settings_of
 
 # Languages with canonical solutions in MBXP or HumanEval-X (the sandbox benchmark's
 # workload; MBXP's Go and Perl files have none, HumanEval-X has Go).
@@ -28,24 +26,6 @@ SANDBOX_LANGUAGES = (
     "go",
     "rust",
 )
-
-
-def data_dir(settings: Settings) -> Path:
-    """The benchmark data folder: the setting, else ../shared/data near here."""
-    if settings.data_dir is not None:
-        if not settings.data_dir.is_dir():
-            raise ConfigurationError(
-                f"data_dir (CODEJURY_DATA_DIR) {settings.data_dir} is not a directory"
-            )
-        return settings.data_dir
-    checkout = Path(__file__).resolve().parents[3]
-    for candidate in (Path.cwd() / ".." / "shared" / "data", checkout / ".." / "shared" / "data"):
-        if candidate.is_dir():
-            return candidate.resolve()
-    raise ConfigurationError(
-        "no benchmark data: set CODEJURY_DATA_DIR (or --data-dir) to a folder with mbxp/, "
-        "humaneval-x/ and multipl-e/ (see the README's Data section)"
-    )
 
 
 def _canonical_programs(root: Path, language: str, limit: int) -> tuple[str, list[str]]:
@@ -84,9 +64,7 @@ def bench_sandbox(
     from codejury.execution.sandbox import Limits, SandboxConfig
 
     settings = settings_of(ctx)
-    if data is not None:
-        settings = settings.model_copy(update={"data_dir": data})
-    root = data_dir(settings)
+    root = data_dir(settings, data)
     ex = settings.execution
     config = SandboxConfig(
         uid=ex.sandbox_uid,

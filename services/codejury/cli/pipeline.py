@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +11,15 @@ import typer
 from google.protobuf import json_format
 from rich.table import Table
 
-from codejury.cli.app import app, bench_app, console, quiet_run, serve_app, settings_of
+from codejury.cli.app import (
+    app,
+    bench_app,
+    console,
+    quiet_run,
+    serve_app,
+    settings_of,
+    stop_signal,
+)
 from codejury.proto.v1 import domain_pb2, services_pb2
 
 
@@ -29,9 +35,7 @@ def serve_solve(
     from codejury.pipeline.front_door import SolveFrontDoor
 
     settings = settings_of(ctx)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_signal()
     with SolveFrontDoor(settings, port=port) as door:
         console.print(
             f"Solve service on {door.host}:{door.port} (at most "
@@ -51,9 +55,7 @@ def up(ctx: typer.Context) -> None:
 
     settings = settings_of(ctx)
     quiet_run(settings)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_signal()
     with console.status("starting") as status:
         pipeline = EmbeddedPipeline(settings, progress=status.update)
         pipeline.start()

@@ -9,8 +9,6 @@ prefix matching on); no option here may be a prefix of one of KServe's (``--http
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -23,8 +21,10 @@ from codejury.cli.app import (
     console,
     err_console,
     quiet_libraries,
+    running_stage,
     serve_app,
     settings_of,
+    stop_signal,
 )
 from codejury.core.settings import Settings
 
@@ -175,9 +175,7 @@ def serve_reranking(
     settings = settings.model_copy(update={"reranking": rr})
     quiet_libraries(settings)
     apply_torch_threads(rr.torch_threads)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_signal()
     with reward_router(settings) as router:
         ranker = RewardModelRanker(router)
         servicer = RerankingServicer(RankLimits.from_settings(rr), ranker, model_name=rr.model_name)
@@ -187,7 +185,7 @@ def serve_reranking(
             port=rr.grpc_port if port is None else port,
             max_workers=8,
         )
-        consumer = stage_thread = None
+        consumer = None
         if kafka_stage:
             from codejury.bus.consumer import EventConsumer
             from codejury.bus.topics import CANDIDATES_EXECUTED
@@ -202,23 +200,17 @@ def serve_reranking(
                 ),
                 name="reranking-stage",
             )
-            stage_thread = threading.Thread(
-                target=consumer.run, name="reranking-stage", daemon=True
+        with running_stage(consumer, join_timeout_s=rr.request_timeout_s):
+            server.start()
+            routes = ", ".join(f"{r.channel}={r.expected_version or '?'}" for r in router.routes)
+            console.print(
+                f"Reranking service on {rr.grpc_host}:{bound} ({routes}"
+                f"{f', canary weight {rr.canary_weight:g}' if router.canary else ''}"
+                f"{', Kafka stage on' if consumer else ''})",
+                highlight=False,
             )
-            stage_thread.start()
-        server.start()
-        routes = ", ".join(f"{r.channel}={r.expected_version or '?'}" for r in router.routes)
-        console.print(
-            f"Reranking service on {rr.grpc_host}:{bound} ({routes}"
-            f"{f', canary weight {rr.canary_weight:g}' if router.canary else ''}"
-            f"{', Kafka stage on' if kafka_stage else ''})",
-            highlight=False,
-        )
-        print(f"READY port={bound}", flush=True)
-        stop.wait()
-        if consumer is not None and stage_thread is not None:
-            consumer.request_stop()
-            stage_thread.join(timeout=rr.request_timeout_s)
+            print(f"READY port={bound}", flush=True)
+            stop.wait()
         server.stop(grace=10).wait()
         served = ", ".join(
             f"{c}/{v}: {n}" for (c, v), n in sorted(ranker.ledger.snapshot().items())

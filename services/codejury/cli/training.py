@@ -16,8 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from codejury.cli.app import app, console, settings_of
-from codejury.core.settings import Settings
+from codejury.cli.app import app, console, data_dir, settings_of
 
 train_app = typer.Typer(
     help="Self-training: labelled-candidate store, cold-start mutants, reward-model training.",
@@ -38,14 +37,6 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
-
-
-def _data_dir(settings: Settings, data: Path | None) -> Path:
-    from codejury.cli.bench import data_dir
-
-    if data is not None:
-        settings = settings.model_copy(update={"data_dir": data})
-    return data_dir(settings)
 
 
 def _quiet_transformers() -> None:
@@ -79,7 +70,7 @@ def train_mutate(
     from codejury.training.store import TrainingStore
 
     settings = settings_of(ctx)
-    root = _data_dir(settings, data)
+    root = data_dir(settings, data)
     names = [language_name(n) for n in languages.split(",") if n.strip()]
     problems = {name: mbxp_problems(root, name, limit) for name in names}
     store = TrainingStore.from_settings(settings)
@@ -241,7 +232,7 @@ def train_reward_model_command(
     prompts = {}
     missing = {r.language for r in loaded.rows if not r.prompt}
     if missing:
-        prompts = mbxp_prompts(_data_dir(settings, data), missing)
+        prompts = mbxp_prompts(data_dir(settings, data), missing)
     pair_config = PairConfig(
         max_pairs_per_problem=max_pairs_per_problem or t.max_pairs_per_problem,
         hard_negative_factor=hard_negative_factor or t.hard_negative_factor,
