@@ -18,11 +18,6 @@ MISSING = "tiny-missing"  # weights file gone
 IDLE = "tiny-idle"  # healthy, registered, served by nobody
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="session")
 def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
     root = tmp_path_factory.mktemp("reranking")

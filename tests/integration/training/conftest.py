@@ -21,11 +21,6 @@ DATA_DIR = Path(
 )
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA_DIR / "mbxp").is_dir():
