@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codejury.core.devices import choose_device, choose_dtype
 from codejury.core.logging import get_logger
 from codejury.training.errors import TrainingDataError, TrainingDependencyError, TrainingError
 
@@ -147,8 +148,8 @@ def _build_trainer(policy_dir: Path, config: PPOConfig, checkpoint: Path | None)
         raise TrainingDependencyError(
             f"PPO needs the train extra ({exc.name} is missing): pip install -e '.[train]'"
         ) from exc
-    device = _device(config.device)
-    dtype = _dtype(config.precision, device)
+    device = choose_device(config.device, field="PPOConfig.device")
+    dtype = choose_dtype(config.precision, device)
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
@@ -431,17 +432,3 @@ def _with_lora(policy: Any, config: PPOConfig, checkpoint: Path | None) -> Any:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(policy, lora)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _dtype(precision: str, device: torch.device) -> torch.dtype:
-    if precision == "bfloat16":
-        return torch.bfloat16
-    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32

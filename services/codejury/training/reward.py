@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from codejury.core.devices import choose_device
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
 from codejury.training.errors import NoPairsError, TrainingDataError, TrainingDependencyError
@@ -112,7 +113,7 @@ def train_reward_model(
         ) from exc
 
     started = time.monotonic()
-    device = _device(config.device)
+    device = choose_device(config.device, field="training.device")
     model, tokenizer, encoder = _load(base_model_dir, config)
     model.to(device)
     scorer = _Scorer(model, encoder, batch_size=config.eval_batch_size)
@@ -188,24 +189,6 @@ def train_reward_model(
 
 
 # -- model and tokenization ----------------------------------------------------------------
-
-
-def _device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise TrainingDataError(
-            f"training.device {name!r} is not a torch device: use auto, cpu or cuda"
-        ) from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingDataError(
-            f"training.device {name!r}: no CUDA device is visible: use auto or cpu"
-        )
-    return device
 
 
 def _use_bf16(precision: str, device: Any, torch: Any) -> bool:

@@ -8,11 +8,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from codejury.core.devices import choose_device
 from codejury.core.errors import ConfigurationError, InvalidArgumentError
 from codejury.core.settings import GenerationSettings
 from codejury.generation.backends import GenerationBackend, Job, ModelInfo, Sample
 from codejury.generation.backends.hf_loading import (
-    choose_device,
     demo_gguf,
     fingerprint,
     load_model,
@@ -164,9 +164,9 @@ def test_cuda_asked_for_where_there_is_none_is_refused() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigurationError, match=r"CUDA is not available here"):
-        choose_device("cuda:0")
+        choose_device("cuda:0", field="generation.device")
     with pytest.raises(ConfigurationError, match=r"not a torch device"):
-        choose_device("gpu-please")
+        choose_device("gpu-please", field="generation.device")
 
 
 def test_fingerprints_follow_the_content(tmp_path: Path) -> None:

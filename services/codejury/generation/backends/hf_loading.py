@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from codejury.core.devices import choose_device, choose_dtype
 from codejury.core.logging import get_logger
 from codejury.core.settings import GenerationSettings
 from codejury.generation.errors import ModelLoadError
@@ -122,35 +123,6 @@ def revision_of(source: ModelSource, config: Any) -> str:
     return str(commit or "unknown")
 
 
-def choose_device(setting: str) -> torch.device:
-    import torch
-
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(setting)
-    except RuntimeError as exc:
-        raise ModelLoadError(
-            f"generation.device {setting!r} is not a torch device: use auto, cpu or cuda:N"
-        ) from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(
-            f"generation.device is {setting!r} but CUDA is not available here: use cpu or auto"
-        )
-    return device
-
-
-def choose_dtype(setting: str, device: torch.device) -> torch.dtype:
-    import torch
-
-    if setting == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    dtype: torch.dtype = getattr(torch, setting)
-    return dtype
-
-
 def context_length_of(config: Any, tokenizer: Any, override: int | None) -> int | None:
     if override is not None:
         return override
@@ -186,7 +158,7 @@ def load_model(settings: GenerationSettings) -> LoadedModel:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    device = choose_device(settings.device)
+    device = choose_device(settings.device, field="generation.device")
     dtype = choose_dtype(settings.dtype, device)
     extra: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     log.info("generation.model_loading", source=source.kind, model=source.location, **extra)
