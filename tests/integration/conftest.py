@@ -1,7 +1,10 @@
-"""Integration fixtures: a real tansu broker for the whole session, fresh topics per test."""
+"""Integration fixtures: a real tansu broker for the whole session, fresh topics per test,
+and real sandboxes under a parent cgroup of the session's own."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +16,9 @@ from codejury.bus.admin import ensure_topics
 from codejury.bus.embedded import EmbeddedBroker
 from codejury.bus.topics import dlq
 from codejury.core.settings import BusSettings, load_settings
+from codejury.execution.cgroups import CGROUP_ROOT, detect_version, sweep_stale
+from codejury.execution.errors import SandboxUnavailableError
+from codejury.execution.sandbox import Sandbox, SandboxConfig
 from kafka import KafkaConsumer
 
 
@@ -103,3 +109,52 @@ def collect(bus: BusSettings) -> Callable[..., list[Record]]:
         return records
 
     return run
+
+
+# -- sandboxes: real bubblewrap and cgroups, skipped with a reason where unavailable ----
+
+
+@pytest.fixture(scope="session")
+def cgroup_parent() -> Iterator[str]:
+    """A parent cgroup of this session's own, so leftovers are attributable to us."""
+    name = f"codejury-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        version = detect_version()
+    except SandboxUnavailableError:
+        return
+    # Celery pool processes that held warm sandboxes are gone by now: their empty groups
+    # are swept the way a restarted worker sweeps them; anything else left fails below.
+    sweep_stale(name)
+    dirs = [CGROUP_ROOT / name] if version == "v2" else list(CGROUP_ROOT.glob(f"*/{name}"))
+    for directory in dirs:
+        if directory.exists():
+            directory.rmdir()  # fails loudly if a run's group was left behind
+
+
+@pytest.fixture(scope="session")
+def sandbox(cgroup_parent: str) -> Sandbox:
+    box = Sandbox(SandboxConfig(cgroup_parent=cgroup_parent))
+    try:
+        box.check()
+    except SandboxUnavailableError as exc:
+        pytest.skip(f"sandbox unavailable here: {exc}")
+    return box
+
+
+@pytest.fixture(scope="session")
+def cache_root() -> Iterator[Path]:
+    """A compile cache the sandbox user can reach (pytest's tmp dirs are root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="codejury-test-cache-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def warm_sandbox(sandbox: Sandbox, cgroup_parent: str) -> Iterator[Sandbox]:
+    """The same sandbox with two sandboxes kept started ahead of demand."""
+    box = Sandbox(SandboxConfig(cgroup_parent=cgroup_parent, warm_pool=2))
+    box.check()
+    yield box
+    box.close()
