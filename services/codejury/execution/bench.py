@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from codejury.core.stats import percentile
 from codejury.execution.executor import Executor, ExecutorConfig
 from codejury.execution.languages import get_language
 from codejury.execution.languages.base import BUILD_DIR, expand
@@ -46,8 +47,7 @@ class ModeResult:
         return self.programs / self.wall_s if self.wall_s else 0.0
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_s)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+        return percentile(self.latencies_s, q) if self.latencies_s else 0.0
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codejury.core.settings import Settings, load_settings
+from codejury.core.stats import percentile
 from codejury.execution.factory import default_limits, make_executor
 from codejury.generation.factory import make_generator
 from codejury.pipeline.client import SolveClient
@@ -46,8 +47,7 @@ class LoadRun:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_s)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+        return percentile(self.latencies_s, q) if self.latencies_s else 0.0
 
     @property
     def median(self) -> float:

@@ -16,7 +16,6 @@ candidates of 44 to 155 MiniLM tokens (97 on average) beside a 157-token prompt.
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import statistics
@@ -33,6 +32,7 @@ import torch
 from codejury.core.errors import ConfigurationError
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
+from codejury.core.stats import percentile
 from codejury.reranking.backbones import MINILM_NAME, minilm_path
 from codejury.reranking.clients import GrpcV2Scorer, RestV2Scorer
 from codejury.reranking.factory import scoring_config
@@ -139,12 +139,6 @@ class BenchReport:
             "rows": [asdict(r) for r in self.rows],
             "verdicts": list(self.verdicts),
         }
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in [0, 1]) of a non-empty sample."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def time_interleaved(
