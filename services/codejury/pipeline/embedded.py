@@ -86,16 +86,8 @@ class EmbeddedPipeline:
         self.progress("checking the reranker registry")
         models = ModelRegistry.from_uri(registry_uri(settings))
         self.reranker_version = ensure_stable(models, settings.pipeline.reranker_backbone)
-        env = settings_env(settings)
-        timeout = settings.pipeline.startup_timeout_s
         for name in SERVICES:
-            self.services[name] = ServiceProcess(
-                name,
-                ["serve", name, "--kafka-stage"],
-                env=env,
-                log_dir=self.log_dir,
-                ready_timeout_s=timeout,
-            ).launch()
+            self.services[name] = self._service(name).launch()
         self.progress("starting a Celery sandbox worker")
         self.worker = LocalWorker(settings, make_celery_app(settings)).start()
         for name in SERVICES:
@@ -106,17 +98,19 @@ class EmbeddedPipeline:
 
     def restart(self, name: str) -> int:
         """Start service ``name`` again (after a crash or a ``kill``); returns its port."""
-        old = self.services[name]
-        old.stop()
-        fresh = ServiceProcess(
+        self.services[name].stop()
+        self.services[name] = fresh = self._service(name)
+        return fresh.start()
+
+    def _service(self, name: str) -> ServiceProcess:
+        """``codejury serve NAME --kafka-stage`` with the shared settings."""
+        return ServiceProcess(
             name,
-            old.args,
+            ["serve", name, "--kafka-stage"],
             env=settings_env(self.settings),
             log_dir=self.log_dir,
             ready_timeout_s=self.settings.pipeline.startup_timeout_s,
         )
-        self.services[name] = fresh
-        return fresh.start()
 
     # -- what runs where ---------------------------------------------------------------
 
