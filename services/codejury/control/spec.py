@@ -11,13 +11,13 @@ Build specs through ``parse_spec``: the dataclasses do not re-check themselves.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
 from codejury.control.errors import InvalidSpecError
+from codejury.control.reading import SpecReader, as_lists, is_whole, read_text
 
 CONTINUOUS = "continuous"
 
@@ -33,9 +33,6 @@ EVALUATION_ONLY_DATASETS: dict[str, str] = {
 }
 
 TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
-
-# A Kubernetes resource quantity such as "500m", "4", "16Gi" (positive, no exponent form).
-_QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
 
 @dataclass(frozen=True)
@@ -202,12 +199,12 @@ class SelfTrainingRunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-able values; ``parse_spec`` of it equals this spec."""
-        return {key: _lists(value) for key, value in asdict(self).items()}
+        return {key: as_lists(value) for key, value in asdict(self).items()}
 
 
 def parse_spec(data: object, path: str = "spec") -> SelfTrainingRunSpec:
     """Read and check a spec mapping; ``InvalidSpecError`` names the first wrong field."""
-    r = _Reader(data, path, SelfTrainingRunSpec)
+    r = SpecReader(data, path, SelfTrainingRunSpec)
     generator = r.text("generator")
     backbone = r.text("reward_model_backbone")
     datasets = _datasets(r)
@@ -240,7 +237,7 @@ def evaluation_only_reason(dataset: str) -> str | None:
     return EVALUATION_ONLY_DATASETS.get(re.sub(r"[^a-z0-9]", "", head.lower()))
 
 
-def _datasets(r: _Reader) -> tuple[str, ...]:
+def _datasets(r: SpecReader) -> tuple[str, ...]:
     path = r.path("datasets")
     items = r.sequence("datasets")
     if not items:
@@ -248,7 +245,7 @@ def _datasets(r: _Reader) -> tuple[str, ...]:
     names: list[str] = []
     for i, item in enumerate(items):
         where = f"{path}[{i}]"
-        name = _text(item, where)
+        name = read_text(item, where)
         reason = evaluation_only_reason(name)
         if reason is not None:
             raise InvalidSpecError(
@@ -263,11 +260,11 @@ def _datasets(r: _Reader) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _iterations(r: _Reader) -> int | Literal["continuous"]:
+def _iterations(r: SpecReader) -> int | Literal["continuous"]:
     value = r.get("iterations")
     if value == CONTINUOUS:
         return "continuous"
-    if _is_int(value) and value >= 1:
+    if is_whole(value) and value >= 1:
         return int(value)
     raise InvalidSpecError(
         r.path("iterations"),
@@ -277,7 +274,7 @@ def _iterations(r: _Reader) -> int | Literal["continuous"]:
     )
 
 
-def _ppo(r: _Reader) -> PPOSettings:
+def _ppo(r: SpecReader) -> PPOSettings:
     settings = PPOSettings(
         steps=r.integer("steps", minimum=1),
         batch_size=r.integer("batch_size", minimum=1),
@@ -297,7 +294,7 @@ def _ppo(r: _Reader) -> PPOSettings:
     return settings
 
 
-def _resources(r: _Reader) -> Resources:
+def _resources(r: SpecReader) -> Resources:
     cpu = r.quantity("cpu")
     memory = r.quantity("memory")
     gpus = r.integer("gpus", minimum=0, maximum=64)
@@ -308,18 +305,18 @@ def _resources(r: _Reader) -> Resources:
             selector_path, selector, "is not a mapping", "write node labels as label: value"
         )
     node_selector = {
-        _text(k, f"{selector_path} key"): _text(v, f"{selector_path}.{k}")
+        read_text(k, f"{selector_path} key"): read_text(v, f"{selector_path}.{k}")
         for k, v in selector.items()
     }
     tolerations = tuple(
-        _toleration(_Reader(item, f"{r.path('tolerations')}[{i}]", Toleration))
+        _toleration(SpecReader(item, f"{r.path('tolerations')}[{i}]", Toleration))
         for i, item in enumerate(r.sequence("tolerations"))
     )
     r.done()
     return Resources(cpu, memory, gpus, node_selector, tolerations)
 
 
-def _toleration(r: _Reader) -> Toleration:
+def _toleration(r: SpecReader) -> Toleration:
     key = r.text("key", allow_empty=True)
     operator = r.choice("operator", ("Exists", "Equal"))
     value = r.text("value", allow_empty=True)
@@ -345,7 +342,7 @@ def _toleration(r: _Reader) -> Toleration:
     return Toleration(key, cast(Literal["Exists", "Equal"], operator), value, effect, seconds)
 
 
-def _canary(r: _Reader) -> CanaryPolicy:
+def _canary(r: SpecReader) -> CanaryPolicy:
     steps = _steps(r)
     policy = CanaryPolicy(
         steps=steps,
@@ -362,13 +359,13 @@ def _canary(r: _Reader) -> CanaryPolicy:
     return policy
 
 
-def _steps(r: _Reader) -> tuple[int, ...]:
+def _steps(r: SpecReader) -> tuple[int, ...]:
     path = r.path("steps")
     items = r.sequence("steps")
     steps: list[int] = []
     for i, item in enumerate(items):
         where = f"{path}[{i}]"
-        if not _is_int(item) or not 1 <= item <= 100:
+        if not is_whole(item) or not 1 <= item <= 100:
             raise InvalidSpecError(
                 where, item, "is not a whole percentage in 1..100", "use weights like 10, 50, 100"
             )
@@ -398,7 +395,7 @@ def _steps(r: _Reader) -> tuple[int, ...]:
     return tuple(steps)
 
 
-def _trigger(r: _Reader, *, continuous: bool) -> TriggerSpec | None:
+def _trigger(r: SpecReader, *, continuous: bool) -> TriggerSpec | None:
     path = r.path("trigger")
     value = r.get("trigger")
     if value is None:
@@ -417,7 +414,7 @@ def _trigger(r: _Reader, *, continuous: bool) -> TriggerSpec | None:
             "is only used with iterations 'continuous' (fixed iterations run back to back)",
             "remove the trigger or set iterations: continuous",
         )
-    t = _Reader(value, path, TriggerSpec)
+    t = SpecReader(value, path, TriggerSpec)
     threshold = t.get("hard_negative_threshold")
     interval = t.get("schedule_interval_s")
     spec = TriggerSpec(
@@ -437,146 +434,3 @@ def _trigger(r: _Reader, *, continuous: bool) -> TriggerSpec | None:
             "set hard_negative_threshold, schedule_interval_s, or both",
         )
     return spec
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING: Any = _Missing()
-
-
-class _Reader:
-    """One mapping of the spec at ``path``, read against the dataclass ``cls``: a missing
-    key takes the field's default (or is an error when the field has none), and ``done``
-    refuses keys that were not read."""
-
-    def __init__(self, data: object, path: str, cls: type) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise InvalidSpecError(
-                path, data, "is not a mapping", f"write {path} as a mapping of field: value"
-            )
-        self._data = data
-        self._path = path
-        self._fields = {f.name: f for f in fields(cls)}
-        self._read: set[str] = set()
-
-    def path(self, key: str) -> str:
-        return f"{self._path}.{key}"
-
-    def get(self, key: str) -> Any:
-        self._read.add(key)
-        if key in self._data:
-            return self._data[key]
-        spec_field = self._fields[key]
-        if spec_field.default is not MISSING:
-            return spec_field.default
-        if spec_field.default_factory is not MISSING:
-            return spec_field.default_factory()
-        help_text = spec_field.metadata.get("help", "")
-        raise InvalidSpecError(self.path(key), _MISSING, "is required", f"set it: {help_text}")
-
-    def sub(self, key: str, cls: type) -> _Reader:
-        value = self.get(key)
-        if is_dataclass(value) and not isinstance(value, type):  # the field's default
-            value = asdict(value)
-        return _Reader(_lists(value), self.path(key), cls)
-
-    def sequence(self, key: str) -> list[Any]:
-        value = self.get(key)
-        if not isinstance(value, (list, tuple)):
-            raise InvalidSpecError(self.path(key), value, "is not a list", "write it as a list")
-        return list(value)
-
-    def text(self, key: str, *, allow_empty: bool = False) -> str:
-        return _text(self.get(key), self.path(key), allow_empty=allow_empty)
-
-    def choice(self, key: str, choices: tuple[str, ...]) -> str:
-        value = self.get(key)
-        if value not in choices:
-            raise InvalidSpecError(
-                self.path(key), value, "is not a known value", f"use one of {list(choices)}"
-            )
-        return str(value)
-
-    def integer(self, key: str, *, minimum: int, maximum: int | None = None) -> int:
-        value = self.get(key)
-        bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
-            raise InvalidSpecError(
-                self.path(key), value, f"is not a whole number {bounds}", f"set it {bounds}"
-            )
-        return int(value)
-
-    def number(
-        self,
-        key: str,
-        *,
-        minimum: float,
-        maximum: float = math.inf,
-        exclusive_min: bool = False,
-        exclusive_max: bool = False,
-    ) -> float:
-        value = self.get(key)
-        low = f"{'>' if exclusive_min else '>='} {minimum}"
-        high = "" if maximum == math.inf else f" and {'<' if exclusive_max else '<='} {maximum}"
-        ok = (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and (value > minimum if exclusive_min else value >= minimum)
-            and (value < maximum if exclusive_max else value <= maximum)
-        )
-        if not ok:
-            raise InvalidSpecError(
-                self.path(key), value, f"is not a number {low}{high}", f"set it {low}{high}"
-            )
-        return float(value)
-
-    def quantity(self, key: str) -> str:
-        value = self.get(key)
-        text = str(value) if _is_int(value) or isinstance(value, float) else value
-        if (
-            not isinstance(text, str)
-            or not _QUANTITY.match(text)
-            or float(re.sub(r"[a-zA-Z]+$", "", text)) <= 0
-        ):
-            raise InvalidSpecError(
-                self.path(key),
-                value,
-                "is not a positive Kubernetes quantity",
-                "write it like '4', '500m' (CPU) or '16Gi' (memory)",
-            )
-        return text
-
-    def done(self) -> None:
-        unknown = sorted(str(k) for k in self._data if k not in self._read)
-        if unknown:
-            raise InvalidSpecError(
-                self.path(unknown[0]),
-                self._data[unknown[0]],
-                f"is not a field of {self._path}",
-                f"remove it, or use one of {sorted(self._fields)}",
-            )
-
-
-def _text(value: object, path: str, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        raise InvalidSpecError(path, value, "is not a non-empty string", "set it to a name")
-    return value
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _lists(value: Any) -> Any:
-    """Tuples to lists, recursively (what JSON and YAML give back)."""
-    if isinstance(value, dict):
-        return {k: _lists(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_lists(v) for v in value]
-    return value
