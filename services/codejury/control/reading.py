@@ -61,7 +61,9 @@ class SpecReader:
         if spec_field.default_factory is not MISSING:
             return spec_field.default_factory()
         help_text = spec_field.metadata.get("help", "")
-        raise InvalidSpecError(self.path(key), _MISSING, "is required", f"set it ({help_text.rstrip('.')})")
+        raise InvalidSpecError(
+            self.path(key), _MISSING, "is required", f"set it ({help_text.rstrip('.')})"
+        )
 
     def sub(self, key: str, cls: type) -> SpecReader:
         value = self.get(key)

@@ -114,7 +114,12 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 
 # (what is wrong, the path set, its value, the message expected, as a regex)
 INVALID = [
-    ("generator missing", "generator", ..., r"^spec\.generator=<missing>: is required; set it \(Generator model"),
+    (
+        "generator missing",
+        "generator",
+        ...,
+        r"^spec\.generator=<missing>: is required; set it \(Generator model",
+    ),
     ("empty generator", "generator", " ", r"^spec\.generator=' ': is not a non-empty string"),
     (
         "MultiPL-E for training",
