@@ -5,18 +5,25 @@ codejury train snapshot
 codejury train stats [--snapshot latest]
 codejury train reward-model --snapshot latest --base-version stable --epochs 1
 codejury train feedback            # the consumer filling the store from codejury.feedback
+codejury train ppo --output R/ppo --reward-version stable --steps 20
+codejury train iteration --run-dir R --iteration 1   # the whole iteration, resumable
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from codejury.cli.app import app, console, data_dir, settings_of
+from codejury.core.settings import Settings
+
+if TYPE_CHECKING:
+    from codejury.execution.factory import BackendMode
 
 train_app = typer.Typer(
     help="Self-training: labelled-candidate store, cold-start mutants, reward-model training.",
@@ -321,3 +328,236 @@ def train_feedback(
         f"{buffer.parts_written} parts ({store.root}), {stats.dead_lettered} dead-lettered",
         highlight=False,
     )
+
+
+RunDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--run-dir",
+        help="Run directory (overrides `codejury --run-dir` / CODEJURY_RUN_DIR): where the "
+        "iterations, the store and the registry live.",
+    ),
+]
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="worker: start a Celery worker for the execute step; celery: the workers already "
+        "serving celery.broker_url (a cluster); in-process: this process's sandbox.",
+    ),
+]
+
+
+def _with_run_dir(ctx: typer.Context, run_dir: Path | None) -> Settings:
+    settings = settings_of(ctx)
+    return settings if run_dir is None else settings.model_copy(update={"run_dir": run_dir})
+
+
+def _executor_mode(value: str) -> BackendMode:
+    if value not in ("worker", "celery", "in-process"):
+        raise typer.BadParameter(
+            f"{value!r}: use worker, celery or in-process", param_hint="--executor"
+        )
+    return value  # type: ignore[return-value]
+
+
+@train_app.command("iteration")
+def train_iteration(
+    ctx: typer.Context,
+    iteration: Annotated[int, typer.Option(min=1, help="The iteration to run (from 1).")],
+    run_dir: RunDirOption = None,
+    base_version: Annotated[
+        str, typer.Option(help="Reranker version the reward models start from.")
+    ] = "stable",
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Generator to align (a model directory); default: the previous iteration's "
+            "aligned one, or generation.model for iteration 1."
+        ),
+    ] = None,
+    languages: Annotated[
+        str | None, typer.Option(help="Comma-separated MBXP languages (training.languages).")
+    ] = None,
+    problems_per_language: Annotated[int | None, typer.Option(min=1)] = None,
+    samples_per_problem: Annotated[int | None, typer.Option(min=1)] = None,
+    ppo_steps: Annotated[int | None, typer.Option(min=1)] = None,
+    executor: ExecutorOption = "worker",
+    mark_canary: Annotated[
+        bool, typer.Option("--mark-canary", help="Mark the new version canary.")
+    ] = False,
+    stop_after: Annotated[
+        str | None, typer.Option(help="Stop once this step is complete (reward, ppo, ...).")
+    ] = None,
+    data: DataDirOption = None,
+) -> None:
+    """One self-training iteration: reward model -> PPO -> sample -> execute -> mine ->
+    retrain -> register. Resumable: a rerun skips the steps already complete."""
+    from codejury.execution.factory import open_backend
+    from codejury.reranking.model import apply_torch_threads
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+    from codejury.training.iteration import (
+        IterationConfig,
+        IterationDeps,
+        run_iteration,
+    )
+    from codejury.training.store import TrainingStore
+
+    settings = _with_run_dir(ctx, run_dir)
+    mode = _executor_mode(executor)
+    overrides = {}
+    if ppo_steps is not None:
+        base = IterationConfig.from_settings(settings, iteration)
+        overrides["ppo"] = dataclasses.replace(
+            base.ppo, steps=ppo_steps, save_every=max(1, ppo_steps // 4)
+        )
+    config = IterationConfig.from_settings(
+        settings,
+        iteration,
+        languages=tuple(x.strip() for x in languages.split(",")) if languages else None,
+        problems_per_language=problems_per_language,
+        samples_per_problem=samples_per_problem,
+        base_version=base_version,
+        policy=policy,
+        mark_canary=mark_canary,
+        stop_after=stop_after,
+        **overrides,
+    )
+    deps = IterationDeps(
+        settings=settings,
+        store=TrainingStore.from_settings(settings),
+        registry=ModelRegistry.from_uri(registry_uri(settings)),
+        backend=lambda: open_backend(settings, mode),
+        data_dir=data_dir(settings, data),
+    )
+    _quiet_transformers()
+    apply_torch_threads(settings.training.torch_threads)
+    with _progress() as progress:
+        task = progress.add_task(f"iteration {iteration}", total=None)
+
+        def on_step(step: str, what: str) -> None:
+            if what == "start":
+                progress.update(task, description=f"iteration {iteration}: {step}", completed=0)
+            elif what == "skip":
+                progress.console.print(f"{step}: already complete, skipped", highlight=False)
+            else:
+                progress.console.print(f"{step}: done", highlight=False)
+
+        result = run_iteration(
+            config,
+            deps,
+            on_step=on_step,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    table = Table(title=f"iteration {iteration} ({result.directory})")
+    table.add_column("metric")
+    table.add_column("value")
+    for name, value in sorted(result.metrics.items()):
+        table.add_row(name, f"{value:.4g}")
+    console.print(table)
+    if result.version_id:
+        console.print(
+            f"registered {result.version_id}{' as canary' if mark_canary else ''}",
+            highlight=False,
+        )
+    else:
+        console.print(f"stopped after {stop_after}; rerun without --stop-after to finish")
+
+
+@train_app.command("ppo")
+def train_ppo_command(
+    ctx: typer.Context,
+    output: Annotated[
+        Path, typer.Option(help="PPO run folder (metrics.jsonl, checkpoints/); resumes if any.")
+    ],
+    reward_version: Annotated[
+        str, typer.Option(help="Reranker version whose score is the reward.")
+    ] = "stable",
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="Generator to align (a model directory); default: generation.model."),
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Also write the aligned generator here as a model directory."),
+    ] = None,
+    languages: Annotated[str | None, typer.Option(help="Comma-separated MBXP languages.")] = None,
+    problems_per_language: Annotated[int | None, typer.Option(min=1)] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="PPO steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    mini_batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    learning_rate: Annotated[float | None, typer.Option()] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+    use_lora: Annotated[bool, typer.Option("--lora", help="Train LoRA adapters only.")] = False,
+    data: DataDirOption = None,
+) -> None:
+    """PPO of the generator against a registered reward model, on MBXP training prompts."""
+    from transformers import AutoTokenizer
+
+    from codejury.reranking.model import RewardModel, ScoringConfig, apply_torch_threads
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+    from codejury.training.iteration import IterationConfig, training_problems
+    from codejury.training.policy import (
+        base_policy_dir,
+        check_policy_dir,
+        export_policy,
+        policy_prompts,
+        reward_function,
+    )
+    from codejury.training.ppo import train_ppo
+
+    settings = settings_of(ctx)
+    config = IterationConfig.from_settings(
+        settings,
+        1,
+        languages=tuple(x.strip() for x in languages.split(",")) if languages else None,
+        problems_per_language=problems_per_language,
+    )
+    changes: dict[str, Any] = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "mini_batch_size": mini_batch_size,
+        "learning_rate": learning_rate,
+        "max_new_tokens": max_new_tokens,
+        "use_lora": use_lora or None,
+    }
+    ppo = dataclasses.replace(config.ppo, **{k: v for k, v in changes.items() if v is not None})
+    registry = ModelRegistry.from_uri(registry_uri(settings))
+    version = registry.resolve(reward_version)
+    policy_dir = check_policy_dir(policy, field="--policy") if policy else base_policy_dir(settings)
+    problems = training_problems(data_dir(settings, data), config, config.pairs)
+    _quiet_transformers()
+    apply_torch_threads(settings.training.torch_threads)
+    scorer = RewardModel.load(
+        registry.model_dir(version),
+        version=version,
+        config=ScoringConfig(
+            batch_size=settings.reranking.batch_size, max_length=settings.reranking.max_length
+        ),
+    )
+    prompts = policy_prompts(AutoTokenizer.from_pretrained(policy_dir), problems, settings)
+    with _progress() as progress:
+        task = progress.add_task("ppo", total=ppo.steps)
+        result = train_ppo(
+            policy_dir,
+            output,
+            [p.text for p in prompts],
+            reward_function(prompts, scorer),
+            ppo,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    table = Table(title=f"PPO against {version}: {output}")
+    for column in ("step", "reward_mean", "kl", "kl_coef", "entropy", "clip_fraction"):
+        table.add_column(column)
+    for record in result.metrics:
+        table.add_row(
+            str(int(record["step"])),
+            *(
+                f"{record[k]:.4f}"
+                for k in ("reward_mean", "kl", "kl_coef", "entropy", "clip_fraction")
+            ),
+        )
+    console.print(table)
+    if export is not None:
+        export_policy(result.checkpoint, policy_dir, export)
+        console.print(f"aligned generator written to {export}", highlight=False)

@@ -305,6 +305,38 @@ class TrainingSettings(_Group):
         le=600,
         description="Wall-clock limit per mutant run (a hung mutant is a negative).",
     )
+    languages: str = Field(
+        "python",
+        description="Comma-separated MBXP languages a self-training iteration trains on.",
+    )
+    problems_per_language: int | None = Field(
+        40,
+        ge=1,
+        description="Iteration: training problems per language PPO and mining use (the first "
+        "N outside the held-out split); unset: all.",
+    )
+    samples_per_problem: int = Field(
+        8, ge=1, le=256, description="Iteration: samples per training problem after PPO."
+    )
+    mining_quantile: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Iteration: where no sample of a problem passes, a failing one is a hard "
+        "negative when scored above this quantile of the problem's known passing programs.",
+    )
+    ppo_steps: int = Field(10, ge=1, description="Iteration: PPO steps of the generator.")
+    ppo_batch_size: int = Field(8, ge=1, description="Iteration: completions per PPO step.")
+    ppo_mini_batch_size: int = Field(
+        4, ge=1, description="Iteration: completions per PPO gradient step."
+    )
+    ppo_learning_rate: float = Field(1e-6, gt=0, description="Iteration: PPO learning rate.")
+    ppo_max_new_tokens: int = Field(
+        128, ge=1, description="Iteration: tokens per PPO completion."
+    )
+    ppo_init_kl_coef: float = Field(
+        0.05, ge=0, description="Iteration: starting KL coefficient to the reference policy."
+    )
 
 
 class PipelineSettings(_Group):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from codejury.core.settings import Settings
+from codejury.execution.backends import CeleryBackend, ExecutionBackend, LocalBackend
 from codejury.execution.executor import Executor, ExecutorConfig
 from codejury.execution.sandbox import Limits, Sandbox, SandboxConfig
 
@@ -58,3 +62,34 @@ def make_executor(settings: Settings, *, warm: bool = True) -> Executor:
             use_pch=ex.use_pch,
         ),
     )
+
+
+BackendMode = Literal["worker", "celery", "in-process"]
+
+
+@contextlib.contextmanager
+def open_backend(settings: Settings, mode: BackendMode) -> Iterator[ExecutionBackend]:
+    """Where a batch job's programs run, for the ``with`` block:
+
+    - ``celery``: the Celery workers already serving ``celery.broker_url``;
+    - ``worker``: a Celery worker started here for the block (one machine, or a Job
+      without a worker fleet), stopped after it;
+    - ``in-process``: this process's own sandbox, no Celery.
+    """
+    if mode == "in-process":
+        executor = make_executor(settings)
+        try:
+            yield LocalBackend(executor)
+        finally:
+            executor.sandbox.close()
+        return
+    from codejury.execution.celery_app import make_celery_app
+    from codejury.execution.local_worker import LocalWorker
+
+    app = make_celery_app(settings)
+    backend = CeleryBackend(app, timeout_s=settings.celery.result_timeout_s)
+    if mode == "celery":
+        yield backend
+        return
+    with LocalWorker(settings, app):
+        yield backend

@@ -23,7 +23,13 @@ from codejury.generation.cache import SampleCache
 from codejury.generation.cache import request_key as cached_request_key
 from codejury.generation.extraction import completion_from_answer
 from codejury.generation.languages import GenLanguage
-from codejury.generation.prompts import PromptStyle, build_prompt, resolve_style, stop_sequences
+from codejury.generation.prompts import (
+    Prompt,
+    PromptStyle,
+    build_prompt,
+    resolve_style,
+    stop_sequences,
+)
 from codejury.generation.requests import (
     RequestLimits,
     Sampling,
@@ -35,6 +41,18 @@ from codejury.generation.stopping import cut_at_stops
 from codejury.proto.v1 import domain_pb2
 
 _MAX_SEED = (1 << 63) - 1
+
+
+def extract_completion(
+    prompt: Prompt, text: str, problem: domain_pb2.Problem, language: GenLanguage
+) -> str:
+    """The completion of the problem's prompt that the model's ``text`` amounts to: cut at
+    the stop sequences, or for a chat answer the function's body from its code block.
+    PPO scores its samples through this too, so it rewards what the generator serves."""
+    stops = stop_sequences(problem, language)
+    if prompt.style is PromptStyle.CHAT:
+        return completion_from_answer(prompt.text, text, language, stops, problem.entry_point)
+    return cut_at_stops(text, stops)
 
 
 def random_seed() -> int:
@@ -133,17 +151,9 @@ class Generator:
     def _candidate(self, prepared: _Prepared, sample: Sample) -> domain_pb2.Candidate:
         problem = prepared.problems[sample.problem]
         language = prepared.languages[sample.problem]
-        stops = stop_sequences(problem, language)
-        if self.style is PromptStyle.CHAT:
-            completion = completion_from_answer(
-                prepared.jobs[sample.problem].prompt.text,
-                sample.text,
-                language,
-                stops,
-                problem.entry_point,
-            )
-        else:
-            completion = cut_at_stops(sample.text, stops)
+        completion = extract_completion(
+            prepared.jobs[sample.problem].prompt, sample.text, problem, language
+        )
         info = self.backend.info
         return domain_pb2.Candidate(
             candidate_id=f"{prepared.request_key}-{sample.problem}-{sample.index}",

@@ -8,11 +8,15 @@
     │   └── EvaluationOnlyDatasetError                   MultiPL-E / HumanEval(-X) offered as
     │                                                    training data (licence, overlap)
     ├── SnapshotNotFoundError (NotFoundError)            no snapshot with that id, or none yet
+    ├── CheckpointNotFoundError (NotFoundError)          a policy / checkpoint / earlier
+    │                                                    iteration's output is not there
     ├── CorruptSnapshotError (FailedPreconditionError)   a snapshot's files are missing or do
     │                                                    not match their id
     ├── NoPairsError (FailedPreconditionError)           the data yields no training pairs, or
     │                                                    no held-out problem to measure on
     ├── TrainingDependencyError (FailedPreconditionError) the ``train`` extra is not installed
+    ├── ToolchainUnavailableError (FailedPreconditionError) an iteration's language cannot run
+    │                                                    here (its toolchain is missing)
     └── StoreWriteError (TemporaryError)                 a Parquet part could not be written
                                                          durably (disk full, I/O): retry later
 
@@ -51,6 +55,10 @@ class SnapshotNotFoundError(TrainingError, NotFoundError):
     """The store has no snapshot with this id (or none at all)."""
 
 
+class CheckpointNotFoundError(TrainingError, NotFoundError):
+    """A model directory or an earlier step's output the run needs is missing."""
+
+
 class CorruptSnapshotError(TrainingError, FailedPreconditionError):
     """A snapshot's files are missing, unreadable, or do not hash to its id."""
 
@@ -61,6 +69,10 @@ class NoPairsError(TrainingError, FailedPreconditionError):
 
 class TrainingDependencyError(TrainingError, FailedPreconditionError):
     """A library of the ``train`` extra is missing."""
+
+
+class ToolchainUnavailableError(TrainingError, FailedPreconditionError):
+    """A language of the iteration has no toolchain on this machine: nothing can label it."""
 
 
 class StoreWriteError(TrainingError, TemporaryError):

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from codejury.training.mining import MINED_HARD_NEGATIVE
 from codejury.training.records import LabelledCandidate
 
 _Group = tuple[str, str, str, str]  # (language, problem_id, request_id, score_version)
@@ -23,21 +24,26 @@ def _group(row: LabelledCandidate) -> _Group:
 
 
 def hard_negatives(rows: Iterable[LabelledCandidate]) -> list[LabelledCandidate]:
-    """Failing rows scored above the lowest-scored passing row of their request."""
+    """Failing rows scored above the lowest-scored passing row of their request, and rows
+    the iteration's mining marked hard (``mining.MINED_HARD_NEGATIVE``: also those of
+    problems where no sample passed)."""
     scored = [r for r in rows if r.score is not None]
+    mined = [r for r in scored if not r.passed and r.detail == MINED_HARD_NEGATIVE]
     lowest_pass: dict[_Group, float] = {}
     for row in scored:
         if row.passed and row.score is not None:
             key = _group(row)
             lowest_pass[key] = min(lowest_pass.get(key, row.score), row.score)
-    return [
+    compared = [
         row
         for row in scored
         if not row.passed
         and row.score is not None
+        and row.detail != MINED_HARD_NEGATIVE
         and _group(row) in lowest_pass
         and row.score > lowest_pass[_group(row)]
     ]
+    return mined + compared
 
 
 def hard_negative_ids(rows: Iterable[LabelledCandidate]) -> set[str]:

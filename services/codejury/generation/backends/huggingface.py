@@ -48,6 +48,17 @@ _SEED_MASK = (1 << 63) - 1
 _TAIL_SLACK = 8
 
 
+def prompt_text(tokenizer: Any, prompt: Prompt) -> str:
+    """The text the model continues: the prompt itself, or the chat template applied to
+    its messages with the assistant's turn opened (PPO samples from the same text)."""
+    if prompt.style is PromptStyle.CHAT:
+        text: str = tokenizer.apply_chat_template(
+            prompt.chat_dicts(), tokenize=False, add_generation_prompt=True
+        )
+        return text
+    return prompt.text
+
+
 def batch_seed(seed: int, batch: int) -> int:
     """The torch seed of the ``batch``-th batch of a problem sampled with ``seed``."""
     return (seed if batch == 0 else seed * 1_000_003 + batch) & _SEED_MASK
@@ -239,13 +250,10 @@ class TransformersBackend(GenerationBackend):
 
     def encode(self, prompt: Prompt) -> list[int]:
         tokenizer = self._tokenizer
-        if prompt.style is PromptStyle.CHAT:
-            text = tokenizer.apply_chat_template(
-                prompt.chat_dicts(), tokenize=False, add_generation_prompt=True
-            )
-            ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
-        else:
-            ids = tokenizer(prompt.text)["input_ids"]
+        chat = prompt.style is PromptStyle.CHAT
+        ids: list[int] = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=not chat)[
+            "input_ids"
+        ]
         return ids
 
     def prompt_tokens(self, prompt: Prompt) -> int:
