@@ -331,9 +331,7 @@ class TrainingSettings(_Group):
         4, ge=1, description="Iteration: completions per PPO gradient step."
     )
     ppo_learning_rate: float = Field(1e-6, gt=0, description="Iteration: PPO learning rate.")
-    ppo_max_new_tokens: int = Field(
-        128, ge=1, description="Iteration: tokens per PPO completion."
-    )
+    ppo_max_new_tokens: int = Field(128, ge=1, description="Iteration: tokens per PPO completion.")
     ppo_init_kl_coef: float = Field(
         0.05, ge=0, description="Iteration: starting KL coefficient to the reference policy."
     )

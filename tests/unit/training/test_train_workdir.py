@@ -31,7 +31,7 @@ def test_a_failed_step_leaves_nothing(tmp_path: Path) -> None:
 
 def test_a_step_without_its_result_is_not_complete(tmp_path: Path) -> None:
     step = tmp_path / "it" / "sample"
-    with pytest.raises(RuntimeError, match="without writing result.json"), writing_step(step):
+    with pytest.raises(RuntimeError, match=r"without writing result\.json"), writing_step(step):
         pass
     assert not step.exists() and not is_complete(step)
 
