@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
@@ -151,3 +152,102 @@ def bench_sandbox(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(rows, indent=2))
     console.print(f"report: {target}")
+
+
+@bench_app.command("training")
+def bench_training(
+    ctx: typer.Context,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="The bench's own run directory (store, registry, iterations); default: "
+            "<run_dir>/bench/training, apart from the deployment's."
+        ),
+    ] = None,
+    languages: Annotated[str, typer.Option(help="Comma-separated languages.")] = "python",
+    iterations: Annotated[int, typer.Option(min=1, help="Self-training iterations.")] = 2,
+    mutate_limit: Annotated[
+        int, typer.Option(min=1, help="MBXP problems per language for the cold start.")
+    ] = 60,
+    eval_problems: Annotated[
+        int, typer.Option(min=1, help="MultiPL-E HumanEval problems per language to score.")
+    ] = 16,
+    n: Annotated[int, typer.Option(min=1, help="Evaluation samples per problem.")] = 8,
+    problems_per_language: Annotated[
+        int, typer.Option(min=1, help="Training problems per language for PPO and mining.")
+    ] = 16,
+    samples_per_problem: Annotated[int, typer.Option(min=1, help="Mining samples.")] = 4,
+    ppo_steps: Annotated[int, typer.Option(min=1, help="PPO steps per iteration.")] = 6,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per sample.")] = 256,
+    backbone: Annotated[
+        str, typer.Option(help="Backbone of iteration 0: minilm, tiny or a model directory.")
+    ] = "minilm",
+    data: Annotated[Path | None, typer.Option("--data-dir", help="Benchmark data folder.")] = None,
+) -> None:
+    """Reranked pass@1 on a fixed MultiPL-E subset for iteration 0 (untrained), 1, 2, ...
+    next to random-pick and oracle; reward-model and PPO throughput on this machine."""
+    from codejury.cli.app import quiet_run
+    from codejury.execution.factory import open_backend
+    from codejury.reranking.model import apply_torch_threads
+    from codejury.training.bench import TrainingBenchPlan, run_training_bench
+
+    base = settings_of(ctx)
+    root = data_dir(base, data)
+    settings = base.model_copy(
+        update={
+            "run_dir": run_dir or base.run_dir / "bench" / "training",
+            "generation": base.generation.model_copy(update={"max_new_tokens": max_new_tokens}),
+            "training": base.training.model_copy(
+                update={
+                    "problems_per_language": problems_per_language,
+                    "samples_per_problem": samples_per_problem,
+                    "ppo_steps": ppo_steps,
+                }
+            ),
+        }
+    )
+    plan = TrainingBenchPlan(
+        languages=tuple(x.strip() for x in languages.split(",") if x.strip()),
+        iterations=iterations,
+        mutate_limit=mutate_limit,
+        eval_problems=eval_problems,
+        n=n,
+        backbone=backbone,
+    )
+    quiet_run(settings)
+    apply_torch_threads(settings.training.torch_threads)
+    with Progress(console=console) as progress:
+        task = progress.add_task("bench training", total=None)
+        result = run_training_bench(
+            settings,
+            plan,
+            data_dir=root,
+            backend=lambda: open_backend(settings, "worker"),
+            report=lambda line: progress.console.print(line, highlight=False),
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    table = Table(
+        title=f"codejury bench training: MultiPL-E HumanEval ({languages}), first "
+        f"{eval_problems} problems, n={n}, {result.eval_candidates} candidates"
+    )
+    for column in ("iteration", "version", "reranked pass@1", "MBXP held-out pass@1"):
+        table.add_column(column)
+    for v in result.versions:
+        held = "" if v.heldout_pass_at_1 is None else f"{v.heldout_pass_at_1:.3f}"
+        table.add_row(str(v.iteration), v.version_id, f"{v.reranked_pass_at_1:.3f}", held)
+    table.add_row("", "random pick", f"{result.random_pass_at_1:.3f}", "")
+    table.add_row("", "oracle (pass@n)", f"{result.oracle_pass_at_1:.3f}", "")
+    console.print(table)
+    speed = Table(title="throughput on this machine")
+    names = sorted({k for t in result.throughput for k in t} - {"iteration"})
+    speed.add_column("metric")
+    for t in result.throughput:
+        speed.add_column(f"iteration {int(t['iteration'])}")
+    for name in names:
+        speed.add_row(name, *(f"{t.get(name, 0.0):.3g}" for t in result.throughput))
+    console.print(speed)
+    if result.unscored:
+        console.print(f"{result.unscored} candidates too long for the reward model ranked last")
+    out = settings.run_dir / "bench-training" / "result.json"
+    out.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    console.print(f"written to {out}", highlight=False)

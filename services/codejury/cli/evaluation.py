@@ -4,7 +4,6 @@ paper's table (greedy, random pick, reranked by each ranker, oracle, gap closed)
 from __future__ import annotations
 
 import contextlib
-import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ DEMO_LANGUAGES = ("python", "javascript")
 def _problems(
     settings: Settings, dataset: str, languages: list[str], limit: int | None
 ) -> list[BenchmarkProblem]:
-    from codejury.evaluation.datasets import Dataset, find, load, packaged_file
+    from codejury.evaluation.datasets import Dataset, find, load, packaged_file, task_order
 
     chosen = Dataset(dataset)
     problems: list[BenchmarkProblem] = []
@@ -42,16 +41,11 @@ def _problems(
         else:
             file = find(data_dir(settings), chosen, language)
         # In task order (HumanEval/0, 1, 2, ...), whatever order the file keeps them in.
-        rows = sorted((p for p in load(file) if p.problem.tests), key=_task_order)
+        rows = sorted((p for p in load(file) if p.problem.tests), key=task_order)
         problems += rows[:limit] if limit else rows
     if not problems:
         raise ConfigurationError(f"--dataset {dataset}: no problems with tests for {languages}")
     return problems
-
-
-def _task_order(problem: BenchmarkProblem) -> tuple[int, str]:
-    found = re.search(r"\d+", problem.problem.problem_id)
-    return (int(found.group()) if found else 0, problem.problem.problem_id)
 
 
 @contextlib.contextmanager

