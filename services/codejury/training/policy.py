@@ -57,8 +57,17 @@ def base_policy_dir(settings: Settings) -> Path:
         return target
     log.info("policy.materialising", source=source.location, gguf=source.gguf_file)
     loaded = load_model(settings.generation)
+    model = loaded.model
+    if getattr(model, "hf_quantizer", None) is not None:
+        # transformers dequantizes GGUF weights when it loads them; the quantizer left on
+        # the model is a marker that only blocks save_pretrained. What is saved is the
+        # float model the Generation service runs.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     with writing_step(target) as folder:
-        loaded.model.save_pretrained(folder)
+        model.save_pretrained(folder)
         loaded.tokenizer.save_pretrained(folder)
         write_result(folder, {"source": source.location, "gguf_file": source.gguf_file})
     return target
