@@ -1,8 +1,10 @@
 """Integration fixtures: a real tansu broker for the whole session, fresh topics per test,
-and real sandboxes under a parent cgroup of the session's own."""
+real sandboxes under a parent cgroup of the session's own, an executor on them, and the
+benchmark data dir."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -18,7 +20,8 @@ from codejury.bus.topics import dlq
 from codejury.core.settings import BusSettings, load_settings
 from codejury.execution.cgroups import CGROUP_ROOT, detect_version, sweep_stale
 from codejury.execution.errors import SandboxUnavailableError
-from codejury.execution.sandbox import Sandbox, SandboxConfig
+from codejury.execution.executor import Executor, ExecutorConfig
+from codejury.execution.sandbox import Limits, Sandbox, SandboxConfig
 from kafka import KafkaConsumer
 
 
@@ -158,3 +161,26 @@ def warm_sandbox(sandbox: Sandbox, cgroup_parent: str) -> Iterator[Sandbox]:
     box.check()
     yield box
     box.close()
+
+
+DATA_DIR = Path(
+    os.environ.get("CODEJURY_DATA_DIR", Path(__file__).parents[2].parent / "shared" / "data")
+)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "mbxp").is_dir():
+        pytest.skip(f"no MBXP data under {DATA_DIR}: set CODEJURY_DATA_DIR to use it")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def training_executor(warm_sandbox: Sandbox, cache_root: Path) -> Executor:
+    """A sandboxed executor on the warm sandbox, for tests that label programs."""
+    return Executor(
+        warm_sandbox,
+        ExecutorConfig(
+            cache_dir=cache_root / "training", default_limits=Limits(timeout_s=10), parallelism=2
+        ),
+    )

@@ -2,6 +2,7 @@
 
 from codejury.cli import (
     bench,
+    control,
     evaluation,
     execution,
     generation,
@@ -16,6 +17,7 @@ from codejury.cli.app import app, main
 __all__ = [
     "app",
     "bench",
+    "control",
     "evaluation",
     "execution",
     "generation",

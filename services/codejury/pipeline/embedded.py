@@ -102,6 +102,15 @@ class EmbeddedPipeline:
         self.services[name] = fresh = self._service(name)
         return fresh.start()
 
+    def set_canary_weight(self, weight: float) -> None:
+        """Serve the registry's channels with ``weight`` of Rank requests on the canary: the
+        reranking service reads both when it starts, so it is restarted (its in-flight
+        events finish first; requests meanwhile wait on Kafka)."""
+        reranking = self.settings.reranking.model_copy(update={"canary_weight": weight})
+        self.settings = self.settings.model_copy(update={"reranking": reranking})
+        self.progress(f"restarting the reranking service (canary weight {weight:.0%})")
+        self.restart("reranking")
+
     def _service(self, name: str) -> ServiceProcess:
         """``codejury serve NAME --kafka-stage`` with the shared settings."""
         return ServiceProcess(
