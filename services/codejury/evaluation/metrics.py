@@ -35,6 +35,7 @@ _NO_HEADROOM = 1e-12
 class CandidateOutcome:
     passed: bool | None  # None: unlabelled (a sandbox error, or not run); never a pass
     scores: Mapping[str, float]  # ranker name -> score; the highest score is its pick
+    completion: str = ""  # the program text, for rankers scored after the fact
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ def outcome_of(
                 LOGPROB: c.logprob_mean,
                 RANDOM: 0.0,
             },
+            completion=c.completion,
         )
         for c in sampled.candidates
     )

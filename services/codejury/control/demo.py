@@ -1,0 +1,164 @@
+"""The demo's last act: one self-training iteration and a canary decision, small enough
+for a laptop.
+
+1. cold start: MBXP Python canonical solutions and their failing mutants into the store
+   (once: skipped when the store has rows);
+2. ``run_iteration`` with small settings (a few training problems, two PPO steps);
+3. the canary decision on the demo's own labelled requests, replayed: each demo problem
+   is one request; the stable arm's pick is the reward model's top candidate as the
+   pipeline served it, the canary arm's is the new version's top candidate over the same
+   samples (scored here); ``canary.analyse`` with the default policy decides, and a pass
+   promotes the new version to stable in the registry (a fail leaves stable as it is).
+
+Replaying the same requests through both arms is a paired comparison, unlike live
+traffic split by weight; the rule and its thresholds are the run's (``docs/control.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from codejury.control.canary import CanaryDecision, Verdict, analyse
+from codejury.control.observations import ArmStats
+from codejury.control.spec import CanaryPolicy
+from codejury.core.settings import Settings
+from codejury.evaluation.datasets import BenchmarkProblem
+from codejury.evaluation.metrics import ProblemOutcome
+from codejury.execution.backends import ExecutionBackend
+from codejury.reranking.model import RewardModel, ScoringConfig
+from codejury.reranking.registry import ModelRegistry
+from codejury.training.coldstart import mbxp_problems, mine_mutants, mutation_limits
+from codejury.training.iteration import IterationConfig, IterationDeps, run_iteration
+from codejury.training.ppo_config import PPOConfig
+from codejury.training.scoring import score_fitting
+from codejury.training.store import TrainingStore
+
+REWARD_MODEL = "reward_model"  # the evaluation's name of the served reranker's scores
+
+
+@dataclass(frozen=True)
+class DemoSelfTraining:
+    stable_before: str
+    version: str
+    heldout_before: float  # MBXP held-out pass@1 of the stable version
+    heldout_after: float  # ... of the new version
+    hard_negatives: int
+    stable: ArmStats
+    canary: ArmStats
+    decision: CanaryDecision
+    promoted: bool
+
+
+def arm(outcomes: Sequence[ProblemOutcome], scores: Sequence[Sequence[float]]) -> ArmStats:
+    """Each problem one request; it passes when the top-scored candidate (the first of a
+    tie, as the Rank service picks) passed; problems without a labelled pick do not count."""
+    labelled = passed = 0
+    for outcome, values in zip(outcomes, scores, strict=True):
+        if not values:
+            continue
+        pick = outcome.candidates[max(range(len(values)), key=values.__getitem__)]
+        if pick.passed is None:
+            continue
+        labelled += 1
+        passed += pick.passed
+    return ArmStats(requests=len(outcomes), labelled=labelled, passed=passed)
+
+
+def demo_self_training(
+    settings: Settings,
+    outcomes: Sequence[ProblemOutcome],
+    problems: Sequence[BenchmarkProblem],
+    *,
+    data_dir: Path,
+    backend: Callable[[], contextlib.AbstractContextManager[ExecutionBackend]],
+    report: Callable[[str], None],
+) -> DemoSelfTraining:
+    registry = ModelRegistry(settings.run_dir / "reranking" / "registry")
+    store = TrainingStore.from_settings(settings)
+    stable = registry.resolve("stable")
+    if not store.parts():
+        report("cold start: mutating 30 MBXP Python canonical solutions")
+        _cold_start(settings, data_dir, store)
+    t = settings.training
+    config = IterationConfig.from_settings(
+        settings,
+        1,
+        languages=("python",),
+        problems_per_language=4,
+        samples_per_problem=2,
+        base_version=stable,
+        ppo=PPOConfig(
+            steps=2,
+            batch_size=4,
+            mini_batch_size=2,
+            max_new_tokens=64,
+            learning_rate=t.ppo_learning_rate,
+            init_kl_coef=t.ppo_init_kl_coef,
+            device=t.device,
+            precision=t.precision,
+            seed=t.seed + 1,
+        ),
+    )
+    deps = IterationDeps(settings, store, registry, backend, data_dir)
+    result = run_iteration(config, deps, on_step=lambda step, what: report(f"  {step}: {what}"))
+    if result.version_id is None:  # unreachable without stop_after
+        raise RuntimeError("the demo iteration registered no version")
+    version = result.version_id
+    report(f"canary decision: {version} against {stable} on the demo's requests")
+    new = _scores(registry, version, settings, outcomes, problems)
+    served = [[c.scores.get(REWARD_MODEL, float("-inf")) for c in o.candidates] for o in outcomes]
+    stable_arm, canary_arm = arm(outcomes, served), arm(outcomes, new)
+    policy = CanaryPolicy(min_samples=max(1, stable_arm.labelled))
+    decision = analyse(policy, stable_arm, canary_arm)
+    promoted = decision.verdict is Verdict.PASS
+    if promoted:
+        registry.mark_stable(version)
+    metrics = registry.get(version).metrics
+    return DemoSelfTraining(
+        stable_before=stable,
+        version=version,
+        heldout_before=metrics.get("base_heldout_pass_at_1", 0.0),
+        heldout_after=metrics.get("heldout_pass_at_1", 0.0),
+        hard_negatives=int(metrics.get("mining_hard_negatives", 0)),
+        stable=stable_arm,
+        canary=canary_arm,
+        decision=decision,
+        promoted=promoted,
+    )
+
+
+def _cold_start(settings: Settings, data_dir: Path, store: TrainingStore) -> None:
+    from codejury.execution.factory import make_executor
+
+    executor = make_executor(settings)
+    limits = mutation_limits(executor.config.default_limits, settings.training.mutation_timeout_s)
+    try:
+        problems = mbxp_problems(data_dir, "python", 30)
+        mine_mutants(problems, executor, store, per_problem=3, limits=limits)
+    finally:
+        executor.sandbox.close()
+
+
+def _scores(
+    registry: ModelRegistry,
+    version: str,
+    settings: Settings,
+    outcomes: Sequence[ProblemOutcome],
+    problems: Sequence[BenchmarkProblem],
+) -> list[list[float]]:
+    r = settings.reranking
+    model = RewardModel.load(
+        registry.model_dir(version),
+        version=version,
+        config=ScoringConfig(batch_size=r.batch_size, max_length=r.max_length),
+    )
+    prompts = {(p.problem.language, p.problem.problem_id): p.problem.prompt for p in problems}
+    out = []
+    for o in outcomes:
+        prompt = prompts[(o.language, o.problem_id)]
+        scores = score_fitting(model, prompt, [c.completion for c in o.candidates])
+        out.append([float("-inf") if s is None else s for s in scores])
+    return out
