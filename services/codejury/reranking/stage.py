@@ -74,6 +74,7 @@ def make_handler(
                 request_id=executed.request_id,
                 problem_id=executed.problem.problem_id,
                 language=executed.problem.language,
+                prompt=executed.problem.prompt,
                 candidate=candidate,
                 score=score,
                 chosen=i == ranking.chosen_index,

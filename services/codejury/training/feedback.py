@@ -64,6 +64,7 @@ def row_from_feedback(
         problem_id=feedback.problem_id or feedback.candidate.problem_id,
         language=feedback.language,
         program=feedback.candidate.completion,
+        prompt=feedback.prompt,
         status=status,
         source=_SOURCES.get(feedback.candidate.source, Source.GENERATOR),
         iteration=iteration,

@@ -91,6 +91,8 @@ def test_stage_publishes_completion_and_one_feedback_per_candidate(
     feedback = [unwrap(r.value)[1] for r in collect([feedback_topic], 3)]
     assert sorted(f.candidate.candidate_id for f in feedback) == ["r1-0", "r1-1", "r1-2"]
     assert {f.reranker_version for f in feedback} == {STABLE_V}
+    # The prompt travels with the feedback: user problems become training pairs.
+    assert {f.prompt for f in feedback} == {"def inc(x):\n"}
     assert Counter(f.chosen for f in feedback) == Counter({False: 2, True: 1})
     labels = {f.candidate.candidate_id: f.label for f in feedback}
     assert labels == {

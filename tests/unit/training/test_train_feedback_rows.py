@@ -38,6 +38,7 @@ def feedback(
         score=domain_pb2.Score(candidate_id="c-1", score=score, model_version="rr-1"),
         reranker_version="rr-1",
         label=label,  # type: ignore[arg-type]
+        prompt="def f(x):\n",
     )
     if status is not None:
         message.result.CopyFrom(domain_pb2.ExecutionResult(candidate_id="c-1", status=status))  # type: ignore[arg-type]
@@ -55,6 +56,7 @@ def test_a_labelled_feedback_becomes_a_row() -> None:
         2,
     )
     assert (row.score, row.score_version, row.request_id) == (0.7, "rr-1", "req-1")
+    assert row.prompt == "def f(x):\n"  # a user's problem needs no catalogue to become pairs
     passed = row_from_feedback(feedback(events_pb2.FEEDBACK_LABEL_PASSED, domain_pb2.PASSED))
     assert passed is not None and passed.passed
 

@@ -99,7 +99,7 @@ class SolveCompleted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[_domain_pb2.Score, _Mapping]]] = ..., chosen_index: _Optional[int] = ..., reranker_version: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Feedback(_message.Message):
-    __slots__ = ("request_id", "problem_id", "language", "candidate", "result", "score", "chosen", "reranker_version", "label")
+    __slots__ = ("request_id", "problem_id", "language", "candidate", "result", "score", "chosen", "reranker_version", "label", "prompt")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,7 @@ class Feedback(_message.Message):
     CHOSEN_FIELD_NUMBER: _ClassVar[int]
     RERANKER_VERSION_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     problem_id: str
     language: str
@@ -118,7 +119,8 @@ class Feedback(_message.Message):
     chosen: bool
     reranker_version: str
     label: FeedbackLabel
-    def __init__(self, request_id: _Optional[str] = ..., problem_id: _Optional[str] = ..., language: _Optional[str] = ..., candidate: _Optional[_Union[_domain_pb2.Candidate, _Mapping]] = ..., result: _Optional[_Union[_domain_pb2.ExecutionResult, _Mapping]] = ..., score: _Optional[_Union[_domain_pb2.Score, _Mapping]] = ..., chosen: _Optional[bool] = ..., reranker_version: _Optional[str] = ..., label: _Optional[_Union[FeedbackLabel, str]] = ...) -> None: ...
+    prompt: str
+    def __init__(self, request_id: _Optional[str] = ..., problem_id: _Optional[str] = ..., language: _Optional[str] = ..., candidate: _Optional[_Union[_domain_pb2.Candidate, _Mapping]] = ..., result: _Optional[_Union[_domain_pb2.ExecutionResult, _Mapping]] = ..., score: _Optional[_Union[_domain_pb2.Score, _Mapping]] = ..., chosen: _Optional[bool] = ..., reranker_version: _Optional[str] = ..., label: _Optional[_Union[FeedbackLabel, str]] = ..., prompt: _Optional[str] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("source_topic", "source_partition", "source_offset", "key", "value", "error", "error_type", "attempts", "consumer_group", "failed_at")
