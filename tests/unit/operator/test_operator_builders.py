@@ -300,8 +300,9 @@ def test_events_validate_and_are_named_by_what_they_say() -> None:
     validate(event)
     assert event["type"] == "Warning" and event["reason"] == "RolledBack"
     assert event["involvedObject"]["kind"] == "SelfTrainingRun"
-    assert build_event(RUN, warning, NOW, iteration=1)["metadata"]["name"] == (
-        event["metadata"]["name"]
+    assert (
+        build_event(RUN, warning, NOW, iteration=1)["metadata"]["name"]
+        == (event["metadata"]["name"])
     )
     metrics = build_event(RUN, RecordMetrics(1, "v2", {"acc": 0.75}), NOW, iteration=1)
     validate(metrics)
