@@ -49,11 +49,14 @@ class Ref:
 class KubeClient:
     """JSON in, JSON out; every method raises only ``ApiError`` and its subclasses."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+    def __init__(
+        self, api_client: kubernetes.client.ApiClient, *, timeout_s: float = _TIMEOUT_S
+    ) -> None:
         self._api = api_client
+        self._timeout_s = timeout_s
 
     @classmethod
-    def connect(cls, server: str | None = None) -> KubeClient:
+    def connect(cls, server: str | None = None, *, timeout_s: float = _TIMEOUT_S) -> KubeClient:
         """``server`` (tests: an emulated API), else in-cluster, else the kubeconfig."""
         config = kubernetes.client.Configuration()
         if server is not None:
@@ -63,7 +66,7 @@ class KubeClient:
                 kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
             except kubernetes.config.ConfigException:
                 kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
-        return cls(kubernetes.client.ApiClient(config))
+        return cls(kubernetes.client.ApiClient(config), timeout_s=timeout_s)
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
@@ -154,7 +157,7 @@ class KubeClient:
                 auth_settings=["BearerToken"],
             )
             response = self._api.call_api(
-                method, url, header_params=headers, body=payload, _request_timeout=_TIMEOUT_S
+                method, url, header_params=headers, body=payload, _request_timeout=self._timeout_s
             )
             response.read()  # type: ignore[no-untyped-call]
             status, text = response.status, (response.data or b"").decode("utf-8", "replace")
