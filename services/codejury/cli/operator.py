@@ -1,0 +1,107 @@
+"""``codejury operator``: the kopf operator for SelfTrainingRun (operators/codejury_operator),
+with a liveness endpoint for its Deployment's probe."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from codejury.cli.app import app
+from codejury.core.errors import ConfigurationError
+
+
+@app.command("operator")
+def operator_command(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Namespace to watch (repeatable)."),
+    ] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Watch the whole cluster.")
+    ] = False,
+    image: Annotated[str, typer.Option(help="Image of the training Jobs.")] = (
+        "ghcr.io/codejury/codejury:latest"
+    ),
+    run_dir_claim: Annotated[
+        str, typer.Option(help="PersistentVolumeClaim of the run directory.")
+    ] = "codejury-runs",
+    model_store_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="Registry root as KServe sees it (default pvc://<claim>/reranking/registry)."
+        ),
+    ] = None,
+    registry_uri: Annotated[
+        str | None, typer.Option(help="reranking.registry_uri for the training Jobs.")
+    ] = None,
+    service_account: Annotated[
+        str | None, typer.Option(help="Service account of the training Jobs' pods.")
+    ] = None,
+    kserve_mode: Annotated[
+        str, typer.Option(help="Serverless or Standard; a run overrides it by annotation.")
+    ] = "Serverless",
+    inference_service: Annotated[
+        str, typer.Option(help="The reranker's InferenceService (default for every run).")
+    ] = "reranker",
+    gateway: Annotated[
+        str, typer.Option(help="Standard mode: the Gateway of the splitting HTTPRoute.")
+    ] = "codejury-gateway",
+    tick: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between reconciles of a run.")
+    ] = 10.0,
+    job_deadline: Annotated[
+        int, typer.Option(min=60, help="activeDeadlineSeconds of a training Job.")
+    ] = 24 * 3600,
+    liveness: Annotated[
+        str | None,
+        typer.Option(help="Liveness endpoint for the probe, e.g. http://0.0.0.0:8080/healthz."),
+    ] = "http://0.0.0.0:8080/healthz",
+) -> None:
+    """Run the SelfTrainingRun operator (kopf) in this process until stopped."""
+    try:
+        import kopf
+        from codejury_operator.handlers import RunController, build_registry
+        from codejury_operator.kube import KubeClient
+        from codejury_operator.settings import KServeMode, OperatorSettings
+        from codejury_operator.traffic import ConfigMapTrafficSource
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the operator needs the k8s extra ({exc}): pip install 'codejury[k8s]'"
+        ) from exc
+    modes = {m.value.lower(): m for m in KServeMode}
+    if kserve_mode.lower() not in modes:
+        raise ConfigurationError(f"--kserve-mode={kserve_mode!r}: use Serverless or Standard")
+    if not namespace and not all_namespaces:
+        raise ConfigurationError(
+            "--namespace: none given; name the namespaces to watch (--namespace ml) or pass "
+            "--all-namespaces"
+        )
+    settings = OperatorSettings(
+        image=image,
+        run_dir_claim=run_dir_claim,
+        model_store_uri=model_store_uri,
+        registry_uri=registry_uri,
+        service_account=service_account,
+        job_deadline_s=job_deadline,
+        kserve_mode=modes[kserve_mode.lower()],
+        inference_service=inference_service,
+        gateway=gateway,
+        tick_s=tick,
+    )
+    controllers: list[RunController] = []
+
+    def controller() -> RunController:
+        if not controllers:
+            client = KubeClient.connect()
+            controllers.append(RunController(settings, client, ConfigMapTrafficSource(client)))
+        return controllers[0]
+
+    registry = build_registry(settings, controller)
+    kopf.run(
+        registry=registry,
+        standalone=True,
+        clusterwide=all_namespaces,
+        namespaces=namespace or (),
+        liveness_endpoint=liveness,
+    )
