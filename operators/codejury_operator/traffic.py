@@ -1,9 +1,8 @@
 """Where the operator reads the canary's traffic and the new hard negatives from.
 
 ``TrafficSource`` is the interface ``handlers`` depends on. The source that ships here,
-``ConfigMapTrafficSource``, reads a ConfigMap per run, ``<run>-traffic``, that a metrics
-exporter writes (the consumer of ``codejury.feedback`` that would fill it in a cluster is
-not part of the operator):
+``ConfigMapTrafficSource``, reads a ConfigMap per run, ``<run>-traffic``, that
+``exporter.TrafficExporter`` (``codejury traffic-exporter``) writes from the bus:
 
     data:
       since: "2026-01-02T03:04:05+00:00"   # the counts start here (the step's start)

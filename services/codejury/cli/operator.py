@@ -105,3 +105,39 @@ def operator_command(
         namespaces=namespace or (),
         liveness_endpoint=liveness,
     )
+
+
+@app.command("traffic-exporter")
+def traffic_exporter_command(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Option(help="The SelfTrainingRun whose canary it counts.")],
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="The run's namespace.")],
+    interval: Annotated[
+        float, typer.Option(min=0.5, help="Seconds between ConfigMap writes.")
+    ] = 10.0,
+    server: Annotated[
+        str | None, typer.Option(help="Kubernetes API URL; default: in-cluster or kubeconfig.")
+    ] = None,
+) -> None:
+    """Count codejury.feedback and codejury.solve.completed per reranker version (as
+    `codejury run` does) into the run's <run>-traffic ConfigMap, until SIGTERM."""
+    from datetime import UTC, datetime
+
+    from codejury_operator.exporter import TrafficExporter
+    from codejury_operator.kube import KubeClient
+
+    from codejury.cli.app import settings_of, stop_signal
+    from codejury.control.meter import TrafficMeter
+
+    settings = settings_of(ctx)
+    stop = stop_signal()
+    meter = TrafficMeter().follow(settings.bus)
+    client = KubeClient.connect(server)
+    exporter = TrafficExporter(client, meter, namespace, run)
+    try:
+        while not stop.is_set():
+            exporter.export_once(datetime.now(UTC))
+            stop.wait(interval)
+    finally:
+        meter.stop()
+        client.close()

@@ -18,7 +18,7 @@ per version that answered.
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -132,6 +132,11 @@ class TrafficMeter:
             passed=sum(c.passed for c in chosen.values()),
             p99_latency_ms=percentile(latencies, 0.99) if latencies else None,
         )
+
+    def versions_since(self, since: datetime) -> Counter[str]:
+        """Requests ranked per reranker version since ``since``."""
+        with self._lock:
+            return Counter(c.version for c in self._completed if c.at >= since)
 
     def traffic(self, since: datetime, stable: str | None, canary: str | None) -> CanaryTraffic:
         return CanaryTraffic(since, self.arm(stable, since), self.arm(canary, since))
