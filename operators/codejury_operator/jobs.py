@@ -86,6 +86,9 @@ def training_args(action: StartTrainingJob, spec: SelfTrainingRunSpec) -> list[s
         str(spec.samples_per_problem),
         "--ppo-steps",
         str(spec.ppo.steps),
+        # The cluster's Celery workers run the samples; the Job starts none of its own.
+        "--executor",
+        "celery",
     ]
 
 

@@ -50,6 +50,10 @@ def training_command(action: StartTrainingJob, spec: SelfTrainingRunSpec) -> lis
         str(spec.samples_per_problem),
         "--ppo-steps",
         str(spec.ppo.steps),
+        # The deployment's Celery workers run the samples: a worker of the job's own would
+        # share their queue and take (then drop, when it stops) the deployment's tasks.
+        "--executor",
+        "celery",
     ]
 
 
