@@ -24,6 +24,7 @@ from typing import Any
 from codejury.control.actions import StartTrainingJob
 from codejury.control.observations import JobState, TrainingJob
 from codejury.control.spec import SelfTrainingRunSpec, Toleration
+from codejury.control.training_job import training_command
 
 from codejury_operator.settings import API_VERSION, KIND, OperatorSettings
 
@@ -73,23 +74,8 @@ def run_selector(run: str) -> dict[str, str]:
 
 
 def training_args(action: StartTrainingJob, spec: SelfTrainingRunSpec) -> list[str]:
-    """``codejury`` arguments of the job: ``control.jobs.training_command``'s (a test keeps
-    the two equal; control.jobs itself imports training, which the operator may not)."""
-    return [
-        "train",
-        "iteration",
-        "--iteration",
-        str(action.iteration),
-        "--base-version",
-        action.parent_version or "stable",
-        "--samples-per-problem",
-        str(spec.samples_per_problem),
-        "--ppo-steps",
-        str(spec.ppo.steps),
-        # The cluster's Celery workers run the samples; the Job starts none of its own.
-        "--executor",
-        "celery",
-    ]
+    """``codejury`` arguments of the job: the local runtime's, from one builder."""
+    return training_command(action, spec)
 
 
 def training_env(

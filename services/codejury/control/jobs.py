@@ -19,6 +19,7 @@ from pathlib import Path
 from codejury.control.actions import StartTrainingJob
 from codejury.control.observations import JobState, TrainingJob
 from codejury.control.spec import SelfTrainingRunSpec
+from codejury.control.training_job import spec_languages, training_command
 from codejury.core.logging import get_logger
 from codejury.core.processes import stop_process
 from codejury.core.settings import Settings, settings_env
@@ -27,34 +28,9 @@ from codejury.training.workdir import is_complete, iteration_dir, read_result
 
 log = get_logger(__name__)
 
+__all__ = ["LocalTrainingJobs", "spec_languages", "training_command", "training_env"]
+
 _STOP_TIMEOUT_S = 30.0
-
-
-def spec_languages(spec: SelfTrainingRunSpec, default: str) -> str:
-    """The MBXP languages of ``spec.datasets`` ('mbxp/python', 'mbxp/cpp'); a bare 'mbxp'
-    means ``default`` (training.languages)."""
-    languages = [d.split("/", 1)[1] for d in spec.datasets if "/" in d]
-    return ",".join(languages) if languages else default
-
-
-def training_command(action: StartTrainingJob, spec: SelfTrainingRunSpec) -> list[str]:
-    """The arguments of ``codejury`` for this job (also what the Kubernetes Job runs)."""
-    return [
-        "train",
-        "iteration",
-        "--iteration",
-        str(action.iteration),
-        "--base-version",
-        action.parent_version or "stable",
-        "--samples-per-problem",
-        str(spec.samples_per_problem),
-        "--ppo-steps",
-        str(spec.ppo.steps),
-        # The deployment's Celery workers run the samples: a worker of the job's own would
-        # share their queue and take (then drop, when it stops) the deployment's tasks.
-        "--executor",
-        "celery",
-    ]
 
 
 def training_env(settings: Settings, spec: SelfTrainingRunSpec) -> dict[str, str]:

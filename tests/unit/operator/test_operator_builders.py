@@ -20,11 +20,11 @@ from codejury.control.actions import (
     SetCanary,
     StartTrainingJob,
 )
-from codejury.control.jobs import training_command
 from codejury.control.observations import JobState
 from codejury.control.reconcile import reconcile
 from codejury.control.spec import parse_spec
 from codejury.control.status import Phase, RunStatus
+from codejury.control.training_job import training_command
 from codejury_operator.conditions import build_event, kube_conditions, read_status, status_patch
 from codejury_operator.errors import InvalidRunError
 from codejury_operator.inference import Ensure, Merge, Remove, Rollout, kserve_changes
@@ -126,10 +126,14 @@ def test_no_gpus_means_no_gpu_limit_and_no_scheduling_constraints() -> None:
     assert "nodeSelector" not in pod and "tolerations" not in pod
 
 
-def test_the_job_s_arguments_are_the_local_runtime_s() -> None:
+def test_the_job_runs_the_iteration_on_the_deployment_s_workers() -> None:
     spec = parse_spec(SPEC)
-    for action in (StartTrainingJob(1, 1, None), StartTrainingJob(4, 2, "v3")):
-        assert training_args(action, spec) == training_command(action, spec)
+    args = training_args(StartTrainingJob(4, 2, "v3"), spec)
+    assert args == training_command(StartTrainingJob(4, 2, "v3"), spec)
+    assert args[:4] == ["train", "iteration", "--iteration", "4"]
+    assert args[args.index("--base-version") + 1] == "v3"
+    assert args[args.index("--executor") + 1] == "celery"
+    assert training_args(StartTrainingJob(1, 1, None), spec)[5] == "stable"
 
 
 def test_job_names_fit_a_label_and_stay_distinct() -> None:
