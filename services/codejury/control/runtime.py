@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +51,7 @@ from codejury.control.observations import Observations
 from codejury.control.reconcile import reconcile
 from codejury.control.spec import SelfTrainingRunSpec
 from codejury.control.status import Phase, RunStatus
+from codejury.core.files import write_text_atomic
 from codejury.core.logging import get_logger
 from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.reranking.registry import ModelRegistry
@@ -92,13 +92,7 @@ class RunFiles:
         return RunStatus.from_dict(json.loads(self.status.read_text()))
 
     def save_status(self, status: RunStatus) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        partial = self.status.with_suffix(".partial")
-        with partial.open("w") as f:
-            json.dump(status.to_dict(), f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        partial.replace(self.status)
+        write_text_atomic(self.status, json.dumps(status.to_dict(), indent=2, sort_keys=True))
 
     def event(self, kind: str, **fields: Any) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

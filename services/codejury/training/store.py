@@ -33,6 +33,7 @@ from typing import Any
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from codejury.core.files import fsync_dir
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
 from codejury.training.errors import (
@@ -220,7 +221,7 @@ class TrainingStore:
                 sink.flush()
                 os.fsync(sink.fileno())
             os.replace(tmp, final)
-            _fsync_dir(self.parts_dir)
+            fsync_dir(self.parts_dir)
         except (OSError, pa.ArrowException) as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
@@ -268,7 +269,7 @@ class TrainingStore:
             except OSError:
                 if not target.is_dir():  # not a concurrent writer of the same content
                     raise
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except (OSError, pa.ArrowException) as exc:
             raise StoreWriteError(
                 f"cannot write snapshot {snapshot_id} under {self.snapshots_dir} "
@@ -347,11 +348,3 @@ def _read_rows(path: Path) -> list[LabelledCandidate]:
             f"{exc}): move it out of {path.parent}"
         ) from exc
     return from_table(table)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

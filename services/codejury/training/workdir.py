@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from codejury.core.files import fsync_dir
+
 RESULT = "result.json"
 
 
@@ -51,7 +53,7 @@ def writing_step(step_dir: Path) -> Iterator[Path]:
         _fsync_tree(partial)
         shutil.rmtree(step_dir, ignore_errors=True)  # a result-less leftover of an old layout
         os.rename(partial, step_dir)
-        _fsync(step_dir.parent)
+        fsync_dir(step_dir.parent)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -80,12 +82,4 @@ def _fsync_tree(root: Path) -> None:
             with path.open("rb") as f:
                 os.fsync(f.fileno())
     for folder in [*sorted(p for p in root.rglob("*") if p.is_dir()), root]:
-        _fsync(folder)
-
-
-def _fsync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(folder)
