@@ -494,7 +494,8 @@ def train_ppo_command(
     """PPO of the generator against a registered reward model, on MBXP training prompts."""
     from transformers import AutoTokenizer
 
-    from codejury.reranking.model import RewardModel, ScoringConfig, apply_torch_threads
+    from codejury.reranking.factory import load_version
+    from codejury.reranking.model import apply_torch_threads
     from codejury.reranking.registry import ModelRegistry, registry_uri
     from codejury.training.iteration import IterationConfig, training_problems
     from codejury.training.policy import (
@@ -528,13 +529,7 @@ def train_ppo_command(
     problems = training_problems(data_dir(settings, data), config, config.pairs)
     _quiet_transformers()
     apply_torch_threads(settings.training.torch_threads)
-    scorer = RewardModel.load(
-        registry.model_dir(version),
-        version=version,
-        config=ScoringConfig(
-            batch_size=settings.reranking.batch_size, max_length=settings.reranking.max_length
-        ),
-    )
+    scorer = load_version(settings, registry, version)
     prompts = policy_prompts(AutoTokenizer.from_pretrained(policy_dir), problems, settings)
     with _progress() as progress:
         task = progress.add_task("ppo", total=ppo.steps)

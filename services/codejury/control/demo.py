@@ -28,15 +28,14 @@ from codejury.core.settings import Settings
 from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.evaluation.metrics import ProblemOutcome
 from codejury.execution.backends import ExecutionBackend
-from codejury.reranking.model import RewardModel, ScoringConfig
+from codejury.pipeline.evaluate import REWARD_MODEL
+from codejury.reranking.factory import load_version
 from codejury.reranking.registry import ModelRegistry
 from codejury.training.coldstart import mbxp_problems, mine_mutants, mutation_limits
 from codejury.training.iteration import IterationConfig, IterationDeps, run_iteration
 from codejury.training.ppo_config import PPOConfig
 from codejury.training.scoring import score_fitting
 from codejury.training.store import TrainingStore
-
-REWARD_MODEL = "reward_model"  # the evaluation's name of the served reranker's scores
 
 
 @dataclass(frozen=True)
@@ -149,12 +148,7 @@ def _scores(
     outcomes: Sequence[ProblemOutcome],
     problems: Sequence[BenchmarkProblem],
 ) -> list[list[float]]:
-    r = settings.reranking
-    model = RewardModel.load(
-        registry.model_dir(version),
-        version=version,
-        config=ScoringConfig(batch_size=r.batch_size, max_length=r.max_length),
-    )
+    model = load_version(settings, registry, version)
     prompts = {(p.problem.language, p.problem.problem_id): p.problem.prompt for p in problems}
     out = []
     for o in outcomes:

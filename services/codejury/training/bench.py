@@ -32,15 +32,20 @@ from codejury.execution.backends import ExecutionBackend
 from codejury.execution.factory import default_limits
 from codejury.proto.v1 import domain_pb2
 from codejury.reranking.bootstrap import ensure_stable
-from codejury.reranking.model import RewardModel, ScoringConfig
+from codejury.reranking.factory import load_version
 from codejury.reranking.registry import ModelRegistry
 from codejury.training.coldstart import mbxp_problems, mine_mutants, mutation_limits
 from codejury.training.iteration import IterationConfig, IterationDeps, run_iteration
 from codejury.training.metrics import oracle_pass_at_1, random_pass_at_1, reranked_pass_at_1
 from codejury.training.scoring import score_fitting
 from codejury.training.store import TrainingStore
-from codejury.training.workdir import is_complete, iteration_dir, read_jsonl, read_result
-from codejury.training.workdir import write_jsonl as _write_jsonl
+from codejury.training.workdir import (
+    is_complete,
+    iteration_dir,
+    read_jsonl,
+    read_result,
+    write_jsonl,
+)
 
 Report = Callable[[str], None]  # a line of progress for the user
 Progress = Callable[[int, int | None], None]
@@ -204,7 +209,7 @@ def _evaluation_set(
         generator.backend.close()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    _write_jsonl(partial, records)
+    write_jsonl(partial, records)
     partial.rename(path)
     return records
 
@@ -216,12 +221,7 @@ def _score(
     problems: Sequence[dict[str, Any]],
 ) -> tuple[list[list[tuple[float, bool]]], int]:
     """(score, passed) per candidate; a candidate too long to score ranks last."""
-    r = settings.reranking
-    model = RewardModel.load(
-        registry.model_dir(version),
-        version=version,
-        config=ScoringConfig(batch_size=r.batch_size, max_length=r.max_length),
-    )
+    model = load_version(settings, registry, version)
     out = []
     unscored = 0
     for p in problems:

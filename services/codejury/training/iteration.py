@@ -40,7 +40,8 @@ from codejury.execution.factory import default_limits
 from codejury.execution.languages import require_available
 from codejury.execution.sandbox import Limits
 from codejury.proto.v1 import domain_pb2
-from codejury.reranking.model import RewardModel, ScoringConfig
+from codejury.reranking.factory import scoring_config
+from codejury.reranking.model import RewardModel
 from codejury.reranking.registry import ModelRegistry
 from codejury.training.catalog import mbxp_prompts
 from codejury.training.coldstart import mbxp_problems, mutation_limits
@@ -498,11 +499,10 @@ class _Iteration:
         return result.metrics
 
     def _reward_model(self) -> RewardModel:
-        r = self.settings.reranking
         return RewardModel.load(
             self.dir / "reward" / "model",
             version=f"iteration-{self.config.iteration}-reward",
-            config=ScoringConfig(batch_size=r.batch_size, max_length=r.max_length),
+            config=scoring_config(self.settings),
         )
 
     def _reference_scores(
