@@ -71,8 +71,7 @@ def train_mutate(
 ) -> None:
     """Cold start: mutate MBXP canonical solutions, run every mutant in the sandbox, store the
     failing ones as negatives and the canonical solutions as positives."""
-    from codejury.execution.factory import make_executor
-    from codejury.training.coldstart import mbxp_problems, mine_mutants, mutation_limits
+    from codejury.training.coldstart import cold_start, mbxp_problems
     from codejury.training.mutation import language_name
     from codejury.training.store import TrainingStore
 
@@ -80,31 +79,21 @@ def train_mutate(
     root = data_dir(settings, data)
     names = [language_name(n) for n in languages.split(",") if n.strip()]
     problems = {name: mbxp_problems(root, name, limit) for name in names}
+    for name in names:
+        if not problems[name]:
+            console.print(f"[yellow]{name}: no MBXP problem with a canonical solution")
     store = TrainingStore.from_settings(settings)
-    executor = make_executor(settings)
-    limits = mutation_limits(executor.config.default_limits, settings.training.mutation_timeout_s)
-    reports = []
-    try:
-        with _progress() as progress:
-            tasks = {n: progress.add_task(n, total=len(problems[n])) for n in names}
-            for name in names:
-                if not problems[name]:
-                    console.print(f"[yellow]{name}: no MBXP problem with a canonical solution")
-                    continue
-                reports.append(
-                    mine_mutants(
-                        problems[name],
-                        executor,
-                        store,
-                        per_problem=per_problem,
-                        seed=settings.training.seed if seed is None else seed,
-                        iteration=iteration,
-                        limits=limits,
-                        progress=lambda lang, done: progress.update(tasks[lang], completed=done),
-                    )
-                )
-    finally:
-        executor.sandbox.close()
+    with _progress() as progress:
+        tasks = {n: progress.add_task(n, total=len(problems[n])) for n in names}
+        reports = cold_start(
+            settings,
+            problems,
+            store,
+            per_problem=per_problem,
+            seed=seed,
+            iteration=iteration,
+            progress=lambda lang, done: progress.update(tasks[lang], completed=done),
+        )
     table = Table(title=f"codejury train mutate: K={per_problem} mutants per problem")
     for column in (
         "language",

@@ -31,7 +31,7 @@ from codejury.execution.backends import ExecutionBackend
 from codejury.pipeline.evaluate import REWARD_MODEL
 from codejury.reranking.factory import load_version
 from codejury.reranking.registry import ModelRegistry
-from codejury.training.coldstart import mbxp_problems, mine_mutants, mutation_limits
+from codejury.training.coldstart import cold_start, mbxp_problems
 from codejury.training.iteration import IterationConfig, IterationDeps, run_iteration
 from codejury.training.ppo_config import PPOConfig
 from codejury.training.scoring import score_fitting
@@ -80,7 +80,8 @@ def demo_self_training(
     stable = registry.resolve("stable")
     if not store.parts():
         report("cold start: mutating 30 MBXP Python canonical solutions")
-        _cold_start(settings, data_dir, store)
+        mbxp = {"python": mbxp_problems(data_dir, "python", 30)}
+        cold_start(settings, mbxp, store, per_problem=3)
     t = settings.training
     config = IterationConfig.from_settings(
         settings,
@@ -127,18 +128,6 @@ def demo_self_training(
         decision=decision,
         promoted=promoted,
     )
-
-
-def _cold_start(settings: Settings, data_dir: Path, store: TrainingStore) -> None:
-    from codejury.execution.factory import make_executor
-
-    executor = make_executor(settings)
-    limits = mutation_limits(executor.config.default_limits, settings.training.mutation_timeout_s)
-    try:
-        problems = mbxp_problems(data_dir, "python", 30)
-        mine_mutants(problems, executor, store, per_problem=3, limits=limits)
-    finally:
-        executor.sandbox.close()
 
 
 def _scores(

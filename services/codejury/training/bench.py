@@ -34,7 +34,7 @@ from codejury.proto.v1 import domain_pb2
 from codejury.reranking.bootstrap import ensure_stable
 from codejury.reranking.factory import load_version
 from codejury.reranking.registry import ModelRegistry
-from codejury.training.coldstart import mbxp_problems, mine_mutants, mutation_limits
+from codejury.training.coldstart import cold_start, mbxp_problems
 from codejury.training.iteration import IterationConfig, IterationDeps, run_iteration
 from codejury.training.metrics import oracle_pass_at_1, random_pass_at_1, reranked_pass_at_1
 from codejury.training.scoring import score_fitting
@@ -95,7 +95,8 @@ def run_training_bench(
     versions = [(0, ensure_stable(registry, plan.backbone))]
     if not store.parts():
         report("cold start: mutating MBXP canonical solutions")
-        _cold_start(settings, plan, data_dir, store, backend)
+        mbxp = {n: mbxp_problems(data_dir, n, plan.mutate_limit) for n in plan.languages}
+        cold_start(settings, mbxp, store, per_problem=plan.mutate_per_problem)
     deps = IterationDeps(settings, store, registry, backend, data_dir)
     for i in range(1, plan.iterations + 1):
         report(f"iteration {i}")
@@ -131,31 +132,6 @@ def run_training_bench(
         unscored=unscored,
         throughput=[_throughput(settings, i) for i, _ in versions if i > 0],
     )
-
-
-def _cold_start(
-    settings: Settings,
-    plan: TrainingBenchPlan,
-    data_dir: Path,
-    store: TrainingStore,
-    backend: Callable[[], contextlib.AbstractContextManager[ExecutionBackend]],
-) -> None:
-    from codejury.execution.factory import make_executor
-
-    executor = make_executor(settings)
-    limits = mutation_limits(executor.config.default_limits, settings.training.mutation_timeout_s)
-    try:
-        for language in plan.languages:
-            mine_mutants(
-                mbxp_problems(data_dir, language, plan.mutate_limit),
-                executor,
-                store,
-                per_problem=plan.mutate_per_problem,
-                seed=settings.training.seed,
-                limits=limits,
-            )
-    finally:
-        executor.sandbox.close()
 
 
 def _evaluation_set(

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from codejury.core.logging import get_logger
+from codejury.core.settings import Settings
 from codejury.evaluation.datasets import BenchmarkProblem, Dataset
 from codejury.execution.executor import Executor
 from codejury.execution.sandbox import Limits
@@ -178,6 +179,42 @@ def _mine_one(
             report.operators[mutant.operator] += 1
             rows.append(row(mutant.program, status, Source.MUTATION, mutant.detail))
     return rows
+
+
+def cold_start(
+    settings: Settings,
+    problems: Mapping[str, Sequence[BenchmarkProblem]],
+    store: TrainingStore,
+    *,
+    per_problem: int,
+    seed: int | None = None,
+    iteration: int = 0,
+    progress: Progress | None = None,
+) -> list[MutationReport]:
+    """``mine_mutants`` for each language's problems (languages with none are skipped) on
+    a sandboxed executor of this process, with the mutant wall-clock limit
+    (``training.mutation_timeout_s``)."""
+    from codejury.execution.factory import make_executor
+
+    executor = make_executor(settings)
+    limits = mutation_limits(executor.config.default_limits, settings.training.mutation_timeout_s)
+    try:
+        return [
+            mine_mutants(
+                chosen,
+                executor,
+                store,
+                per_problem=per_problem,
+                seed=settings.training.seed if seed is None else seed,
+                iteration=iteration,
+                limits=limits,
+                progress=progress,
+            )
+            for chosen in problems.values()
+            if chosen
+        ]
+    finally:
+        executor.sandbox.close()
 
 
 def mutation_limits(default: Limits, timeout_s: float) -> Limits:

@@ -47,3 +47,29 @@ def test_three_mbxp_problems_keep_only_failing_mutants(
     first = store.snapshot().snapshot_id
     mine_mutants(problems, training_executor, store, per_problem=6, seed=0, limits=limits)
     assert store.snapshot().snapshot_id == first
+
+
+def test_cold_start_mines_each_language_given_and_skips_empty_ones(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from codejury.core.settings import load_settings
+    from codejury.training.coldstart import cold_start
+
+    settings = load_settings({"run_dir": tmp_path / "run", "training": {"seed": 3}})
+    store = TrainingStore(tmp_path / "store")
+    problems = {"python": mbxp_problems(data_dir, "python", 2), "ruby": []}
+    seen: list[tuple[str, int]] = []
+    reports = cold_start(
+        settings,
+        problems,
+        store,
+        per_problem=2,
+        iteration=4,
+        progress=lambda language, done: seen.append((language, done)),
+    )
+    assert [r.language for r in reports] == ["python"]
+    assert reports[0].problems == 2 and reports[0].canonical_passed == 2
+    assert seen[-1] == ("python", 2)
+    rows = store.rows()
+    assert len(rows) == 2 + reports[0].kept
+    assert {r.iteration for r in rows} == {4}
