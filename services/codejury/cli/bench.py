@@ -12,6 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from codejury.cli.app import bench_app, console, data_dir, settings_of
+from codejury.core.settings import with_group
 
 # Languages with canonical solutions in MBXP or HumanEval-X (the sandbox benchmark's
 # workload; MBXP's Go and Perl files have none, HumanEval-X has Go).
@@ -193,19 +194,14 @@ def bench_training(
 
     base = settings_of(ctx)
     root = data_dir(base, data)
-    settings = base.model_copy(
-        update={
-            "run_dir": run_dir or base.run_dir / "bench" / "training",
-            "generation": base.generation.model_copy(update={"max_new_tokens": max_new_tokens}),
-            "training": base.training.model_copy(
-                update={
-                    "problems_per_language": problems_per_language,
-                    "samples_per_problem": samples_per_problem,
-                    "ppo_steps": ppo_steps,
-                }
-            ),
-        }
-    )
+    settings = with_group(base, "generation", max_new_tokens=max_new_tokens)
+    settings = with_group(
+        settings,
+        "training",
+        problems_per_language=problems_per_language,
+        samples_per_problem=samples_per_problem,
+        ppo_steps=ppo_steps,
+    ).model_copy(update={"run_dir": run_dir or base.run_dir / "bench" / "training"})
     plan = TrainingBenchPlan(
         languages=tuple(x.strip() for x in languages.split(",") if x.strip()),
         iterations=iterations,

@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from codejury.cli.app import app, console, data_dir, quiet_run, settings_of, stop_signal
+from codejury.core.settings import with_group
 
 if TYPE_CHECKING:
     from codejury.control.meter import TrafficMeter
@@ -93,16 +94,10 @@ def run(
     base = settings_of(ctx)
     name, raw = _read_config(config)
     spec = parse_spec(raw)
-    settings = base.model_copy(
-        update={
-            "generation": base.generation.model_copy(update={"model": spec.generator}),
-            "pipeline": base.pipeline.model_copy(
-                update={
-                    "reranker_backbone": spec.reward_model_backbone,
-                    "completions_from": "beginning",
-                }
-            ),
-        }
+    settings = with_group(
+        with_group(base, "generation", model=spec.generator),
+        "pipeline",
+        reranker_backbone=spec.reward_model_backbone,
     )
     t = settings.training
     probes = [

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from codejury.cli.app import app, console, data_dir, quiet_run, settings_of
 from codejury.core.errors import ConfigurationError
-from codejury.core.settings import Settings
+from codejury.core.settings import Settings, with_group
 from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.evaluation.metrics import EvalSummary, ProblemOutcome
 
@@ -211,10 +211,7 @@ def demo(
     if quick:
         problems, n, max_new_tokens, self_training = min(problems, 3), min(n, 4), 128, False
     cache = settings.run_dir.resolve() / "cache" / "generation"
-    generation = settings.generation.model_copy(
-        update={"cache_dir": cache, "max_new_tokens": max_new_tokens}
-    )
-    settings = settings.model_copy(update={"generation": generation})
+    settings = with_group(settings, "generation", cache_dir=cache, max_new_tokens=max_new_tokens)
     try:
         data_dir(settings)
         dataset, names = "multipl-e/humaneval", list(DEMO_LANGUAGES)

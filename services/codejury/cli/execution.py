@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from codejury.cli.app import app, console, running_stage, serve_app, settings_of, stop_signal
-from codejury.core.settings import Settings
+from codejury.core.settings import Settings, with_group
 
 UnsafeFlag = Annotated[
     bool,
@@ -25,8 +25,7 @@ UnsafeFlag = Annotated[
 def with_unsafe(settings: Settings, unsafe: bool) -> Settings:
     if not unsafe:
         return settings
-    execution = settings.execution.model_copy(update={"unsafe_no_sandbox": True})
-    return settings.model_copy(update={"execution": execution})
+    return with_group(settings, "execution", unsafe_no_sandbox=True)
 
 
 def _languages_table() -> Table:

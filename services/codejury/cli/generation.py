@@ -18,7 +18,7 @@ from codejury.cli.app import (
     settings_of,
     stop_signal,
 )
-from codejury.core.settings import Settings
+from codejury.core.settings import Settings, with_group
 
 ModelOption = Annotated[
     str | None,
@@ -32,8 +32,7 @@ def with_model(settings: Settings, model: str | None, **more: Any) -> Settings:
     update = {k: v for k, v in {"model": model, **more}.items() if v is not None}
     if not update:
         return settings
-    generation = settings.generation.model_copy(update=update)
-    return settings.model_copy(update={"generation": generation})
+    return with_group(settings, "generation", **update)
 
 
 @serve_app.command("generation")

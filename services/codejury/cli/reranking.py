@@ -26,7 +26,7 @@ from codejury.cli.app import (
     settings_of,
     stop_signal,
 )
-from codejury.core.settings import Settings
+from codejury.core.settings import Settings, with_group
 
 reranker_app = typer.Typer(
     help="Reranker versions in the model registry: list, create, mark stable/canary.",
@@ -46,8 +46,7 @@ RegistryOption = Annotated[
 def _with_registry(settings: Settings, registry: str | None) -> Settings:
     if registry is None:
         return settings
-    reranking = settings.reranking.model_copy(update={"registry_uri": registry})
-    return settings.model_copy(update={"reranking": reranking})
+    return with_group(settings, "reranking", registry_uri=registry)
 
 
 @serve_app.command("reranking-model")
@@ -171,8 +170,8 @@ def serve_reranking(
         update["canary_weight"] = canary_weight
     if in_process:
         update["backend"] = "in-process"
-    rr = settings.reranking.model_copy(update=update)
-    settings = settings.model_copy(update={"reranking": rr})
+    settings = with_group(settings, "reranking", **update)
+    rr = settings.reranking
     quiet_libraries(settings)
     apply_torch_threads(rr.torch_threads)
     stop = stop_signal()

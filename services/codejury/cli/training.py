@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from codejury.cli.app import app, console, data_dir, settings_of
-from codejury.core.settings import Settings
+from codejury.core.settings import Settings, with_group
 
 if TYPE_CHECKING:
     from codejury.execution.factory import BackendMode
@@ -394,23 +394,20 @@ def train_iteration(
 
     settings = _with_run_dir(ctx, run_dir)
     mode = _executor_mode(executor)
-    overrides = {}
-    if ppo_steps is not None:
-        base = IterationConfig.from_settings(settings, iteration)
-        overrides["ppo"] = dataclasses.replace(
-            base.ppo, steps=ppo_steps, save_every=max(1, ppo_steps // 4)
-        )
+    sizes = {
+        "languages": languages,
+        "problems_per_language": problems_per_language,
+        "samples_per_problem": samples_per_problem,
+        "ppo_steps": ppo_steps,
+    }
+    settings = with_group(settings, "training", **{k: v for k, v in sizes.items() if v is not None})
     config = IterationConfig.from_settings(
         settings,
         iteration,
-        languages=tuple(x.strip() for x in languages.split(",")) if languages else None,
-        problems_per_language=problems_per_language,
-        samples_per_problem=samples_per_problem,
         base_version=base_version,
         policy=policy,
         mark_canary=mark_canary,
         stop_after=stop_after,
-        **overrides,
     )
     deps = IterationDeps(
         settings=settings,
@@ -497,12 +494,9 @@ def train_ppo_command(
     from codejury.training.ppo import train_ppo
 
     settings = settings_of(ctx)
-    config = IterationConfig.from_settings(
-        settings,
-        1,
-        languages=tuple(x.strip() for x in languages.split(",")) if languages else None,
-        problems_per_language=problems_per_language,
-    )
+    sizes = {"languages": languages, "problems_per_language": problems_per_language}
+    settings = with_group(settings, "training", **{k: v for k, v in sizes.items() if v is not None})
+    config = IterationConfig.from_settings(settings, 1)
     changes: dict[str, Any] = {
         "steps": steps,
         "batch_size": batch_size,

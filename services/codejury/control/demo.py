@@ -24,7 +24,7 @@ from pathlib import Path
 from codejury.control.canary import CanaryDecision, Verdict, analyse
 from codejury.control.observations import ArmStats
 from codejury.control.spec import CanaryPolicy
-from codejury.core.settings import Settings
+from codejury.core.settings import Settings, with_group
 from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.evaluation.metrics import ProblemOutcome
 from codejury.execution.backends import ExecutionBackend
@@ -33,7 +33,6 @@ from codejury.reranking.factory import load_version
 from codejury.reranking.registry import ModelRegistry
 from codejury.training.coldstart import cold_start, mbxp_problems
 from codejury.training.iteration import IterationConfig, IterationDeps, run_iteration
-from codejury.training.ppo_config import PPOConfig
 from codejury.training.scoring import score_fitting
 from codejury.training.store import TrainingStore
 
@@ -82,26 +81,18 @@ def demo_self_training(
         report("cold start: mutating 30 MBXP Python canonical solutions")
         mbxp = {"python": mbxp_problems(data_dir, "python", 30)}
         cold_start(settings, mbxp, store, per_problem=3)
-    t = settings.training
-    config = IterationConfig.from_settings(
+    small = with_group(
         settings,
-        1,
-        languages=("python",),
+        "training",
+        languages="python",
         problems_per_language=4,
         samples_per_problem=2,
-        base_version=stable,
-        ppo=PPOConfig(
-            steps=2,
-            batch_size=4,
-            mini_batch_size=2,
-            max_new_tokens=64,
-            learning_rate=t.ppo_learning_rate,
-            init_kl_coef=t.ppo_init_kl_coef,
-            device=t.device,
-            precision=t.precision,
-            seed=t.seed + 1,
-        ),
+        ppo_steps=2,
+        ppo_batch_size=4,
+        ppo_mini_batch_size=2,
+        ppo_max_new_tokens=64,
     )
+    config = IterationConfig.from_settings(small, 1, base_version=stable)
     deps = IterationDeps(settings, store, registry, backend, data_dir)
     result = run_iteration(config, deps, on_step=lambda step, what: report(f"  {step}: {what}"))
     if result.version_id is None:  # unreachable without stop_after

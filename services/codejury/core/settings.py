@@ -445,6 +445,13 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
         raise ConfigurationError(f"invalid settings: {_describe(exc)}") from exc
 
 
+def with_group(settings: Settings, group: str, **fields: Any) -> Settings:
+    """``settings`` with ``fields`` of one group replaced, e.g.
+    ``with_group(settings, "training", ppo_steps=2)`` (a value of None sets None)."""
+    current: BaseModel = getattr(settings, group)
+    return settings.model_copy(update={group: current.model_copy(update=fields)})
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as ``CODEJURY_*`` variables, to hand to a child process unchanged."""
     env: dict[str, str] = {}

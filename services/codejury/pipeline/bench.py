@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from codejury.core.settings import Settings, load_settings
+from codejury.core.settings import Settings, load_settings, with_group
 from codejury.core.stats import percentile
 from codejury.execution.factory import default_limits, make_executor
 from codejury.generation.factory import make_generator
@@ -106,8 +106,7 @@ def direct_solver(settings: Settings, n: int) -> Iterator[Callable[[domain_pb2.P
     generator = make_generator(settings.generation)
     executor = make_executor(settings)
     limits = default_limits(settings)
-    in_process = settings.reranking.model_copy(update={"backend": "in-process"})
-    with reward_router(settings.model_copy(update={"reranking": in_process})) as router:
+    with reward_router(with_group(settings, "reranking", backend="in-process")) as router:
         ranker = RewardModelRanker(router)
 
         def solve(problem: domain_pb2.Problem) -> object:

@@ -21,7 +21,7 @@ from types import TracebackType
 
 from codejury.bus.embedded import EmbeddedBroker
 from codejury.core.logging import get_logger
-from codejury.core.settings import Settings, settings_env
+from codejury.core.settings import Settings, settings_env, with_group
 from codejury.execution.celery_app import make_celery_app
 from codejury.execution.local_worker import LocalWorker
 from codejury.pipeline.front_door import SolveFrontDoor
@@ -106,8 +106,7 @@ class EmbeddedPipeline:
         """Serve the registry's channels with ``weight`` of Rank requests on the canary: the
         reranking service reads both when it starts, so it is restarted (its in-flight
         events finish first; requests meanwhile wait on Kafka)."""
-        reranking = self.settings.reranking.model_copy(update={"canary_weight": weight})
-        self.settings = self.settings.model_copy(update={"reranking": reranking})
+        self.settings = with_group(self.settings, "reranking", canary_weight=weight)
         self.progress(f"restarting the reranking service (canary weight {weight:.0%})")
         self.restart("reranking")
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from codejury.core.errors import FailedPreconditionError, InvalidArgumentError
 from codejury.core.logging import get_logger
-from codejury.core.settings import Settings
+from codejury.core.settings import Settings, with_group
 from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.execution.backends import ExecutionBackend
 from codejury.execution.factory import default_limits
@@ -331,15 +331,15 @@ class _Iteration:
         from codejury.generation.factory import make_generator
 
         c = self.config
-        generation = self.settings.generation.model_copy(
-            update={
-                "model": str(self.dir / "ppo" / "policy"),
-                "gguf_file": None,
-                "model_name": f"policy-i{c.iteration}",
-                "cache_dir": None,
-            }
+        aligned = with_group(
+            self.settings,
+            "generation",
+            model=str(self.dir / "ppo" / "policy"),
+            gguf_file=None,
+            model_name=f"policy-i{c.iteration}",
+            cache_dir=None,
         )
-        generator = make_generator(generation)
+        generator = make_generator(aligned.generation)
         records: list[dict[str, Any]] = []
         try:
             for k, p in enumerate(problems):

@@ -70,3 +70,13 @@ def test_settings_env_round_trips_through_a_child_environment(
     for name, value in settings_env(original).items():
         monkeypatch.setenv(name, value)
     assert load_settings() == original
+
+
+def test_with_group_replaces_fields_of_one_group_only() -> None:
+    from codejury.core.settings import with_group
+
+    base = load_settings({"training": {"ppo_steps": 10}, "generation": {"max_new_tokens": 64}})
+    changed = with_group(base, "training", ppo_steps=2, store_dir=None)
+    assert (changed.training.ppo_steps, base.training.ppo_steps) == (2, 10)
+    assert changed.generation == base.generation and changed.run_dir == base.run_dir
+    assert changed.training.seed == base.training.seed
