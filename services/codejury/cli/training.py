@@ -19,7 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from codejury.cli.app import app, console, data_dir, settings_of
+from codejury.cli.app import app, console, data_dir, quiet_libraries, settings_of
 from codejury.core.settings import Settings, with_group
 
 if TYPE_CHECKING:
@@ -44,13 +44,6 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
 @train_app.command("mutate")
@@ -245,7 +238,7 @@ def train_reward_model_command(
     config = RewardTrainingConfig.from_settings(
         settings, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate
     )
-    _quiet_transformers()
+    quiet_libraries(settings)
     apply_torch_threads(t.torch_threads)
     with tempfile.TemporaryDirectory(prefix="codejury-rm-") as tmp, _progress() as progress:
         task = progress.add_task("training", total=None)
@@ -416,7 +409,7 @@ def train_iteration(
         backend=lambda: open_backend(settings, mode),
         data_dir=data_dir(settings, data),
     )
-    _quiet_transformers()
+    quiet_libraries(settings)
     apply_torch_threads(settings.training.torch_threads)
     with _progress() as progress:
         task = progress.add_task(f"iteration {iteration}", total=None)
@@ -510,7 +503,7 @@ def train_ppo_command(
     version = registry.resolve(reward_version)
     policy_dir = check_policy_dir(policy, field="--policy") if policy else base_policy_dir(settings)
     problems = training_problems(data_dir(settings, data), config, config.pairs)
-    _quiet_transformers()
+    quiet_libraries(settings)
     apply_torch_threads(settings.training.torch_threads)
     scorer = load_version(settings, registry, version)
     prompts = policy_prompts(AutoTokenizer.from_pretrained(policy_dir), problems, settings)
