@@ -7,7 +7,6 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
-import kmock
 import pytest
 from codejury.bus.envelope import Event, wrap
 from codejury.bus.topics import FEEDBACK, SOLVE_COMPLETED
@@ -61,23 +60,6 @@ def _feed(meter: TrafficMeter, version: str, n: int, passes: int, at: datetime) 
         ):
             envelope = wrap(payload, producer="test", created_at=at)
             meter.on_event(Event(topic, 0, i, None, envelope, payload))
-
-
-@pytest.fixture()
-def api(kmock: kmock.KubernetesEmulator) -> KubeClient:
-    for key, kind in (
-        ("codejury.io/v1alpha1/selftrainingruns", "SelfTrainingRun"),
-        ("v1/configmaps", "ConfigMap"),
-    ):
-        kmock.resources[key] = kmock.ResourceInfo(
-            kind=kind,
-            namespaced=True,
-            verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-            subresources={"status"},
-        )
-    client = KubeClient.connect(server=str(kmock.url).rstrip("/"), timeout_s=5.0)
-    yield client  # type: ignore[misc]
-    client.close()
 
 
 @pytest.mark.parametrize(("canary_passes", "action"), [(16, "SetCanary"), (4, "Rollback")])

@@ -31,33 +31,6 @@ ISVC = Ref("serving.kserve.io/v1beta1", "inferenceservices", NS, "reranker")
 SETTINGS = OperatorSettings(image="stub:1", tick_s=0.2, model_store_uri="s3://models/registry")
 
 
-@pytest.fixture()
-def api(kmock: kmock.KubernetesEmulator) -> KubeClient:
-    for key, kind in (
-        ("codejury.io/v1alpha1/selftrainingruns", "SelfTrainingRun"),
-        ("batch/v1/jobs", "Job"),
-        ("v1/pods", "Pod"),
-        ("v1/events", "Event"),
-        ("v1/configmaps", "ConfigMap"),
-        ("serving.kserve.io/v1beta1/inferenceservices", "InferenceService"),
-        # kopf waits for these two to be discoverable (its "backbone") before it watches;
-        # with scanning disabled it neither lists nor watches them.
-        ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition"),
-        ("v1/namespaces", "Namespace"),
-    ):
-        kmock.resources[key] = kmock.ResourceInfo(
-            kind=kind,
-            namespaced=True,
-            verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-            subresources={"status"},
-        )
-    # A short timeout: the first request after an in-process kopf stops can meet a pooled
-    # connection kmock no longer answers on; urllib3 then retries on a new one.
-    client = KubeClient.connect(server=str(kmock.url).rstrip("/"), timeout_s=1.0)
-    yield client  # type: ignore[misc]
-    client.close()
-
-
 @asynccontextmanager
 async def operator(url: str) -> AsyncIterator[None]:
     """A kopf operator over the handlers, in this event loop, until the block ends. It has
