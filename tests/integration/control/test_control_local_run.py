@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from codejury.core.settings import load_settings, settings_env
 from codejury.reranking.registry import ModelRegistry
 from codejury.training.coldstart import mbxp_problems, mine_mutants
 from codejury.training.store import TrainingStore
@@ -70,15 +71,8 @@ SPEC = {
 
 def _env(run_dir: Path, data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")}
-    for group, values in SETTINGS.items():
-        for name, value in values.items():
-            env[f"CODEJURY_{group.upper()}__{name.upper()}"] = str(value)
-    return env | {
-        "CODEJURY_RUN_DIR": str(run_dir),
-        "CODEJURY_DATA_DIR": str(data_dir),
-        "HF_HUB_OFFLINE": "1",
-        "COLUMNS": "160",
-    }
+    settings = load_settings({"run_dir": run_dir, "data_dir": data_dir, **SETTINGS})
+    return env | settings_env(settings) | {"HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
 
 
 def _status(path: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from codejury.core.settings import Settings, load_settings
+from codejury.core.settings import Settings, load_settings, settings_env
 from codejury.execution import languages as execution_languages
 from codejury.execution.executor import Executor
 from codejury.reranking.manifest import Manifest
@@ -53,14 +53,6 @@ SMALL: dict[str, dict[str, object]] = {
     "generation": {"max_new_tokens": 24, "torch_threads": 1},
     "reranking": {"torch_threads": 1},
 }
-
-
-def _env(settings: dict[str, dict[str, object]], prefix: str = "CODEJURY_") -> dict[str, str]:
-    return {
-        f"{prefix}{group.upper()}__{name.upper()}": str(value)
-        for group, values in settings.items()
-        for name, value in values.items()
-    }
 
 
 def _registry_with_stable(run_dir: Path, backbone: Path) -> ModelRegistry:
@@ -108,13 +100,8 @@ def _iteration_command(
     run_dir: Path, data_dir: Path, policy: Path
 ) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")}
-    env |= _env(SMALL) | {
-        "CODEJURY_RUN_DIR": str(run_dir),
-        "CODEJURY_DATA_DIR": str(data_dir),
-        "CODEJURY_GENERATION__MODEL": str(policy),
-        "HF_HUB_OFFLINE": "1",
-        "COLUMNS": "200",
-    }
+    settings = _settings(run_dir, policy).model_copy(update={"data_dir": data_dir})
+    env |= settings_env(settings) | {"HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     command = [sys.executable, "-m", "codejury", "train", "iteration", "--iteration", "1"]
     return command, env
 
