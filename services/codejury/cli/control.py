@@ -38,6 +38,8 @@ def _read_config(path: Path) -> tuple[str, Any]:
 
 
 def _view(name: str, status: RunStatus, meter: TrafficMeter) -> Table:
+    from codejury.control.status import ConditionType
+
     table = Table(title=f"codejury run {name}", show_header=False)
     table.add_column("")
     table.add_column("")
@@ -60,7 +62,7 @@ def _view(name: str, status: RunStatus, meter: TrafficMeter) -> Table:
                     f"{arm.passed}/{arm.labelled} labelled ({arm.pass_rate:.1%}), "
                     f"{arm.errors} errors of {arm.requests}",
                 )
-    progressing = next((c for c in status.conditions if c.type.value == "Progressing"), None)
+    progressing = status.condition(ConditionType.PROGRESSING)
     if progressing is not None:
         table.add_row("now", progressing.message)
     if status.history:

@@ -121,55 +121,48 @@ def serve_execution(
 ) -> None:
     """The Execution gRPC service (Execute, ExecuteBatch, ListLanguages) until SIGTERM/Ctrl-C."""
     from codejury.core.grpc import make_server
-    from codejury.execution.backends import CeleryBackend, ExecutionBackend, LocalBackend
-    from codejury.execution.celery_app import make_celery_app
-    from codejury.execution.factory import default_limits, make_executor
+    from codejury.execution.factory import default_limits, open_backend
     from codejury.execution.service import ExecutionServicer, register
 
     settings = with_unsafe(settings_of(ctx), unsafe_no_sandbox)
-    backend: ExecutionBackend
-    if local:
-        backend = LocalBackend(make_executor(settings))
-    else:
-        backend = CeleryBackend(
-            make_celery_app(settings), timeout_s=settings.celery.result_timeout_s
+    # in-process: this process's sandbox (closed on the way out); else the Celery workers
+    with open_backend(settings, "in-process" if local else "celery") as backend:
+        servicer = ExecutionServicer(settings, backend)
+        server, bound = make_server(
+            [register(servicer)],
+            host=settings.execution.grpc_host,
+            port=settings.execution.grpc_port if port is None else port,
+            max_workers=max(4, settings.execution.max_batch // 16),
         )
-    servicer = ExecutionServicer(settings, backend)
-    server, bound = make_server(
-        [register(servicer)],
-        host=settings.execution.grpc_host,
-        port=settings.execution.grpc_port if port is None else port,
-        max_workers=max(4, settings.execution.max_batch // 16),
-    )
-    stop = stop_signal()
-    consumer = None
-    if kafka_stage:
-        from codejury.bus.consumer import EventConsumer
-        from codejury.bus.replies import solve_failed
-        from codejury.bus.topics import CANDIDATES_GENERATED
-        from codejury.execution.stage import make_handler
+        stop = stop_signal()
+        consumer = None
+        if kafka_stage:
+            from codejury.bus.consumer import EventConsumer
+            from codejury.bus.replies import solve_failed
+            from codejury.bus.topics import CANDIDATES_GENERATED
+            from codejury.execution.stage import make_handler
 
-        consumer = EventConsumer(
-            settings.bus,
-            group_id="codejury-execution",
-            topics=[CANDIDATES_GENERATED],
-            handler=make_handler(
-                backend,
-                default_limits(settings),
-                max_batch=settings.execution.max_batch,
-                max_program_bytes=settings.execution.max_program_kb << 10,
-            ),
-            name="execution-stage",
-            on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
-        )
-    with running_stage(consumer, join_timeout_s=settings.celery.result_timeout_s):
-        server.start()
-        console.print(
-            f"Execution service on {settings.execution.grpc_host}:{bound} "
-            f"({'in-process' if local else 'Celery workers'}"
-            f"{', Kafka stage on' if consumer else ''})",
-            highlight=False,
-        )
-        print(f"READY port={bound}", flush=True)  # a line scripts and tests can wait for
-        stop.wait()
-    server.stop(grace=10).wait()
+            consumer = EventConsumer(
+                settings.bus,
+                group_id="codejury-execution",
+                topics=[CANDIDATES_GENERATED],
+                handler=make_handler(
+                    backend,
+                    default_limits(settings),
+                    max_batch=settings.execution.max_batch,
+                    max_program_bytes=settings.execution.max_program_kb << 10,
+                ),
+                name="execution-stage",
+                on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
+            )
+        with running_stage(consumer, join_timeout_s=settings.celery.result_timeout_s):
+            server.start()
+            console.print(
+                f"Execution service on {settings.execution.grpc_host}:{bound} "
+                f"({'in-process' if local else 'Celery workers'}"
+                f"{', Kafka stage on' if consumer else ''})",
+                highlight=False,
+            )
+            print(f"READY port={bound}", flush=True)  # a line scripts and tests can wait for
+            stop.wait()
+        server.stop(grace=10).wait()

@@ -26,6 +26,7 @@ requests when users send none; their round trips are the latency the guard reads
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import threading
@@ -182,8 +183,9 @@ class LocalRuntime:
     # -- actions -----------------------------------------------------------------------
 
     def apply(self, action: Action) -> None:
-        log.info("run.action", action=type(action).__name__, **_fields(action))
-        self.files.event(type(action).__name__, **_fields(action))
+        fields = dataclasses.asdict(action)
+        log.info("run.action", action=type(action).__name__, **fields)
+        self.files.event(type(action).__name__, **fields)
         if isinstance(action, StartTrainingJob):
             self.jobs.start(action)
         elif isinstance(action, SetCanary):
@@ -248,7 +250,3 @@ class LocalRuntime:
                     elapsed_ms = (time.monotonic() - started) * 1000
                     self.meter.record_latency(response.reranker_version, elapsed_ms)
                 stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
-
-
-def _fields(action: Action) -> dict[str, Any]:
-    return {k: getattr(action, k) for k in action.__dataclass_fields__}

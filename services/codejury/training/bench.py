@@ -21,11 +21,13 @@ Throughput comes from the iterations' own records: reward-model training pairs/s
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codejury.core.files import write_text_atomic
 from codejury.core.settings import Settings
 from codejury.evaluation.datasets import Dataset, find, load, task_order
 from codejury.execution.backends import ExecutionBackend
@@ -44,7 +46,6 @@ from codejury.training.workdir import (
     iteration_dir,
     read_jsonl,
     read_result,
-    write_jsonl,
 )
 
 Report = Callable[[str], None]  # a line of progress for the user
@@ -183,10 +184,7 @@ def _evaluation_set(
                     progress(k + 1, len(problems))
     finally:
         generator.backend.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    write_jsonl(partial, records)
-    partial.rename(path)
+    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     return records
 
 
