@@ -10,6 +10,7 @@ these machines run. A run's processes are put in its group before the program st
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -23,6 +24,7 @@ from codejury.execution.errors import SandboxUnavailableError
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _V1_CONTROLLERS = ("memory", "pids", "cpuacct", "freezer")
 _KILL_ROUNDS = 50
+_POLL_S = 0.0002  # how often an emptying group is looked at (a dying process takes ~1 ms)
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,25 @@ class CgroupUsage:
     pids_limited: bool
 
 
-def _write(path: Path, value: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(value)
+# The hot path (a few files per run) uses plain os calls on str paths: pathlib and
+# buffered file objects cost more than the writes themselves.
+def _write(path: Path | str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
 
-def _read(path: Path) -> str:
-    return path.read_text()
+def _read(path: Path | str) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode()
+    finally:
+        os.close(fd)
 
 
 def _kv(text: str) -> dict[str, int]:
@@ -51,8 +65,11 @@ def _kv(text: str) -> dict[str, int]:
     return out
 
 
+@functools.cache
 def detect_version(root: Path = CGROUP_ROOT) -> Literal["v1", "v2"]:
-    """Which hierarchy carries the memory and pids controllers, or a clear error."""
+    """Which hierarchy carries the memory and pids controllers, or a clear error.
+
+    Cached: a machine does not switch hierarchies under a running worker."""
     controllers = root / "cgroup.controllers"
     if controllers.exists() and {"memory", "pids"} <= set(_read(controllers).split()):
         return "v2"
@@ -76,6 +93,9 @@ class RunCgroup:
             self._dirs = {"": root / self.name}
         else:
             self._dirs = {c: root / c / self.name for c in _V1_CONTROLLERS}
+        # str paths of the files read or written on every run
+        self._procs = [f"{d}/cgroup.procs" for d in self._dirs.values()]
+        self._pids_procs = f"{self._dir('pids')}/cgroup.procs"
         self._root = root
         self._parent = parent
         self._limits: tuple[int, int] | None = None  # (memory, processes) as last written
@@ -139,7 +159,7 @@ class RunCgroup:
     def procs_files(self) -> list[str]:
         """The cgroup.procs files a child writes its pid to (precomputed: no allocation
         worth speaking of happens between fork and exec)."""
-        return [str(d / "cgroup.procs") for d in self._dirs.values()]
+        return list(self._procs)
 
     def add(self, pid: int) -> None:
         """Move ``pid`` (a whole process) into this group."""
@@ -147,42 +167,55 @@ class RunCgroup:
 
     def pids(self) -> list[int]:
         try:
-            text = _read(self._dir("pids") / "cgroup.procs")
+            text = _read(self._pids_procs)
         except FileNotFoundError:
             return []
         return [int(p) for p in text.split()]
 
-    def kill_all(self) -> None:
-        """SIGKILL every process in the group, including ones that forked away."""
+    def kill_all(self, *, wait: bool = True) -> None:
+        """SIGKILL every process in the group, including ones that forked away.
+
+        On return every process of the group has been sent SIGKILL, so none runs user
+        code again. With ``wait`` the group is also empty: the killed have finished
+        exiting (their namespaces torn down), which can take milliseconds the caller of a
+        run need not wait for (``Sandbox`` leaves that to its reaper)."""
         if not self.pids():
             return  # the usual case after a run: an empty group cannot fork
         if self.version == "v2":
             kill_file = self._dirs[""] / "cgroup.kill"
             if kill_file.exists():
-                _write(kill_file, "1")
-                self._wait_empty()
+                _write(kill_file, "1")  # atomic: forks racing with it are killed too
+                if wait:
+                    self._wait_empty()
                 return
         freezer = self._dirs.get("freezer")
         if freezer is not None:  # freeze first so a fork bomb cannot outrun the kills
             with contextlib.suppress(OSError):
                 _write(freezer / "freezer.state", "FROZEN")
+        signalled: set[int] = set()
         for _ in range(_KILL_ROUNDS):
             pids = self.pids()
-            if not pids:
+            # Waiting, kill whatever is listed until nothing is; not waiting, stop once a
+            # listing shows no process that has not been sent SIGKILL (a killed process
+            # cannot fork: the kernel aborts a fork with a fatal signal pending).
+            targets = pids if wait else [p for p in pids if p not in signalled]
+            if not targets:
                 break
-            for pid in pids:
+            for pid in targets:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            signalled.update(targets)
             if freezer is not None:
                 with contextlib.suppress(OSError):
                     _write(freezer / "freezer.state", "THAWED")  # SIGKILL lands on thaw
-            time.sleep(0.002)
-        self._wait_empty()
+            time.sleep(_POLL_S)
+        if wait:
+            self._wait_empty()
 
     def _wait_empty(self, timeout_s: float = 5.0) -> None:
         deadline = time.monotonic() + timeout_s
         while self.pids() and time.monotonic() < deadline:
-            time.sleep(0.002)
+            time.sleep(_POLL_S)
 
     def usage(self) -> CgroupUsage:
         if self.version == "v2":

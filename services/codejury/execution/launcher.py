@@ -1,7 +1,11 @@
-"""The in-sandbox launcher (``launcher.c``): built once, fed one message per run.
+"""The sandbox launcher (``launcher.c``): built once, in two roles.
 
-The message carries the run's files, argv, environment and rlimits; see launcher.c for
-the format. Building needs a C compiler (gcc comes with the g++ toolchain).
+``drop_argv`` puts it in front of bubblewrap on the host (join the run's cgroup, drop to
+the sandbox user, exec bubblewrap); inside the sandbox it is fed one message per run,
+carrying the run's files, argv, environment and rlimits (see launcher.c for the format).
+Building needs a C compiler (gcc comes with the g++ toolchain). It is built without libc
+where the architecture allows (x86-64, arm64): glibc's start-up costs ~0.5 ms per exec in
+a virtual machine, and a run execs it twice.
 """
 
 from __future__ import annotations
@@ -20,12 +24,27 @@ from codejury.execution.errors import SandboxUnavailableError
 SOURCE = Path(__file__).with_name("launcher.c")
 IN_SANDBOX = "/.codejury-launch"
 MAGIC = b"CJL1"
+# No libc, no start files; -fno-tree-loop-distribute-patterns keeps gcc from turning the
+# memcpy loop into a call to memcpy (itself).
+FREESTANDING = (
+    "-O2",
+    "-static",
+    "-nostdlib",
+    "-ffreestanding",
+    "-fno-builtin",
+    "-fno-tree-loop-distribute-patterns",
+    "-fno-stack-protector",
+    "-fno-pie",
+    "-no-pie",
+    "-fno-asynchronous-unwind-tables",
+)
+LIBC = ("-O2", "-DCJL_LIBC")  # any other architecture or compiler
 
 
 def build(cache_dir: Path) -> Path:
     """The launcher binary for the current source, compiled on first use."""
     source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source).hexdigest()[:16]
+    digest = hashlib.sha256(source + repr((FREESTANDING, LIBC)).encode()).hexdigest()[:16]
     target = cache_dir / "launcher" / digest / "codejury-launch"
     if target.exists():
         return target
@@ -38,18 +57,28 @@ def build(cache_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.parent.chmod(0o755)
     partial = target.with_name(f".{uuid.uuid4().hex}")
-    done = subprocess.run(
-        [compiler, "-O2", "-o", str(partial), str(SOURCE)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
+    for flags in (FREESTANDING, LIBC):
+        done = subprocess.run(
+            [compiler, *flags, "-o", str(partial), str(SOURCE)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode == 0:
+            break
+    else:
         raise SandboxUnavailableError(f"building the sandbox launcher failed: {done.stderr[-500:]}")
     partial.chmod(0o755)
     os.replace(partial, target)  # atomic: concurrent builders agree on the result
     return target
+
+
+def drop_argv(
+    binary: Path, *, uid: int, gid: int, procs_files: Sequence[str], argv: Sequence[str]
+) -> list[str]:
+    """Run ``argv`` as ``uid``/``gid`` inside the cgroup of ``procs_files`` (from root)."""
+    return [str(binary), "drop", str(uid), str(gid), *procs_files, "--", *argv]
 
 
 def _blob(data: bytes) -> bytes:

@@ -7,15 +7,17 @@ Isolation, layer by layer:
   mounts an allow-list read-only (/usr, /etc and the toolchain paths), a private
   size-limited tmpfs work dir and /tmp, a fresh /proc and a minimal /dev, and remounts
   its root read-only; /home, /root, /run, /sys and the project are simply not there;
-- before anything runs inside, bubblewrap's processes are moved into the run's cgroup
-  (memory and process caps, CPU accounting, kill-all on timeout): bubblewrap waits on
-  ``--block-fd`` until then;
+- bubblewrap is started by the launcher's ``drop`` mode, which joins the run's cgroup
+  (memory and process caps, CPU accounting, kill-all on timeout) as root and then
+  drops to the sandbox user, so nothing of the run is ever outside the group;
 - the first program inside is the launcher (``launcher.c``), which waits for the run's
   files, argv, environment and rlimits (CPU seconds, file size, no core dumps) and
   execs the program; stdout/stderr are read with a cap, and a flood kills the run.
 
 Because a sandbox is complete before its program is known, ``warm_pool`` keeps some
-started ahead of demand: a run then costs little more than the program itself.
+started ahead of demand: a run then costs little more than the program itself. When the
+program exits, every process of the run is sent SIGKILL before the outcome is returned;
+the namespaces' teardown and the cgroup's removal finish in the background (``reaper``).
 The outcome is data (``SandboxOutcome``); ``statuses.classify_run`` gives the status.
 """
 
@@ -38,6 +40,7 @@ from codejury.execution import launcher
 from codejury.execution.cgroups import RunCgroup, detect_version, sweep_stale
 from codejury.execution.errors import InvalidRequestError, SandboxUnavailableError
 from codejury.execution.process_io import Pumped, StatusReader, pump, read_all
+from codejury.execution.reaper import Reaper
 
 if TYPE_CHECKING:
     from codejury.execution.warm_pool import WarmPool
@@ -47,7 +50,6 @@ log = get_logger(__name__)
 WORKDIR = "/sandbox"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _BASE_ENV = {"PATH": DEFAULT_PATH, "HOME": WORKDIR, "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
-_CONFINE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,9 @@ class Sandbox:
         self.config = config
         self._bwrap = shutil.which("bwrap")
         self._launcher: Path | None = None
+        self._fixed_argv: list[str] | None = None
         self._pool: WarmPool | None = None
+        self._reaper = Reaper()
 
     def check(self) -> None:
         if self.config.unsafe_no_sandbox:
@@ -189,19 +193,29 @@ class Sandbox:
             )
         detect_version()
         if self._launcher is None:
+            atexit.register(self.close)  # finish the reaper's work; warm sandboxes die with us
             sweep_stale(self.config.cgroup_parent)
             self._launcher = launcher.build(self.config.state_dir)
+            self._fixed_argv = _fixed_bwrap_argv(
+                self._bwrap, self._launcher, self.config.extra_ro_paths
+            )
         if self.config.warm_pool and self._pool is None:
             from codejury.execution.warm_pool import WarmPool
 
             self._pool = WarmPool(self.prepare, size=self.config.warm_pool)
-            atexit.register(self.close)  # warm sandboxes die with us; their cgroups would not
 
     def close(self) -> None:
-        """Dispose of the warm sandboxes (they would die with us, their cgroups not)."""
+        """Dispose of the warm sandboxes and of finished runs still being torn down (their
+        processes would die with us, their cgroups not)."""
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        self.settle()
+
+    def settle(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every finished run's sandbox is gone (processes reaped, cgroup
+        removed); False if that took longer than ``timeout_s``."""
+        return self._reaper.drain(timeout_s)
 
     # -- running -----------------------------------------------------------------------
 
@@ -229,7 +243,9 @@ class Sandbox:
         try:
             return self._execute(prepared, request)
         finally:
-            prepared.dispose()
+            # Every process of the run has been sent SIGKILL by now; waiting for the
+            # namespaces' teardown and removing the group need not delay the answer.
+            self._reaper.submit(prepared.dispose)
 
     def prepare(
         self, mounts: tuple[Mount, ...] = (), workdir_bytes: int = Limits().workdir_bytes
@@ -240,10 +256,10 @@ class Sandbox:
         cgroup = RunCgroup(self.config.cgroup_parent).create(
             memory_bytes=Limits().memory_bytes, max_processes=Limits().max_processes
         )
-        ours: dict[str, int] = {}  # our ends: we read status and error, write block and control
+        ours: dict[str, int] = {}  # our ends: we read status and error, write control
         theirs: list[int] = []
         try:
-            for name in ("status", "block", "control", "error"):
+            for name in ("status", "control", "error"):
                 read_end, write_end = os.pipe()
                 if name in ("status", "error"):
                     ours[name] = read_end
@@ -251,24 +267,32 @@ class Sandbox:
                 else:
                     ours[name] = write_end
                     theirs.append(read_end)
-            status_w, block_r, control_r, error_w = theirs
+            status_w, control_r, error_w = theirs
             argv = self._bwrap_argv(
                 mounts,
                 workdir_bytes=workdir_bytes,
                 status_fd=status_w,
-                block_fd=block_r,
                 control_fd=control_r,
                 error_fd=error_w,
             )
+            if self._launcher is None:
+                raise SandboxUnavailableError("Sandbox.check() must succeed before a run")
+            # The launcher joins the run's cgroup as root, so bubblewrap and all it starts
+            # are accounted and killable from birth, then drops to the sandbox user and
+            # execs bubblewrap. Python's own uid switch (Popen(user=...)) would force a
+            # full fork() of this process instead of a vfork.
             process = subprocess.Popen(
-                argv,
+                launcher.drop_argv(
+                    self._launcher,
+                    uid=self.config.uid,
+                    gid=self.config.gid,
+                    procs_files=cgroup.procs_files(),
+                    argv=argv,
+                ),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 pass_fds=tuple(theirs),
-                user=self.config.uid,
-                group=self.config.gid,
-                extra_groups=[],
                 env={"PATH": DEFAULT_PATH},
             )
         except BaseException:
@@ -278,27 +302,14 @@ class Sandbox:
             raise
         for fd in theirs:
             os.close(fd)
-        status = StatusReader(ours["status"])
-        prepared = PreparedSandbox(
+        return PreparedSandbox(
             process,
             cgroup=cgroup,
-            status=status,
+            status=StatusReader(ours["status"]),
             fds=ours,
             mounts=mounts,
             workdir_bytes=workdir_bytes,
         )
-        try:
-            # bwrap has forked the sandbox's first process and waits on the block fd: put
-            # both in the cgroup, then let it mount everything and start the launcher.
-            child = status.child_pid(timeout_s=_CONFINE_TIMEOUT_S)
-            for pid in [process.pid] if child is None else [process.pid, child]:
-                cgroup.add(pid)
-            os.write(prepared.fds["block"], b"go")
-            prepared.close_fd("block")
-        except BaseException:
-            prepared.dispose()
-            raise
-        return prepared
 
     def _execute(self, prepared: PreparedSandbox, request: SandboxRequest) -> SandboxOutcome:
         limits = request.limits
@@ -333,7 +344,9 @@ class Sandbox:
         )
         launch_error = read_all(prepared.fds["error"]).decode(errors="replace")
         status = prepared.status.finish()
-        cgroup.kill_all()  # stragglers that outlived the program's main process
+        # stragglers that outlived the program's main process: killed now, gone by the
+        # time the reaper has disposed of the sandbox
+        cgroup.kill_all(wait=False)
         usage = cgroup.usage()
         return finish(
             pumped,
@@ -351,26 +364,12 @@ class Sandbox:
         *,
         workdir_bytes: int,
         status_fd: int,
-        block_fd: int,
         control_fd: int,
         error_fd: int,
     ) -> list[str]:
-        if self._bwrap is None or self._launcher is None:
+        if self._fixed_argv is None:
             raise SandboxUnavailableError("Sandbox.check() must succeed before a run")
-        argv = [self._bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
-        argv += ["--cap-drop", "ALL"]
-        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-            path = Path(top)
-            if path.is_symlink():
-                argv += ["--symlink", os.readlink(path), top]
-            elif path.is_dir():
-                argv += ["--ro-bind", top, top]
-        argv += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
-        for extra in self.config.extra_ro_paths:
-            if Path(extra).exists():
-                argv += ["--ro-bind", extra, extra]
-        argv += ["--ro-bind", str(self._launcher), launcher.IN_SANDBOX]
-        argv += ["--proc", "/proc", "--dev", "/dev"]
+        argv = list(self._fixed_argv)
         argv += ["--size", str(workdir_bytes), "--tmpfs", "/tmp"]
         argv += ["--size", str(workdir_bytes), "--tmpfs", WORKDIR]
         for mount in mounts:
@@ -378,9 +377,29 @@ class Sandbox:
         # The root bwrap builds is a tmpfs; make it read-only once everything is mounted
         # (the work dir and /tmp are their own mounts and stay writable).
         argv += ["--remount-ro", "/", "--clearenv", "--chdir", WORKDIR]
-        argv += ["--json-status-fd", str(status_fd), "--block-fd", str(block_fd)]
+        argv += ["--json-status-fd", str(status_fd)]
         argv += ["--", launcher.IN_SANDBOX, str(control_fd), str(error_fd)]
         return argv
+
+
+def _fixed_bwrap_argv(bwrap: str, launcher_path: Path, extra_ro_paths: Sequence[str]) -> list[str]:
+    """The part of every run's bubblewrap command line that depends only on the host
+    (built once: it stats the root's top-level entries)."""
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
+    argv += ["--cap-drop", "ALL"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        path = Path(top)
+        if path.is_symlink():
+            argv += ["--symlink", os.readlink(path), top]
+        elif path.is_dir():
+            argv += ["--ro-bind", top, top]
+    argv += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for extra in extra_ro_paths:
+        if Path(extra).exists():
+            argv += ["--ro-bind", extra, extra]
+    argv += ["--ro-bind", str(launcher_path), launcher.IN_SANDBOX]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    return argv
 
 
 def _write_all(fd: int, data: bytes) -> None:

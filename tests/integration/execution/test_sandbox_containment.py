@@ -34,8 +34,17 @@ def run_python(executor: Executor, code: str, **limits: object) -> domain_pb2.Ex
 
 
 @pytest.fixture(autouse=True)
-def _nothing_left_behind(cgroup_parent: str) -> Iterator[None]:
+def _nothing_left_behind(request: pytest.FixtureRequest, cgroup_parent: str) -> Iterator[None]:
     yield
+    # A run's processes are all killed before its outcome returns; its group is removed
+    # by the sandbox's reaper right after, which settle() waits for.
+    boxes = [
+        request.getfixturevalue(n) for n in ("sandbox", "warm_sandbox") if n in request.fixturenames
+    ]
+    if "executor" in request.fixturenames:
+        boxes.append(request.getfixturevalue("executor").sandbox)
+    for box in boxes:
+        assert box.settle(timeout_s=10)
     # Only the warm pool's waiting sandboxes (two) may hold a group between runs.
     assert leftover_runs(cgroup_parent, allow=2) == []
 
@@ -66,6 +75,37 @@ def test_infinite_loop_in_a_setsid_child_is_killed_with_the_run(executor: Execut
     result = run_python(executor, code, timeout_s=1)
     assert STATUS(result.status) == "TIMEOUT"
     assert time.monotonic() - started < 10
+    assert _processes_with(marker) == []
+
+
+def _killed_or_gone(pid: int) -> bool:
+    """True when ``pid`` no longer exists, is exiting, or has SIGKILL pending: it will
+    never run user code again."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    if fields.get("State", "").startswith(("Z", "X")):
+        return True
+    pending = int(fields.get("ShdPnd", "0"), 16) | int(fields.get("SigPnd", "0"), 16)
+    return bool(pending & (1 << (signal.SIGKILL - 1)))
+
+
+def test_a_child_that_outlives_a_finished_program_is_killed_before_the_outcome_returns(
+    sandbox: Sandbox,
+) -> None:
+    marker = uuid.uuid4().hex
+    outcome = sandbox.run(
+        SandboxRequest(
+            argv=["/usr/bin/sh", "-c", f"setsid sh -c 'while :; do :; done # {marker}' & exit 0"],
+            limits=Limits(timeout_s=10),
+        )
+    )
+    assert outcome.exit_code == 0 and not outcome.timed_out
+    survivors = [int(line.split()[0]) for line in _processes_with(marker)]
+    assert all(_killed_or_gone(pid) for pid in survivors), survivors
+    assert sandbox.settle(timeout_s=10)
     assert _processes_with(marker) == []
 
 
