@@ -10,12 +10,17 @@ from typing import Any, Protocol
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
+from codejury.core.logging import get_logger
 from codejury.execution.errors import WorkersUnavailableError
 from codejury.execution.executor import Executor
+from codejury.execution.languages import get_language
 from codejury.execution.sandbox import Limits
 from codejury.proto.v1 import domain_pb2
 
 EXECUTE_TASK = "codejury.execute"
+PRECOMPILE_TASK = "codejury.precompile"
+
+log = get_logger(__name__)
 
 
 class ExecutionBackend(Protocol):
@@ -65,6 +70,8 @@ class CeleryBackend:
     ) -> list[domain_pb2.ExecutionResult]:
         problem_data = encode(problem)
         limits_data = asdict(limits)
+        if len(candidates) > 1 and get_language(problem.language).batch_compile is not None:
+            self._precompile(problem_data, candidates, limits_data, limits)
         pending = [
             self.app.send_task(EXECUTE_TASK, args=[problem_data, encode(c), limits_data])
             for c in candidates
@@ -84,3 +91,25 @@ class CeleryBackend:
         finally:
             for p in pending:
                 p.forget()
+
+    def _precompile(
+        self,
+        problem_data: str,
+        candidates: Sequence[domain_pb2.Candidate],
+        limits_data: dict[str, Any],
+        limits: Limits,
+    ) -> None:
+        """Have one worker compile the batch's programs together (Java: one javac JVM)
+        before the runs fan out: workers sharing its compile cache (one machine, or a
+        shared volume) then only run them. Best effort: a run whose program is not in
+        its worker's cache compiles it itself, so a late or failed batch loses nothing."""
+        task = self.app.send_task(
+            PRECOMPILE_TASK, args=[problem_data, [encode(c) for c in candidates], limits_data]
+        )
+        try:
+            task.get(timeout=self.timeout_s + limits.timeout_s, interval=0.01)
+        except Exception as exc:  # any failure: the runs compile on their own
+            task.revoke()
+            log.warning("execution.precompile_failed", error=str(exc) or type(exc).__name__)
+        finally:
+            task.forget()

@@ -27,7 +27,8 @@ from celery.signals import worker_process_shutdown
 
 from codejury.core.errors import CodeJuryError
 from codejury.core.settings import Settings
-from codejury.execution.backends import EXECUTE_TASK, encode
+from codejury.execution.assembly import assemble
+from codejury.execution.backends import EXECUTE_TASK, PRECOMPILE_TASK, encode
 from codejury.execution.executor import Executor
 from codejury.execution.factory import make_executor
 from codejury.execution.sandbox import Limits
@@ -100,16 +101,30 @@ def make_celery_app(settings: Settings) -> Celery:
 
     executors: dict[int, Executor] = {}  # one per worker process, built after the fork
 
+    def executor_here() -> Executor:
+        executor = executors.get(os.getpid())
+        if executor is None:
+            executor = executors[os.getpid()] = make_executor(settings)
+        return executor
+
+    @app.task(name=PRECOMPILE_TASK)  # type: ignore[untyped-decorator]
+    def precompile(problem_b64: str, candidates_b64: list[str], limits: dict[str, Any]) -> int:
+        """Compile a batch's programs together into this worker's compile cache (Java:
+        one javac JVM for all); returns how many. The runs follow as their own tasks."""
+        problem = domain_pb2.Problem.FromString(base64.b64decode(problem_b64))
+        programs = [
+            assemble(problem, domain_pb2.Candidate.FromString(base64.b64decode(c)).completion)
+            for c in candidates_b64
+        ]
+        return executor_here().precompile(problem.language, programs, Limits(**limits))
+
     @app.task(name=EXECUTE_TASK)  # type: ignore[untyped-decorator]
     def execute(problem_b64: str, candidate_b64: str, limits: dict[str, Any]) -> str:
         """Run one candidate in the sandbox; protobufs travel base64-encoded in JSON."""
         problem = domain_pb2.Problem.FromString(base64.b64decode(problem_b64))
         candidate = domain_pb2.Candidate.FromString(base64.b64decode(candidate_b64))
         try:
-            executor = executors.get(os.getpid())
-            if executor is None:
-                executor = executors[os.getpid()] = make_executor(settings)
-            result = executor.execute(problem, candidate, Limits(**limits))
+            result = executor_here().execute(problem, candidate, Limits(**limits))
         except CodeJuryError as exc:
             # Requests are validated before they are queued; if one still fails here (a
             # toolchain removed under us), report it as our error, never as a label.

@@ -10,7 +10,6 @@ built once per toolchain (about 3.5x faster per program on these machines).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import uuid
@@ -22,9 +21,16 @@ from threading import Lock
 
 from codejury.core.logging import get_logger
 from codejury.execution.assembly import assemble
+from codejury.execution.compile_cache import (
+    cache_path,
+    claim_batch_time,
+    compile_log,
+    read_cached,
+    write_marker,
+)
 from codejury.execution.errors import InvalidRequestError, SandboxUnavailableError
 from codejury.execution.languages import Language, require_available
-from codejury.execution.languages.base import BUILD_DIR, expand
+from codejury.execution.languages.base import BUILD_DIR, BatchCompiler, expand
 from codejury.execution.sandbox import Limits, Mount, Sandbox, SandboxRequest
 from codejury.execution.statuses import Verdict, classify_compile, classify_run
 from codejury.proto.v1 import domain_pb2
@@ -32,6 +38,7 @@ from codejury.proto.v1 import domain_pb2
 log = get_logger(__name__)
 
 PCH_DIR = "/sandbox/pch"
+HELPER_DIR = "/sandbox/helper"  # a language's batch-compile helper, read-only
 _STDCXX = "bits/stdc++.h"
 
 
@@ -53,6 +60,7 @@ class Executor:
             _check_reachable(config.cache_dir, sandbox.config.uid)
         self._pch_lock = Lock()
         self._pch: dict[str, Path | None] = {}
+        self._helpers: dict[str, Path | None] = {}  # batch-compile helpers by toolchain
 
     # -- public API --------------------------------------------------------------------
 
@@ -71,7 +79,14 @@ class Executor:
         candidates: Sequence[domain_pb2.Candidate],
         limits: Limits | None = None,
     ) -> list[domain_pb2.ExecutionResult]:
-        """One result per candidate, in order; runs up to ``parallelism`` at a time."""
+        """One result per candidate, in order; runs up to ``parallelism`` at a time.
+
+        Languages that compile faster together (Java) compile the batch's programs in one
+        go first; each run then finds its program compiled."""
+        if len(candidates) > 1:
+            self.precompile(
+                problem.language, [assemble(problem, c.completion) for c in candidates], limits
+            )
         if len(candidates) <= 1 or self.config.parallelism <= 1:
             return [self.execute(problem, c, limits) for c in candidates]
         with ThreadPoolExecutor(max_workers=self.config.parallelism) as pool:
@@ -101,7 +116,7 @@ class Executor:
                     status=verdict.status,
                     detail=verdict.detail,
                     compile_time_ms=compile_ms,
-                    stderr=_compile_log(build),
+                    stderr=compile_log(build),
                 )
         run_limits = (
             replace(limits, memory_bytes=language.run_memory_bytes)
@@ -153,13 +168,11 @@ class Executor:
     ) -> tuple[Verdict | None, Path, float]:
         """(verdict if the compile failed, build dir, compile ms); cached by content."""
         pch = self._pch_for(language)
-        key = hashlib.sha256(
-            f"{language.toolchain_fingerprint()}\0{pch}\0{source}\0".encode() + program.encode()
-        ).hexdigest()[:32]
-        final = self.config.cache_dir / "build" / language.name / key
-        hit, cached = _read_cached(final)
+        final = cache_path(self.config.cache_dir, language, program, source, pch)
+        hit, cached = read_cached(final)
         if hit:
-            return cached, final, 0.0
+            # compiled moments ago in this request's batch: its time is this request's
+            return cached, final, claim_batch_time(final)
         work = self._new_build_dir(language.name)
         mounts = [*_toolchain_mounts(language), Mount(work, BUILD_DIR, writable=True)]
         if pch is not None:
@@ -167,13 +180,7 @@ class Executor:
         if language.compile_cache:
             shared = self._shared_cache(language)
             mounts.append(Mount(shared, language.compile_cache, writable=True))
-        compile_limits = replace(
-            limits,
-            timeout_s=max(limits.timeout_s, language.compile_timeout_s),
-            cpu_time_s=None,
-            memory_bytes=max(limits.memory_bytes, language.compile_memory_bytes),
-            max_processes=max(limits.max_processes, 256),
-        )
+        compile_limits = _compile_limits(language, limits)
         argv = _with_pch(expand(language.compile, src=source, main=Path(source).stem), pch)
         outcome = self.sandbox.run(
             SandboxRequest(
@@ -185,16 +192,7 @@ class Executor:
             )
         )
         verdict = classify_compile(outcome, compile_limits)
-        log_text = (outcome.stderr + outcome.stdout).decode(errors="replace")
-        (work / ".codejury-compile.json").write_text(
-            json.dumps(
-                {
-                    "status": None if verdict is None else verdict.status,
-                    "detail": None if verdict is None else verdict.detail,
-                    "log": log_text,
-                }
-            )
-        )
+        write_marker(work, verdict, (outcome.stderr + outcome.stdout).decode(errors="replace"))
         if verdict is not None and verdict.status == domain_pb2.SANDBOX_ERROR:
             shutil.rmtree(work, ignore_errors=True)  # never cache our own failure
             return verdict, work, outcome.wall_time_s * 1000
@@ -204,6 +202,178 @@ class Executor:
         except OSError:  # a concurrent run compiled the same program first
             shutil.rmtree(work, ignore_errors=True)
         return verdict, final, outcome.wall_time_s * 1000
+
+    # -- batch compilation -------------------------------------------------------------
+
+    def precompile(
+        self, language_name: str, programs: Sequence[str], limits: Limits | None = None
+    ) -> int:
+        """Compile the not yet cached ``programs`` together where their language can
+        (Java: one javac JVM for the whole batch instead of one per program).
+
+        Each program ends in the compile cache exactly as its own compile would leave
+        it, so the runs that follow find it there. Returns how many were compiled; a
+        program the batch did not finish (the batch timed out, the helper failed) is
+        simply compiled on its own when it runs."""
+        limits = limits or self.config.default_limits
+        base = require_available(language_name)
+        todo: dict[Path, tuple[Language, str, str]] = {}
+        for program in programs:
+            language = base.for_program(program)
+            if language.batch_compile is None or not language.compile or not program.strip():
+                continue
+            source = language.source_name(program)
+            pch = self._pch_for(language)
+            path = cache_path(self.config.cache_dir, language, program, source, pch)
+            if path not in todo and not read_cached(path)[0]:
+                todo[path] = (language, source, program)
+        # variants of one language (Go test files, ...) compile apart; Language holds
+        # a dict (env), so group by what makes a variant
+        groups: dict[tuple[str, tuple[str, ...]], tuple[Language, list[tuple[Path, str, str]]]]
+        groups = {}
+        for path, (language, source, program) in todo.items():
+            key = (language.name, language.compile)
+            groups.setdefault(key, (language, []))[1].append((path, source, program))
+        return sum(
+            self._compile_together(language, batch, limits)
+            for language, batch in groups.values()
+            if len(batch) >= 2  # one program gains nothing from the helper's start-up
+        )
+
+    def _compile_together(
+        self, language: Language, batch: list[tuple[Path, str, str]], limits: Limits
+    ) -> int:
+        spec = language.batch_compile
+        helper = self._batch_helper(language)
+        if spec is None or helper is None:
+            return 0
+        work = self._new_build_dir(f"{language.name}-batch")
+        try:
+            files: dict[str, bytes] = {}
+            manifest = []
+            for i, (_, source, program) in enumerate(batch):
+                out = work / str(i)
+                out.mkdir()
+                self._give_to_sandbox_user(out)
+                files[f"src/{i}/{source}"] = program.encode()
+                manifest.append(f"{i}\tsrc/{i}/{source}\n")
+            files["manifest"] = "".join(manifest).encode()
+            compile_limits = _compile_limits(language, limits)
+            # the whole batch gets one program's allowance plus a little per program
+            compile_limits = replace(
+                compile_limits, timeout_s=compile_limits.timeout_s + 2.0 * len(batch)
+            )
+            outcome = self.sandbox.run(
+                SandboxRequest(
+                    argv=[
+                        *expand(spec.run, src="", main="", helper=HELPER_DIR, manifest="manifest"),
+                        *spec.options,
+                    ],
+                    files=files,
+                    limits=compile_limits,
+                    env=language.env,
+                    mounts=[
+                        *_toolchain_mounts(language),
+                        Mount(work, BUILD_DIR, writable=True),
+                        Mount(helper, HELPER_DIR),
+                    ],
+                )
+            )
+            done = 0
+            for i, (final, source, _) in enumerate(batch):
+                # javac names the file as it was given: as a compile of its own would
+                if self._adopt_batch_build(work / str(i), final, (f"src/{i}/{source}", source)):
+                    done += 1
+            if done < len(batch):
+                log.warning(
+                    "compile.batch_incomplete",
+                    language=language.name,
+                    compiled=done,
+                    programs=len(batch),
+                    exit_code=outcome.exit_code,
+                    timed_out=outcome.timed_out,
+                    error=outcome.sandbox_error or outcome.stderr.decode(errors="replace")[-300:],
+                )
+            return done
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _adopt_batch_build(self, out: Path, final: Path, rename: tuple[str, str]) -> bool:
+        """Move one program's batch output into the cache, marked as its own compile
+        would mark it; False when the batch did not finish that program."""
+        rc_file = out / ".codejury-batch.rc"
+        try:
+            code_text, millis_text = rc_file.read_text().split()
+            code, millis = int(code_text), float(millis_text)
+            log_text = (out / ".codejury-batch.log").read_text(errors="replace")
+            log_text = log_text.replace(*rename)
+        except (OSError, ValueError):
+            return False
+        for name in (".codejury-batch.rc", ".codejury-batch.log"):
+            (out / name).unlink()
+        verdict = (
+            None
+            if code == 0
+            else Verdict(domain_pb2.COMPILE_ERROR, f"compiler failed (exit code {code})")
+        )
+        write_marker(out, verdict, log_text, batch_ms=millis)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(out, final)
+        except OSError:  # a concurrent run compiled the same program first
+            return True
+        return True
+
+    def _batch_helper(self, language: Language) -> Path | None:
+        """The language's batch-compile helper, built once per toolchain (in the
+        sandbox, like every compile); None when it cannot be built."""
+        spec = language.batch_compile
+        if spec is None:
+            return None
+        fingerprint = language.toolchain_fingerprint()
+        with self._pch_lock:
+            if fingerprint not in self._helpers:
+                self._helpers[fingerprint] = self._build_helper(language, spec, fingerprint)
+            return self._helpers[fingerprint]
+
+    def _build_helper(
+        self, language: Language, spec: BatchCompiler, fingerprint: str
+    ) -> Path | None:
+        source_file = Path(__file__).with_name("languages") / spec.helper
+        source = source_file.read_bytes()
+        final = (
+            self.config.cache_dir
+            / "helpers"
+            / language.name
+            / (fingerprint + "-" + hashlib.sha256(source).hexdigest()[:12])
+        )
+        if (final / ".built").exists():
+            return final
+        work = self._new_build_dir(f"{language.name}-helper")
+        outcome = self.sandbox.run(
+            SandboxRequest(
+                argv=expand(spec.build, src=spec.helper, main=Path(spec.helper).stem),
+                files={spec.helper: source},
+                limits=_compile_limits(language, self.config.default_limits),
+                env=language.env,
+                mounts=[*_toolchain_mounts(language), Mount(work, BUILD_DIR, writable=True)],
+            )
+        )
+        if outcome.exit_code != 0:
+            log.warning(
+                "compile.batch_helper_failed",
+                language=language.name,
+                error=outcome.sandbox_error or outcome.stderr.decode(errors="replace")[-500:],
+            )
+            shutil.rmtree(work, ignore_errors=True)
+            return None
+        (work / ".built").write_text("")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(work, final)
+        except OSError:
+            shutil.rmtree(work, ignore_errors=True)
+        return final
 
     def _new_build_dir(self, language: str) -> Path:
         work = self.config.cache_dir / "tmp" / f"{language}-{uuid.uuid4().hex}"
@@ -314,20 +484,12 @@ def _with_pch(argv: list[str], pch: Path | None) -> list[str]:
     return out
 
 
-def _read_cached(build: Path) -> tuple[bool, Verdict | None]:
-    """(cache hit, the compile's verdict: None when it succeeded)."""
-    marker = build / ".codejury-compile.json"
-    if not marker.exists():
-        return False, None
-    data = json.loads(marker.read_text())
-    if data["status"] is None:
-        return True, None
-    return True, Verdict(data["status"], data["detail"])
-
-
-def _compile_log(build: Path) -> str:
-    marker = build / ".codejury-compile.json"
-    if not marker.exists():
-        return ""
-    log_text: str = json.loads(marker.read_text())["log"]
-    return log_text[-(64 << 10) :]
+def _compile_limits(language: Language, limits: Limits) -> Limits:
+    """A compile's limits: the run's, widened to what the compiler needs."""
+    return replace(
+        limits,
+        timeout_s=max(limits.timeout_s, language.compile_timeout_s),
+        cpu_time_s=None,
+        memory_bytes=max(limits.memory_bytes, language.compile_memory_bytes),
+        max_processes=max(limits.max_processes, 256),
+    )

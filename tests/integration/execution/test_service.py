@@ -11,6 +11,7 @@ from codejury.core.grpc import make_server
 from codejury.core.settings import Settings, load_settings
 from codejury.execution.backends import CeleryBackend
 from codejury.execution.celery_app import make_celery_app
+from codejury.execution.languages import get_language
 from codejury.execution.local_worker import LocalWorker
 from codejury.execution.sandbox import Sandbox
 from codejury.execution.service import ExecutionServicer, register
@@ -180,3 +181,35 @@ def test_results_are_cached_compiles_for_repeated_programs(
     assert second.compile_time_ms == 0 < first.compile_time_ms
     assert settings.execution.cache_dir is not None
     assert any((settings.execution.cache_dir / "build" / "cpp").iterdir())
+
+
+JAVA = domain_pb2.Problem(
+    problem_id="inc-java",
+    language="java",
+    prompt="class Problem {\n    public static int inc(int x) {\n",
+    tests=(
+        "    }\n    public static void main(String[] args) {\n"
+        "        assert inc(1) == 2;\n    }\n}\n"
+    ),
+)
+
+
+def test_a_java_batch_compiles_in_one_worker_task_then_fans_out(
+    stub: services_pb2_grpc.ExecutionStub, settings: Settings
+) -> None:
+    ok, why = get_language("java").available()
+    if not ok:
+        pytest.skip(f"java is not available here: {why}")
+    completions = ["        return x + 1;\n", "        return x;\n", "        return x +;\n"] * 2
+    response = stub.ExecuteBatch(
+        services_pb2.ExecuteBatchRequest(
+            problem=JAVA, candidates=[_candidate(i, c) for i, c in enumerate(completions)]
+        ),
+        timeout=300,
+    )
+    expected = [domain_pb2.PASSED, domain_pb2.FAILED, domain_pb2.COMPILE_ERROR] * 2
+    assert [r.status for r in response.results] == expected
+    # the worker built the batch helper (the precompile task ran there) ...
+    assert list((settings.execution.cache_dir / "helpers" / "java").iterdir())
+    # ... and every distinct program's compile is reported once, by one of its runs
+    assert all(r.compile_time_ms > 0 for r in response.results[:3])

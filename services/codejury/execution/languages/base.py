@@ -16,6 +16,23 @@ BUILD_DIR = "/sandbox/build"
 
 
 @dataclass(frozen=True)
+class BatchCompiler:
+    """How a language compiles many programs in one sandbox run (Java: one JVM for all).
+
+    ``helper`` is a source file next to the language modules, built once per toolchain
+    with ``build`` (``{src}`` the helper's file, ``{build}`` its output dir). ``run``
+    compiles the programs listed in ``{manifest}`` into ``{build}/<name>``, with
+    ``{helper}`` the built helper's dir and ``options`` (exactly the single compile's
+    options) appended; see CodejuryBatchCompile.java for the protocol.
+    """
+
+    helper: str
+    build: tuple[str, ...]
+    run: tuple[str, ...]
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Language:
     name: str  # registry key, e.g. "python"
     aliases: tuple[str, ...]  # dataset spellings: MultiPL-E "py", MBXP "python", ...
@@ -39,6 +56,8 @@ class Language:
     # Languages whose compile/run shape depends on the program (Go test files, Rust
     # #[test] modules): returns the Language to use for it. See ``for_program``.
     variant: Callable[[str], Language] | None = None
+    # Compiling a batch's programs together, where the language's start-up dominates.
+    batch_compile: BatchCompiler | None = None
 
     def for_program(self, program: str) -> Language:
         """The language as it must build and run ``program`` (pure: text in, data out)."""
@@ -66,12 +85,19 @@ class Language:
                 digest.update(f"{tool}:{stat.st_size}:{stat.st_mtime_ns}".encode())
             except OSError:
                 digest.update(f"{tool}:missing".encode())
-        digest.update(repr((self.compile, self.run)).encode())
+        digest.update(repr((self.compile, self.run, self.batch_compile)).encode())
         return digest.hexdigest()[:16]
 
 
-def expand(argv: tuple[str, ...], *, src: str, main: str) -> list[str]:
-    return [a.replace(SRC, src).replace(BUILD, BUILD_DIR).replace(MAIN, main) for a in argv]
+def expand(argv: tuple[str, ...], *, src: str, main: str, **more: str) -> list[str]:
+    """The argv with its placeholders filled; ``more`` fills further ``{name}``s."""
+    out = []
+    for arg in argv:
+        filled = arg.replace(SRC, src).replace(BUILD, BUILD_DIR).replace(MAIN, main)
+        for name, value in more.items():
+            filled = filled.replace(f"{{{name}}}", value)
+        out.append(filled)
+    return out
 
 
 _JAVA_PUBLIC_CLASS = re.compile(r"^\s*public\s+(?:final\s+)?class\s+(\w+)", re.MULTILINE)
