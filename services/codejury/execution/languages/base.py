@@ -85,6 +85,14 @@ class Language:
                 digest.update(f"{tool}:{stat.st_size}:{stat.st_mtime_ns}".encode())
             except OSError:
                 digest.update(f"{tool}:missing".encode())
+        # what the toolchain reads besides its binaries (Rust's prebuilt crates, ...):
+        # bin/setup replaces such a directory whole when it rebuilds it
+        for path in self.ro_paths:
+            try:
+                stat = Path(path).stat()
+                digest.update(f"{path}:{stat.st_ino}:{stat.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(f"{path}:missing".encode())
         digest.update(repr((self.compile, self.run, self.batch_compile)).encode())
         return digest.hexdigest()[:16]
 
