@@ -57,6 +57,7 @@ def build(cache_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.parent.chmod(0o755)
     partial = target.with_name(f".{uuid.uuid4().hex}")
+    errors = []
     for flags in (FREESTANDING, LIBC):
         done = subprocess.run(
             [compiler, *flags, "-o", str(partial), str(SOURCE)],
@@ -65,13 +66,25 @@ def build(cache_dir: Path) -> Path:
             timeout=120,
             check=False,
         )
-        if done.returncode == 0:
+        if done.returncode == 0 and _answers_usage(partial):
             break
+        errors.append(done.stderr[-300:] or "the built launcher did not run")
     else:
-        raise SandboxUnavailableError(f"building the sandbox launcher failed: {done.stderr[-500:]}")
+        partial.unlink(missing_ok=True)
+        raise SandboxUnavailableError(f"building the sandbox launcher failed: {' | '.join(errors)}")
     partial.chmod(0o755)
     os.replace(partial, target)  # atomic: concurrent builders agree on the result
     return target
+
+
+def _answers_usage(binary: Path) -> bool:
+    """The freestanding start-up (its own _start and syscalls) works on this machine:
+    called with no arguments, the launcher says how to call it and exits 127."""
+    try:
+        done = subprocess.run([str(binary)], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 127 and b"usage: codejury-launch" in done.stderr
 
 
 def drop_argv(
