@@ -24,14 +24,25 @@ log = get_logger(__name__)
 class Reaper:
     """One background thread running disposals in order; started on first use."""
 
-    def __init__(self, name: str = "sandbox-reaper") -> None:
+    def __init__(
+        self, name: str = "sandbox-reaper", *, max_pending: int = 64, idle_s: float = 5.0
+    ) -> None:
         self._name = name
+        self._idle_s = idle_s
+        self._max_pending = max_pending
         self._pending: deque[Callable[[], None]] = deque()
         self._busy = 0  # queued or running
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def submit(self, dispose: Callable[[], None]) -> None:
+        """Run ``dispose`` soon on the reaper's thread; at once, here, when the reaper is
+        ``max_pending`` behind (back-pressure: cgroups must not pile up)."""
+        with self._changed:
+            behind = self._busy >= self._max_pending
+        if behind:
+            dispose()
+            return
         with self._changed:
             self._pending.append(dispose)
             self._busy += 1
@@ -56,7 +67,7 @@ class Reaper:
             with self._changed:
                 while not self._pending:
                     # idle threads exit; the next submit starts a fresh one
-                    if not self._changed.wait(timeout=5.0) and not self._pending:
+                    if not self._changed.wait(timeout=self._idle_s) and not self._pending:
                         self._thread = None
                         return
                 dispose = self._pending.popleft()
