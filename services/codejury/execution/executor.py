@@ -220,8 +220,13 @@ class Executor:
         todo: dict[Path, tuple[Language, str, str]] = {}
         for program in programs:
             language = base.for_program(program)
-            if language.batch_compile is None or not language.compile or not program.strip():
-                continue
+            if (
+                language.batch_compile is None
+                or not language.compile
+                or not program.strip()
+                or len(program.encode()) > self.config.max_program_bytes
+            ):
+                continue  # nothing to batch, or a program its run will refuse
             source = language.source_name(program)
             pch = self._pch_for(language)
             path = cache_path(self.config.cache_dir, language, program, source, pch)
