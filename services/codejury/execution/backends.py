@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -90,7 +91,10 @@ class CeleryBackend:
             ) from exc
         finally:
             for p in pending:
-                p.forget()
+                # a result that never arrived has nothing to forget (the file backend
+                # raises for it), and must not hide the error above
+                with contextlib.suppress(OSError):
+                    p.forget()
 
     def _precompile(
         self,
@@ -112,4 +116,5 @@ class CeleryBackend:
             task.revoke()
             log.warning("execution.precompile_failed", error=str(exc) or type(exc).__name__)
         finally:
-            task.forget()
+            with contextlib.suppress(OSError):
+                task.forget()

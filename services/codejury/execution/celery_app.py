@@ -27,6 +27,7 @@ from celery.signals import worker_process_shutdown
 
 from codejury.core.errors import CodeJuryError
 from codejury.core.settings import Settings
+from codejury.execution import celery_transport
 from codejury.execution.assembly import assemble
 from codejury.execution.backends import EXECUTE_TASK, PRECOMPILE_TASK, encode
 from codejury.execution.executor import Executor
@@ -61,7 +62,10 @@ def make_celery_app(settings: Settings) -> Celery:
     """The Celery app with CodeJury's tasks registered."""
     app = Celery("codejury")
     transport_options: dict[str, Any] = {}
-    if broker_url(settings).startswith("filesystem://"):
+    url = broker_url(settings)
+    if url.startswith("filesystem://"):
+        # the same folder broker, with messages written atomically (celery_transport.py)
+        url = url.replace("filesystem", celery_transport.register(), 1)
         queue, processed, control = _filesystem_dirs(settings)
         transport_options = {
             "data_folder_in": str(queue),
@@ -75,7 +79,7 @@ def make_celery_app(settings: Settings) -> Celery:
             "polling_interval": 0.05,
         }
     app.conf.update(
-        broker_url=broker_url(settings),
+        broker_url=url,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=10,
