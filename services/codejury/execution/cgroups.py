@@ -2,9 +2,9 @@
 
 Both hierarchies are supported: cgroup v2 (one unified tree, ``cgroup.kill``) and the
 v1 layout with one mount per controller (memory, pids, cpuacct, freezer), which is what
-these machines run. A run's processes are put in its group before the program starts
-(the sandbox waits on a pipe until it has been moved in), so nothing escapes accounting, and
-``kill_all`` reaches every process of the run even if it double-forked or ``setsid``-ed.
+these machines run. The launcher joins a run's group before it starts bubblewrap
+(``procs_files``; see launcher.c's drop mode), so nothing of the run escapes accounting,
+and ``kill_all`` reaches every process of it even if it double-forked or ``setsid``-ed.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def detect_version(root: Path = CGROUP_ROOT) -> Literal["v1", "v2"]:
 
 
 class RunCgroup:
-    """One run's group. Create, ``join`` from the child, read usage, ``kill_all``, remove."""
+    """One run's group. Create, let the launcher join it, read usage, ``kill_all``, remove."""
 
     def __init__(self, parent: str, *, root: Path = CGROUP_ROOT) -> None:
         self.version = detect_version(root)
@@ -157,13 +157,8 @@ class RunCgroup:
         return self._dirs[""] if self.version == "v2" else self._dirs[controller]
 
     def procs_files(self) -> list[str]:
-        """The cgroup.procs files a child writes its pid to (precomputed: no allocation
-        worth speaking of happens between fork and exec)."""
+        """The cgroup.procs files the launcher writes itself into, one per hierarchy."""
         return list(self._procs)
-
-    def add(self, pid: int) -> None:
-        """Move ``pid`` (a whole process) into this group."""
-        join(self.procs_files(), pid)
 
     def pids(self) -> list[int]:
         try:
@@ -253,17 +248,6 @@ class RunCgroup:
     def __exit__(self, *exc_info: object) -> None:
         self.kill_all()
         self.remove()
-
-
-def join(procs_files: list[str], pid: int) -> None:
-    """Put process ``pid`` in the group."""
-    data = str(pid).encode()
-    for path in procs_files:
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
 
 
 def sweep_stale(parent: str, *, root: Path = CGROUP_ROOT) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 from codejury.execution.languages import Language
@@ -27,6 +29,16 @@ def cache_path(
         f"{language.toolchain_fingerprint()}\0{pch}\0{source}\0".encode() + program.encode()
     ).hexdigest()[:32]
     return cache_dir / "build" / language.name / key
+
+
+def publish(work: Path, final: Path) -> None:
+    """Move a finished build dir to its place in the cache (atomic). A twin compiled
+    concurrently may have got there first: the cache keeps that one."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(work, final)
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def write_marker(

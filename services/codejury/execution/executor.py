@@ -13,7 +13,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +25,7 @@ from codejury.execution.compile_cache import (
     cache_path,
     claim_batch_time,
     compile_log,
+    publish,
     read_cached,
     write_marker,
 )
@@ -58,9 +59,10 @@ class Executor:
         config.cache_dir.mkdir(parents=True, exist_ok=True)
         if not sandbox.config.unsafe_no_sandbox:
             _check_reachable(config.cache_dir, sandbox.config.uid)
-        self._pch_lock = Lock()
-        self._pch: dict[str, Path | None] = {}
-        self._helpers: dict[str, Path | None] = {}  # batch-compile helpers by toolchain
+        # what is built once per toolchain (C++'s PCH, batch-compile helpers), by
+        # (kind, fingerprint); None when it could not be built
+        self._built_lock = Lock()
+        self._built: dict[tuple[str, str], Path | None] = {}
 
     # -- public API --------------------------------------------------------------------
 
@@ -196,11 +198,7 @@ class Executor:
         if verdict is not None and verdict.status == domain_pb2.SANDBOX_ERROR:
             shutil.rmtree(work, ignore_errors=True)  # never cache our own failure
             return verdict, work, outcome.wall_time_s * 1000
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(work, final)
-        except OSError:  # a concurrent run compiled the same program first
-            shutil.rmtree(work, ignore_errors=True)
+        publish(work, final)
         return verdict, final, outcome.wall_time_s * 1000
 
     # -- batch compilation -------------------------------------------------------------
@@ -217,7 +215,10 @@ class Executor:
         simply compiled on its own when it runs."""
         limits = limits or self.config.default_limits
         base = require_available(language_name)
-        todo: dict[Path, tuple[Language, str, str]] = {}
+        # Variants of one language (Go test files, ...) compile apart; Language holds a
+        # dict (env), so group by what makes a variant.
+        groups: dict[tuple[str, tuple[str, ...]], tuple[Language, dict[Path, tuple[str, str]]]]
+        groups = {}
         for program in programs:
             language = base.for_program(program)
             if (
@@ -230,17 +231,13 @@ class Executor:
             source = language.source_name(program)
             pch = self._pch_for(language)
             path = cache_path(self.config.cache_dir, language, program, source, pch)
-            if path not in todo and not read_cached(path)[0]:
-                todo[path] = (language, source, program)
-        # variants of one language (Go test files, ...) compile apart; Language holds
-        # a dict (env), so group by what makes a variant
-        groups: dict[tuple[str, tuple[str, ...]], tuple[Language, list[tuple[Path, str, str]]]]
-        groups = {}
-        for path, (language, source, program) in todo.items():
-            key = (language.name, language.compile)
-            groups.setdefault(key, (language, []))[1].append((path, source, program))
+            if not read_cached(path)[0]:  # keyed by path: a duplicate compiles once
+                group = groups.setdefault((language.name, language.compile), (language, {}))
+                group[1][path] = (source, program)
         return sum(
-            self._compile_together(language, batch, limits)
+            self._compile_together(
+                language, [(path, *entry) for path, entry in batch.items()], limits
+            )
             for language, batch in groups.values()
             if len(batch) >= 2  # one program gains nothing from the helper's start-up
         )
@@ -322,11 +319,7 @@ class Executor:
             else Verdict(domain_pb2.COMPILE_ERROR, f"compiler failed (exit code {code})")
         )
         write_marker(out, verdict, log_text, batch_ms=millis)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(out, final)
-        except OSError:  # a concurrent run compiled the same program first
-            return True
+        publish(out, final)
         return True
 
     def _batch_helper(self, language: Language) -> Path | None:
@@ -336,10 +329,9 @@ class Executor:
         if spec is None:
             return None
         fingerprint = language.toolchain_fingerprint()
-        with self._pch_lock:
-            if fingerprint not in self._helpers:
-                self._helpers[fingerprint] = self._build_helper(language, spec, fingerprint)
-            return self._helpers[fingerprint]
+        return self._built_once(
+            "helper", fingerprint, lambda: self._build_helper(language, spec, fingerprint)
+        )
 
     def _build_helper(
         self, language: Language, spec: BatchCompiler, fingerprint: str
@@ -373,11 +365,7 @@ class Executor:
             shutil.rmtree(work, ignore_errors=True)
             return None
         (work / ".built").write_text("")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(work, final)
-        except OSError:
-            shutil.rmtree(work, ignore_errors=True)
+        publish(work, final)
         return final
 
     def _new_build_dir(self, language: str) -> Path:
@@ -402,11 +390,15 @@ class Executor:
         if language.name != "cpp" or not self.config.use_pch:
             return None
         fingerprint = language.toolchain_fingerprint()
-        with self._pch_lock:
-            if fingerprint in self._pch:
-                return self._pch[fingerprint]
-            self._pch[fingerprint] = self._build_pch(language, fingerprint)
-            return self._pch[fingerprint]
+        return self._built_once("pch", fingerprint, lambda: self._build_pch(language, fingerprint))
+
+    def _built_once(
+        self, kind: str, fingerprint: str, build: Callable[[], Path | None]
+    ) -> Path | None:
+        with self._built_lock:
+            if (kind, fingerprint) not in self._built:
+                self._built[kind, fingerprint] = build()
+            return self._built[kind, fingerprint]
 
     def _build_pch(self, language: Language, fingerprint: str) -> Path | None:
         final = self.config.cache_dir / "pch" / fingerprint
@@ -444,11 +436,7 @@ class Executor:
             log.warning("pch.build_failed", stderr=outcome.stderr.decode(errors="replace")[-500:])
             shutil.rmtree(work, ignore_errors=True)
             return None
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(work, final)
-        except OSError:
-            shutil.rmtree(work, ignore_errors=True)
+        publish(work, final)
         log.info("pch.built", path=str(final))
         return final
 
