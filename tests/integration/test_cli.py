@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _codejury(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
@@ -74,3 +76,84 @@ def test_smoke_runs_the_plumbing_end_to_end(tmp_path: Path) -> None:
     assert result.stdout.count("smoke-") >= 3
     assert "problem.language is empty" in result.stdout
     assert "EnvelopeError" in result.stdout
+
+
+def _one_clear_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The stderr of a refused command: no traceback, and the error on its own line."""
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("eval", "--nope"), "No such option: --nope"),
+        (("nosuchcmd",), "No such command 'nosuchcmd'"),
+        (("reranker", "mark", "nosuch"), "Invalid value"),
+        (("eval", "--n", "zero"), "'zero' is not a valid integer"),
+        (("exec",), "give a FILE and --language"),
+    ],
+)
+def test_usage_errors_print_the_usage_line_not_a_traceback(
+    args: tuple[str, ...], expected: str
+) -> None:
+    result = _codejury(*args)
+    assert result.returncode == 2
+    stderr = _one_clear_error(result)
+    assert "Usage: " in stderr and expected in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "param"),
+    [
+        (("exec", "/nonexistent.py", "-l", "python"), "FILE"),
+        (("exec", "-", "-l", "python", "--tests", "/nonexistent-tests.py"), "--tests"),
+        (("solve", "/nonexistent.py", "-l", "python"), "PROMPT"),
+        (("solve", "/", "-l", "python"), "PROMPT"),
+    ],
+)
+def test_an_unreadable_input_file_names_the_parameter(args: tuple[str, ...], param: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "codejury", *args],
+        input="print(1)\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")},
+    )
+    assert result.returncode == 2
+    stderr = _one_clear_error(result)
+    assert f"Invalid value for '{param}'" in stderr and "cannot read /" in stderr
+    assert "No such file or directory" in stderr or "Is a directory" in stderr
+
+
+def test_an_unknown_dataset_lists_the_known_ones() -> None:
+    result = _codejury("eval", "--dataset", "nosuch")
+    assert result.returncode == 2
+    stderr = _one_clear_error(result)
+    assert "'nosuch' is not a dataset" in stderr
+    assert "mbxp" in stderr and "multipl-e/humaneval" in stderr
+
+
+def test_a_missing_optional_dependency_names_its_extra(tmp_path: Path) -> None:
+    """As if the train extra were not installed: pyarrow cannot be imported."""
+    code = (
+        "import sys; sys.modules['pyarrow'] = None\n"
+        f"sys.argv = ['codejury', '--run-dir', {str(tmp_path)!r}, 'train', 'stats']\n"
+        "from codejury.cli import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")},
+    )
+    assert result.returncode == 1
+    stderr = _one_clear_error(result)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "'pyarrow'" in lines[0] and "'train' extra" in lines[0]
+    assert "pip install 'codejury[train]'" in lines[0] and "bin/setup" in lines[0]

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from codejury.core.errors import CodeJuryError, ConfigurationError
+from codejury.core.extras import missing_extra_message
 from codejury.core.logging import configure_logging
 from codejury.core.settings import Settings, load_settings
 
@@ -134,23 +137,51 @@ def _root(
     ctx.obj = settings
 
 
-def main() -> None:
-    """Entry point: one clear error line instead of a traceback for known errors."""
-    import click
+# typer >= 0.26 vendors click as typer._click, whose exceptions are not the click
+# package's: take them from where typer's own BadParameter comes from.
+_click_errors = importlib.import_module(typer.BadParameter.__module__)
 
+
+def read_input(path: Path, param: str) -> str:
+    """The text of a file the user named (``-``: standard input); a file that cannot be
+    read is a usage error naming the parameter, not a traceback."""
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise typer.BadParameter(f"cannot read {path}: {why}", param_hint=param) from exc
+
+
+def main() -> None:
+    """Entry point: usage errors as the usual usage line; every known failure (settings,
+    a missing optional extra, a file the OS refuses) as one clear line; a traceback only
+    for bugs."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except (_click_errors.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except click.ClickException as exc:
+    except _click_errors.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except ConfigurationError as exc:
-        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
-        sys.exit(2)
+        _fail(exc, 2)
     except CodeJuryError as exc:
-        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        _fail(exc, 1)
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        _fail(exc, 1, message)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        _fail(exc, 1, f"{exc.filename}: {exc.strerror}" if exc.filename else None)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(exc: BaseException, code: int, message: str | None = None) -> NoReturn:
+    """One line on stderr (the message escaped: ``codejury[train]`` is not markup), and exit."""
+    err_console.print(
+        f"[red]error:[/] {escape(message or str(exc))}", soft_wrap=True, highlight=False
+    )
+    sys.exit(code)

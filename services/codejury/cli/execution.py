@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from codejury.cli.app import app, console, running_stage, serve_app, settings_of, stop_signal
+from codejury.cli.app import (
+    app,
+    console,
+    read_input,
+    running_stage,
+    serve_app,
+    settings_of,
+    stop_signal,
+)
 from codejury.core.settings import Settings, with_group
 
 UnsafeFlag = Annotated[
@@ -73,9 +80,9 @@ def exec_cmd(
     from codejury.proto.v1 import domain_pb2
 
     settings = with_unsafe(settings_of(ctx), unsafe_no_sandbox)
-    program = sys.stdin.read() if str(file) == "-" else file.read_text()
+    program = read_input(file, "FILE")
     if tests is not None:
-        program = program + "\n" + tests.read_text()
+        program = program + "\n" + read_input(tests, "--tests")
     executor = make_executor(settings, warm=False)
     limits = executor.config.default_limits
     if timeout is not None:

