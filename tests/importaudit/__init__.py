@@ -15,6 +15,8 @@ the ones checked to be optional, with the reason).
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib.metadata
 import re
 import sys
@@ -44,10 +46,17 @@ OPTIONAL_IF_PRESENT: dict[str, str] = {
 class ProcessImports:
     argv: tuple[str, ...]
     importers: Mapping[str, str]  # top-level module -> top-level package that imported it
+    project_modules: frozenset[str] = frozenset()  # the project's modules it loaded
 
     @property
     def modules(self) -> frozenset[str]:
         return frozenset(self.importers)
+
+    def imported_by_project(self, source_roots: Iterable[Path]) -> frozenset[str]:
+        """Third-party top-level modules that the project's loaded modules import in
+        their source (at any depth: lazy imports too), whoever imported them first."""
+        wanted = static_imports(tuple(source_roots))
+        return frozenset().union(*(wanted.get(m, frozenset()) for m in self.project_modules))
 
 
 def read_records(folder: Path) -> list[ProcessImports]:
@@ -59,7 +68,27 @@ def read_records(folder: Path) -> list[ProcessImports]:
             continue
         argv = tuple(lines[0].removeprefix("argv ").split("\0"))
         importers = dict(line.split(" ", 1) for line in lines[1:] if " " in line)
-        out.append(ProcessImports(argv, importers))
+        ours = frozenset(line[1:] for line in lines[1:] if line.startswith("="))
+        out.append(ProcessImports(argv, importers, ours))
+    return out
+
+
+@functools.cache
+def static_imports(source_roots: tuple[Path, ...]) -> dict[str, frozenset[str]]:
+    """Module name -> the top-level names its source imports absolutely (anywhere in it),
+    for every module under ``source_roots`` (folders that hold top-level packages)."""
+    out = {}
+    for root in source_roots:
+        for path in root.rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            names = set()
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".", 1)[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".", 1)[0])
+            out[name] = frozenset(names)
     return out
 
 
@@ -140,11 +169,13 @@ def _packages() -> Mapping[str, list[str]]:
 
 
 def unprovided(
-    modules: Iterable[str] | Mapping[str, str], allowed: frozenset[str]
+    modules: Iterable[str] | Mapping[str, str],
+    allowed: frozenset[str],
+    ours: frozenset[str] = frozenset(),
 ) -> dict[str, list[str]]:
     """Third-party modules none of whose distributions is in ``allowed``: module -> the
-    distributions that provide it here. Given the importers (module -> who imported it),
-    a package CodeJury imports itself never counts as optional."""
+    distributions that provide it here. A package CodeJury imports itself (by the
+    importers, module -> who imported it first, or in ``ours``) is never optional."""
     importers = modules if isinstance(modules, Mapping) else {}
     gaps = {}
     for module in sorted(set(modules)):
@@ -155,8 +186,8 @@ def unprovided(
             continue
         if canonicalize_name(PROJECT) in dists or any(d in allowed for d in dists):
             continue
-        ours = importers.get(module) in (PROJECT, "codejury_operator")
-        if not ours and any(d in _optional() for d in dists):
+        mine = module in ours or importers.get(module) in (PROJECT, "codejury_operator")
+        if not mine and any(d in _optional() for d in dists):
             continue
         gaps[module] = dists
     return gaps

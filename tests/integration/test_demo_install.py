@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = ROOT / ".." / "shared" / "data"
 # what runs as its own deployment with the serve extra only (images, chart)
 SERVICE_COMMANDS = {"serve", "worker", "broker"}
+SOURCE_ROOTS = (ROOT / "services", ROOT / "operators")
 
 pytestmark = [
     pytest.mark.timeout(900),
@@ -102,7 +103,8 @@ def test_the_demo_runs_on_only_the_extras_bin_setup_installs(tmp_path: Path) -> 
     for record in records:
         command = command_of(record.argv)
         allowed = serve_allowed if command in SERVICE_COMMANDS else demo_allowed
-        for module, dists in unprovided(record.importers, allowed).items():
+        ours = record.imported_by_project(SOURCE_ROOTS)
+        for module, dists in unprovided(record.importers, allowed, ours).items():
             gaps[f"{module} (from {', '.join(dists)})"] = " ".join(record.argv[1:5])
     assert not gaps, (
         "imported, but not installed by the extras this process's deployment gets: "

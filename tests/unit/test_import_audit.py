@@ -15,6 +15,7 @@ from packaging.utils import canonicalize_name
 
 from tests.importaudit import (
     HOOK_DIR,
+    ProcessImports,
     command_of,
     model_wheels,
     read_records,
@@ -129,3 +130,22 @@ def test_a_package_imported_only_when_present_is_not_a_gap() -> None:
     # ... but one CodeJury imports itself must come with the extras
     assert unprovided({"pyarrow": "pandas"}, frozenset()) == {}
     assert list(unprovided({"pyarrow": "codejury"}, frozenset())) == ["pyarrow"]
+
+
+def test_a_package_the_projects_loaded_code_imports_is_never_optional(tmp_path: Path) -> None:
+    """pandas may import pyarrow first, but a loaded codejury module that imports it (even
+    inside a function) makes it the project's own dependency."""
+    package = tmp_path / "src" / "proj"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "store.py").write_text("def f():\n    import pyarrow.parquet\n")
+    (package / "other.py").write_text("from kopf import on\nfrom . import store\n")
+    record = ProcessImports(
+        ("python", "-m", "codejury", "serve"),
+        {"pyarrow": "pandas", "pandas": "kserve"},
+        frozenset({"proj", "proj.store"}),
+    )
+    ours = record.imported_by_project([tmp_path / "src"])
+    assert ours == {"pyarrow"}
+    assert list(unprovided(record.importers, frozenset({"pandas"}), ours)) == ["pyarrow"]
+    assert unprovided(record.importers, frozenset({"pandas"})) == {}

@@ -160,7 +160,7 @@ def main() -> None:
     for bugs."""
     try:
         code = app(standalone_mode=False)
-    except (_click_errors.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except _click_errors.ClickException as exc:
         exc.show()

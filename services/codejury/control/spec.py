@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 
 from codejury.control.errors import InvalidSpecError
 from codejury.control.reading import SpecReader, as_lists, is_whole, read_text
+from codejury.core.ppo_defaults import PPO_DEFAULTS
 
 CONTINUOUS = "continuous"
 
@@ -37,20 +38,29 @@ TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
 
 @dataclass(frozen=True)
 class PPOSettings:
-    """The generator's PPO hyperparameters for each iteration (a subset of ``PPOConfig``)."""
+    """The generator's PPO hyperparameters for each iteration (a subset of ``PPOConfig``;
+    defaults from ``core.ppo_defaults``)."""
 
-    steps: int = field(default=100, metadata={"help": "PPO steps per iteration (>= 1)."})
-    batch_size: int = field(default=8, metadata={"help": "Completions sampled per step (>= 1)."})
+    steps: int = field(
+        default=PPO_DEFAULTS.steps, metadata={"help": "PPO steps per iteration (>= 1)."}
+    )
+    batch_size: int = field(
+        default=PPO_DEFAULTS.batch_size, metadata={"help": "Completions sampled per step (>= 1)."}
+    )
     mini_batch_size: int = field(
-        default=4,
+        default=PPO_DEFAULTS.mini_batch_size,
         metadata={"help": "Completions per forward/backward pass; divides batch_size."},
     )
-    learning_rate: float = field(default=1e-5, metadata={"help": "Adam learning rate, in (0, 1]."})
+    learning_rate: float = field(
+        default=PPO_DEFAULTS.learning_rate, metadata={"help": "Adam learning rate, in (0, 1]."}
+    )
     kl_coef: float = field(
-        default=0.05, metadata={"help": "Initial coefficient of the KL penalty (>= 0)."}
+        default=PPO_DEFAULTS.init_kl_coef,
+        metadata={"help": "Initial coefficient of the KL penalty (>= 0)."},
     )
     max_new_tokens: int = field(
-        default=256, metadata={"help": "Tokens sampled per completion (>= 1)."}
+        default=PPO_DEFAULTS.max_new_tokens,
+        metadata={"help": "Tokens sampled per completion (>= 1)."},
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from codejury.core.errors import ConfigurationError
+from codejury.core.ppo_defaults import PPO_DEFAULTS
 
 ENV_PREFIX = "CODEJURY_"
 NESTED_DELIMITER = "__"
@@ -325,15 +326,27 @@ class TrainingSettings(_Group):
         description="Iteration: where no sample of a problem passes, a failing one is a hard "
         "negative when scored above this quantile of the problem's known passing programs.",
     )
-    ppo_steps: int = Field(10, ge=1, description="Iteration: PPO steps of the generator.")
-    ppo_batch_size: int = Field(8, ge=1, description="Iteration: completions per PPO step.")
-    ppo_mini_batch_size: int = Field(
-        4, ge=1, description="Iteration: completions per PPO gradient step."
+    ppo_steps: int = Field(
+        PPO_DEFAULTS.steps, ge=1, description="Iteration: PPO steps of the generator."
     )
-    ppo_learning_rate: float = Field(1e-6, gt=0, description="Iteration: PPO learning rate.")
-    ppo_max_new_tokens: int = Field(128, ge=1, description="Iteration: tokens per PPO completion.")
+    ppo_batch_size: int = Field(
+        PPO_DEFAULTS.batch_size, ge=1, description="Iteration: completions per PPO step."
+    )
+    ppo_mini_batch_size: int = Field(
+        PPO_DEFAULTS.mini_batch_size,
+        ge=1,
+        description="Iteration: completions per PPO gradient step.",
+    )
+    ppo_learning_rate: float = Field(
+        PPO_DEFAULTS.learning_rate, gt=0, description="Iteration: PPO learning rate."
+    )
+    ppo_max_new_tokens: int = Field(
+        PPO_DEFAULTS.max_new_tokens, ge=1, description="Iteration: tokens per PPO completion."
+    )
     ppo_init_kl_coef: float = Field(
-        0.05, ge=0, description="Iteration: starting KL coefficient to the reference policy."
+        PPO_DEFAULTS.init_kl_coef,
+        ge=0,
+        description="Iteration: starting KL coefficient to the reference policy.",
     )
 
 

@@ -5,17 +5,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from codejury.core.ppo_defaults import PPO_DEFAULTS
 from codejury.training.errors import TrainingDataError
 
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """Hyperparameters of one PPO run (CPU-sized defaults)."""
+    """Hyperparameters of one PPO run (CPU-sized defaults; the ones an iteration passes
+    come from ``core.ppo_defaults``)."""
 
-    steps: int = field(default=100, metadata={"help": "PPO steps (rollout + update) in all."})
-    batch_size: int = field(default=8, metadata={"help": "Completions sampled per step."})
+    steps: int = field(
+        default=PPO_DEFAULTS.steps, metadata={"help": "PPO steps (rollout + update) in all."}
+    )
+    batch_size: int = field(
+        default=PPO_DEFAULTS.batch_size, metadata={"help": "Completions sampled per step."}
+    )
     mini_batch_size: int = field(
-        default=4, metadata={"help": "Completions per forward/backward pass in the update."}
+        default=PPO_DEFAULTS.mini_batch_size,
+        metadata={"help": "Completions per forward/backward pass in the update."},
     )
     gradient_accumulation_steps: int = field(
         default=1,
@@ -25,11 +32,15 @@ class PPOConfig:
         },
     )
     ppo_epochs: int = field(default=2, metadata={"help": "Passes over each batch per step."})
-    learning_rate: float = field(default=1e-5, metadata={"help": "Adam learning rate."})
+    learning_rate: float = field(
+        default=PPO_DEFAULTS.learning_rate, metadata={"help": "Adam learning rate."}
+    )
     max_grad_norm: float = field(
         default=1.0, metadata={"help": "Gradient-norm clip per optimiser step; 0 disables."}
     )
-    max_new_tokens: int = field(default=32, metadata={"help": "Tokens sampled per completion."})
+    max_new_tokens: int = field(
+        default=PPO_DEFAULTS.max_new_tokens, metadata={"help": "Tokens sampled per completion."}
+    )
     temperature: float = field(
         default=1.0, metadata={"help": "Sampling temperature; log-probs use the same one."}
     )
@@ -43,7 +54,8 @@ class PPOConfig:
     )
     vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
     init_kl_coef: float = field(
-        default=0.05, metadata={"help": "Initial coefficient of the per-token KL penalty."}
+        default=PPO_DEFAULTS.init_kl_coef,
+        metadata={"help": "Initial coefficient of the per-token KL penalty."},
     )
     adaptive_kl: bool = field(
         default=True,

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from codejury.bus.envelope import unwrap
 from codejury.bus.producer import EventProducer
 from codejury.core.settings import BusSettings
@@ -55,6 +56,7 @@ def _handled(state: Path) -> list[str]:
     return path.read_text().split("\n")[:-1] if path.exists() else []
 
 
+@pytest.mark.slow  # ~37 s; SIGTERM stays in the default lane
 def test_sigkill_mid_stream_then_restart_loses_nothing_and_ids_dedupe(
     bus: BusSettings,
     fresh_topics: Callable[..., list[str]],

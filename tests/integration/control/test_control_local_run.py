@@ -96,6 +96,7 @@ def _wait(
         time.sleep(0.5)
 
 
+@pytest.mark.slow  # ~190 s; the demo-install test runs an iteration and a canary
 @pytest.mark.timeout(900)
 def test_a_continuous_run_trains_canaries_promotes_and_triggers_the_next_iteration(
     tmp_path: Path, data_dir: Path, training_executor: Any

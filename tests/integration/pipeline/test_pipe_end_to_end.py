@@ -76,6 +76,7 @@ def check_completed(response: services_pb2.SolveResponse, *, with_tests: bool) -
         assert not response.results
 
 
+@pytest.mark.slow  # ~30 s; one request end to end stays in the default lane
 def test_twenty_requests_complete_with_feedback_one_to_one(pipeline: EmbeddedPipeline) -> None:
     with SolveClient(pipeline.solve_address) as client, ThreadPoolExecutor(4) as pool:
         responses = list(
@@ -108,6 +109,7 @@ def test_twenty_requests_complete_with_feedback_one_to_one(pipeline: EmbeddedPip
             assert f.label == events_pb2.FEEDBACK_LABEL_UNLABELLED
 
 
+@pytest.mark.slow  # ~40 s; test_crash_and_shutdown keeps SIGTERM in the default lane
 def test_killed_execution_service_loses_nothing(pipeline: EmbeddedPipeline) -> None:
     """SIGKILL the execution service with requests in flight, start it again: every
     request completes (at-least-once) and no feedback event is duplicated."""

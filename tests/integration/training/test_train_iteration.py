@@ -106,6 +106,7 @@ def _iteration_command(
     return command, env
 
 
+@pytest.mark.slow  # ~41 s; the demo-install test runs a whole iteration in the default lane
 def test_an_iteration_killed_after_ppo_resumes_without_retraining_and_registers(
     seeded_run: Path, data_dir: Path, policy_dir: Path
 ) -> None:
