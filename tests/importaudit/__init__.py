@@ -19,6 +19,7 @@ import ast
 import functools
 import importlib.metadata
 import re
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 HOOK_DIR = Path(__file__).parent / "hook"
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "codejury"
 
 # Distributions a library imports only when they are installed, handled when missing
@@ -201,3 +203,15 @@ def model_wheels(path: Path) -> list[str]:
         if line:
             names.append(canonicalize_name(re.split(r"[=<>!~ \[]", line, maxsplit=1)[0]))
     return names
+
+
+def setup_extras() -> str:
+    """The extras ``bin/setup`` installs for the demo (what a new user's venv has)."""
+    out = subprocess.run(
+        [str(ROOT / "bin" / "setup"), "--print-extras"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return out.stdout.strip()

@@ -11,11 +11,18 @@ import pytest
 
 
 def _codejury(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return _python("-m", "codejury", *args, env=env, cwd=cwd, stdin=stdin)
+
+
+def _python(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")}
     return subprocess.run(
-        [sys.executable, "-m", "codejury", *args],
+        [sys.executable, *args],
+        input=stdin,
         capture_output=True,
         text=True,
         env={**base, **(env or {})},
@@ -113,15 +120,7 @@ def test_usage_errors_print_the_usage_line_not_a_traceback(
     ],
 )
 def test_an_unreadable_input_file_names_the_parameter(args: tuple[str, ...], param: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "codejury", *args],
-        input="print(1)\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")},
-    )
+    result = _codejury(*args, stdin="print(1)\n")
     assert result.returncode == 2
     stderr = _one_clear_error(result)
     assert f"Invalid value for {param}: cannot read /" in stderr
@@ -143,14 +142,7 @@ def test_a_missing_optional_dependency_names_its_extra(tmp_path: Path) -> None:
         f"sys.argv = ['codejury', '--run-dir', {str(tmp_path)!r}, 'train', 'stats']\n"
         "from codejury.cli import main; main()"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")},
-    )
+    result = _python("-c", code)
     assert result.returncode == 1
     stderr = _one_clear_error(result)
     lines = [line for line in stderr.splitlines() if line.strip()]

@@ -23,6 +23,7 @@ from tests.importaudit import (
     model_wheels,
     read_records,
     requirement_closure,
+    setup_extras,
     unprovided,
 )
 
@@ -45,17 +46,6 @@ pytestmark = [
         reason=f"no benchmark data at {DATA_DIR}: the demo's finale trains on MBXP",
     ),
 ]
-
-
-def _demo_extras() -> str:
-    out = subprocess.run(
-        [str(ROOT / "bin" / "setup"), "--print-extras"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return out.stdout.strip()
 
 
 def test_the_demo_runs_on_only_the_extras_bin_setup_installs(tmp_path: Path) -> None:
@@ -95,7 +85,7 @@ def test_the_demo_runs_on_only_the_extras_bin_setup_installs(tmp_path: Path) -> 
     records = read_records(audit)
     commands = {command_of(r.argv) for r in records}
     assert {"demo", "serve", "worker"} <= commands, commands
-    demo_allowed = requirement_closure([f"codejury[{_demo_extras()}]"]) | set(
+    demo_allowed = requirement_closure([f"codejury[{setup_extras()}]"]) | set(
         model_wheels(ROOT / "bin" / "model-wheels")
     )
     serve_allowed = requirement_closure(["codejury[serve]"])

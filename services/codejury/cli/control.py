@@ -8,9 +8,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
-from codejury.cli.app import app, console, data_dir, quiet_run, settings_of, stop_signal
+from codejury.cli.app import (
+    app,
+    console,
+    data_dir,
+    err_console,
+    quiet_run,
+    settings_of,
+    stop_signal,
+)
 from codejury.core.settings import with_group
 
 if TYPE_CHECKING:
@@ -88,6 +97,7 @@ def run(
     from codejury.control.meter import TrafficMeter
     from codejury.control.runtime import LocalRuntime, RunFiles
     from codejury.control.spec import parse_spec
+    from codejury.control.status import ConditionType, Phase
     from codejury.pipeline.embedded import EmbeddedPipeline
     from codejury.reranking.registry import ModelRegistry, registry_uri
     from codejury.training.coldstart import mbxp_problems
@@ -147,3 +157,9 @@ def run(
         f"run {name}: {final.phase.value} at iteration {final.iteration}; status in {files.status}",
         highlight=False,
     )
+    if final.phase is Phase.FAILED:
+        # a failed run is a failed command: scripts and CI must not read it as success
+        degraded = final.condition(ConditionType.DEGRADED)
+        why = degraded.message if degraded is not None else "see the status file"
+        err_console.print(f"[red]error:[/] run {name} failed: {escape(why)}", soft_wrap=True)
+        raise typer.Exit(1)

@@ -182,3 +182,30 @@ def test_a_continuous_run_trains_canaries_promotes_and_triggers_the_next_iterati
     assert all(e["version"].startswith("rm-i2-") for e in acted if "version" in e)
     assert _status(files / "status.json")["iteration"] == 2
     assert registry.channels().stable == version
+
+
+@pytest.mark.slow  # ~55 s (the timeout is its budget in bin/test's slow lane)
+@pytest.mark.timeout(150)
+def test_a_run_that_fails_exits_non_zero_with_the_reason(tmp_path: Path, data_dir: Path) -> None:
+    """An empty store has no training pairs: the only attempt fails, the run ends Failed,
+    and ``codejury run`` says why and exits 1 (it exited 0, as if the run had worked)."""
+    from codejury.generation.tiny import build_model_dir
+
+    spec = json.loads(json.dumps(SPEC))
+    spec["spec"] |= {"iterations": 1, "max_training_retries": 0}
+    del spec["spec"]["trigger"]
+    spec["spec"]["generator"] = str(build_model_dir(tmp_path / "tiny-lm", context=2048))
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps(spec))
+    result = subprocess.run(
+        [sys.executable, "-m", "codejury", "run", "--config", str(config), "--tick", "0.5"],
+        env=_env(tmp_path / "run", data_dir),
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "run tiny: Failed" in result.stdout
+    assert "error: run tiny failed: " in result.stderr
+    assert _status(tmp_path / "run" / "runs" / "tiny" / "status.json")["phase"] == "Failed"

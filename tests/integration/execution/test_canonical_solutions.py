@@ -42,7 +42,7 @@ DATA_DIR = Path(
 EXPECTED: dict[str, Any] = tomllib.loads(
     Path(__file__).with_name("expected_failures.toml").read_text()
 )
-SAMPLE = 4  # per (dataset, language): compiled languages cost seconds a program
+SAMPLE = 2  # per (dataset, language): compiled languages cost seconds a program
 PASSED = domain_pb2.PASSED
 
 # A body that returns a wrong constant; a throw where no constant fits every return type.

@@ -89,6 +89,7 @@ def test_200_tasks_over_redis(run_dir: Path, redis_url: str, cache_root: Path) -
     _run_tasks(settings)
 
 
+@pytest.mark.slow  # ~21 s: Celery retries the dead broker
 def test_a_worker_that_cannot_reach_its_broker_fails_to_start_clearly(
     run_dir: Path, cache_root: Path
 ) -> None:

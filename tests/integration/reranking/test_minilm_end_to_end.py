@@ -39,6 +39,7 @@ def _candidate(i: int) -> domain_pb2.Candidate:
     return domain_pb2.Candidate(candidate_id=f"c{i}", index=i, completion="\n".join(body) + "\n")
 
 
+@pytest.mark.slow  # ~12 s; the demo-install test serves MiniLM in the pipeline
 def test_64_candidates_through_the_grpc_service_with_the_minilm_backbone(tmp_path: Path) -> None:
     backbone = minilm_path()
     if backbone is None:
