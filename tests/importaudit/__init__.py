@@ -30,7 +30,10 @@ from packaging.utils import canonicalize_name
 
 HOOK_DIR = Path(__file__).parent / "hook"
 ROOT = Path(__file__).resolve().parents[2]
+SOURCE_ROOTS = (ROOT / "services", ROOT / "operators")
 PROJECT = "codejury"
+# what runs as its own deployment with the serve extra only (images, chart)
+SERVICE_COMMANDS = {"serve", "worker", "broker"}
 
 # Distributions a library imports only when they are installed, handled when missing
 # (each checked by reading the importer): present here because of another extra, they are
@@ -154,20 +157,14 @@ def distributions_of(module: str) -> list[str]:
     return [canonicalize_name(d) for d in _packages().get(module, [])]
 
 
-_PACKAGES: dict[str, list[str]] = {}
-_OPTIONAL: set[str] = set()
+@functools.cache
+def _optional() -> frozenset[str]:
+    return requirement_closure(OPTIONAL_IF_PRESENT)
 
 
-def _optional() -> set[str]:
-    if not _OPTIONAL:
-        _OPTIONAL.update(requirement_closure(OPTIONAL_IF_PRESENT))
-    return _OPTIONAL
-
-
+@functools.cache
 def _packages() -> Mapping[str, list[str]]:
-    if not _PACKAGES:
-        _PACKAGES.update(importlib.metadata.packages_distributions())
-    return _PACKAGES
+    return importlib.metadata.packages_distributions()
 
 
 def unprovided(
@@ -215,3 +212,20 @@ def setup_extras() -> str:
         timeout=30,
     )
     return out.stdout.strip()
+
+
+def audit(folder: Path) -> dict[str, str]:
+    """The verdict over the processes recorded under ``folder``: "module (from dists)" ->
+    the command line of a process that imported it although the extras its deployment
+    gets do not install it (the services: ``serve``; everything else: what ``bin/setup``
+    installs, plus the model wheels). Empty: every import is provided."""
+    demo = requirement_closure([f"codejury[{setup_extras()}]"])
+    demo |= set(model_wheels(ROOT / "bin" / "model-wheels"))
+    serve = requirement_closure(["codejury[serve]"])
+    gaps = {}
+    for record in read_records(folder):
+        allowed = serve if command_of(record.argv) in SERVICE_COMMANDS else demo
+        ours = record.imported_by_project(SOURCE_ROOTS)
+        for module, dists in unprovided(record.importers, allowed, ours).items():
+            gaps[f"{module} (from {', '.join(dists)})"] = " ".join(record.argv[1:5])
+    return gaps

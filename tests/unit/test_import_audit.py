@@ -15,6 +15,7 @@ from packaging.utils import canonicalize_name
 
 from tests.importaudit import (
     HOOK_DIR,
+    ROOT,
     ProcessImports,
     command_of,
     model_wheels,
@@ -23,8 +24,6 @@ from tests.importaudit import (
     setup_extras,
     unprovided,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _project_requirements() -> list[str]:

@@ -8,18 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
-from codejury.cli.app import (
-    app,
-    console,
-    data_dir,
-    err_console,
-    quiet_run,
-    settings_of,
-    stop_signal,
-)
+from codejury.cli.app import app, console, data_dir, quiet_run, settings_of, stop_signal
 from codejury.core.settings import with_group
 
 if TYPE_CHECKING:
@@ -93,6 +84,7 @@ def run(
 ) -> None:
     """Drive a self-training run here: training as a child process, the canary through the
     embedded reranking router, status in <run_dir>/runs/<name>/ (safe to stop and rerun)."""
+    from codejury.control.errors import RunFailedError
     from codejury.control.jobs import LocalTrainingJobs, spec_languages
     from codejury.control.meter import TrafficMeter
     from codejury.control.runtime import LocalRuntime, RunFiles
@@ -160,6 +152,5 @@ def run(
     if final.phase is Phase.FAILED:
         # a failed run is a failed command: scripts and CI must not read it as success
         degraded = final.condition(ConditionType.DEGRADED)
-        why = degraded.message if degraded is not None else "see the status file"
-        err_console.print(f"[red]error:[/] run {name} failed: {escape(why)}", soft_wrap=True)
-        raise typer.Exit(1)
+        why = degraded.message if degraded is not None else f"see {files.status}"
+        raise RunFailedError(f"run {name} failed: {why}")

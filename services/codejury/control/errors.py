@@ -8,12 +8,14 @@
     │                                                   and the fix
     ├── InvalidStatusError (InvalidArgumentError)       a saved status (JSON file, CR status)
     │                                                   cannot be read back into a RunStatus
-    └── InvalidObservationError (InvalidArgumentError)  what the runtime observed contradicts
-                                                        itself (negative counts, more passes
-                                                        than labelled requests, a naive time)
+    ├── InvalidObservationError (InvalidArgumentError)  what the runtime observed contradicts
+    │                                                   itself (negative counts, more passes
+    │                                                   than labelled requests, a naive time)
+    └── RunFailedError                                  a run ended Failed (training failed
+                                                        past its retries); names the reason
 
 Everything here is permanent: control computes over its arguments, so retrying the same
-call fails the same way.
+call fails the same way (a failed run is terminal: its status says so until it is edited).
 """
 
 from __future__ import annotations
@@ -39,3 +41,7 @@ class InvalidStatusError(ControlError, InvalidArgumentError):
 
 class InvalidObservationError(ControlError, InvalidArgumentError):
     """An observation is inconsistent; the message names the field and the value."""
+
+
+class RunFailedError(ControlError):
+    """A run ended Failed; ``codejury run`` exits non-zero with the reason."""

