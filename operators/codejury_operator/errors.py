@@ -1,6 +1,8 @@
 """Errors of the operator.
 
     OperatorError (CodeJuryError)
+    ├── CredentialsError (ConfigurationError)  no way to reach the API server: neither the
+    │                                  in-cluster service account nor a kubeconfig
     ├── ApiError (TemporaryError)      the API server refused or failed a request; retryable
     │   │                              (kopf retries the handler later)
     │   ├── NotFoundError              the object does not exist (404)
@@ -15,11 +17,20 @@ The kubernetes client's ``ApiException`` and urllib3's errors are converted to
 
 from __future__ import annotations
 
-from codejury.core.errors import CodeJuryError, PermanentError, TemporaryError
+from codejury.core.errors import (
+    CodeJuryError,
+    ConfigurationError,
+    PermanentError,
+    TemporaryError,
+)
 
 
 class OperatorError(CodeJuryError):
     """Base of the operator's errors."""
+
+
+class CredentialsError(OperatorError, ConfigurationError):
+    """No credentials for the API server were found where the client looks for them."""
 
 
 class ApiError(OperatorError, TemporaryError):

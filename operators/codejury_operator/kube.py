@@ -10,6 +10,7 @@ Patches are JSON merge patches (RFC 7386): a None value removes the key.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
-from codejury_operator.errors import ApiError, ConflictError, NotFoundError
+from codejury_operator.errors import ApiError, ConflictError, CredentialsError, NotFoundError
 
 _TIMEOUT_S = 30.0
 
@@ -46,6 +47,28 @@ class Ref:
         return Ref(self.api_version, self.plural, self.namespace, name)
 
 
+def load_credentials(config: kubernetes.client.Configuration) -> str:
+    """Fill ``config`` from the in-cluster service account, else the kubeconfig; says which.
+
+    Raises CredentialsError naming both places when neither has credentials (kopf would
+    otherwise log a LoginError traceback from every task and keep running)."""
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+        return "in-cluster service account"
+    except kubernetes.config.ConfigException as exc:
+        in_cluster = str(exc)
+    kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    try:
+        kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+        return f"kubeconfig {kubeconfig}"
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        raise CredentialsError(
+            f"no Kubernetes credentials: not in a cluster ({in_cluster.rstrip('.')}) and no "
+            f"usable kubeconfig at {kubeconfig} ({exc}); run it in a pod with a service "
+            "account, or set KUBECONFIG"
+        ) from exc
+
+
 class KubeClient:
     """JSON in, JSON out; every method raises only ``ApiError`` and its subclasses."""
 
@@ -62,10 +85,7 @@ class KubeClient:
         if server is not None:
             config.host = server
         else:
-            try:
-                kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-            except kubernetes.config.ConfigException:
-                kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+            load_credentials(config)
         return cls(kubernetes.client.ApiClient(config), timeout_s=timeout_s)
 
     def close(self) -> None:

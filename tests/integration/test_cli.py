@@ -149,3 +149,93 @@ def test_a_missing_optional_dependency_names_its_extra(tmp_path: Path) -> None:
     assert len(lines) == 1, stderr
     assert "'pyarrow'" in lines[0] and "'train' extra" in lines[0]
     assert "pip install 'codejury[train]'" in lines[0] and "bin/setup" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "command", [("operator", "-n", "ml"), ("traffic-exporter", "--run", "r", "-n", "ml")]
+)
+def test_without_cluster_credentials_kubernetes_commands_say_where_they_looked(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Neither in a pod (no KUBERNETES_SERVICE_HOST) nor a kubeconfig: one line, exit 2.
+    Before, the operator let kopf log LoginError tracebacks and exited 0."""
+    env = {"HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "absent-kubeconfig")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "codejury", *command],
+        capture_output=True,
+        text=True,
+        env={**{k: v for k, v in base.items() if not k.startswith("CODEJURY_")}, **env},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in _one_clear_error(result).splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "no Kubernetes credentials" in lines[0]
+    assert "not in a cluster" in lines[0] and "absent-kubeconfig" in lines[0]
+    assert "set KUBECONFIG" in lines[0]
+
+
+def test_deploy_render_refuses_bad_values_naming_them(tmp_path: Path) -> None:
+    bad = tmp_path / "values.yaml"
+    bad.write_text("kafka: {mode: zookeeper}\n")
+    result = _codejury("deploy", "render", "-f", str(bad))
+    assert result.returncode == 1
+    lines = [line for line in _one_clear_error(result).splitlines() if line.strip()]
+    assert len(lines) == 1 and "'/kafka/mode'" in lines[0] and "'strimzi'" in lines[0]
+    unknown = _codejury("deploy", "render", "--profile", "nosuch")
+    assert unknown.returncode == 1
+    assert "no profile 'nosuch': use one of" in _one_clear_error(unknown)
+    rendered = _codejury("deploy", "render", "--profile", "local", "-o", str(tmp_path / "m.yaml"))
+    assert rendered.returncode == 0, rendered.stderr
+    assert "kind: Deployment" in (tmp_path / "m.yaml").read_text()
+
+
+def test_the_worker_probe_port_says_serving_once_it_consumes(tmp_path: Path) -> None:
+    """`codejury worker --health-port`: what the sandbox worker pod's probes ask."""
+    import signal
+    import socket
+    import time
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")}
+    command = [sys.executable, "-m", "codejury", "--run-dir", str(tmp_path), "worker"]
+    with subprocess.Popen(
+        [*command, "--name", "probe", "--concurrency", "1", "--health-port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=base,
+    ) as worker:
+        status = None
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                deadline = time.monotonic() + 90
+                while time.monotonic() < deadline and worker.poll() is None:
+                    try:
+                        status = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                    except grpc.RpcError:
+                        status = None  # not listening yet
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                    time.sleep(0.5)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=60) == 0
+    assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("command", [("deploy", "images"), ("deploy", "local")])
+def test_without_podman_the_deploy_commands_name_the_package(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    result = _codejury(*command, env={"PATH": str(tmp_path)}, cwd=tmp_path)
+    assert result.returncode == 1
+    lines = [line for line in _one_clear_error(result).splitlines() if line.strip()]
+    assert lines == ["error: podman is not installed: apt-get install podman runc"], lines

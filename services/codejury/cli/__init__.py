@@ -3,6 +3,7 @@
 from codejury.cli import (
     bench,
     control,
+    deploy,
     evaluation,
     execution,
     generation,
@@ -19,6 +20,7 @@ __all__ = [
     "app",
     "bench",
     "control",
+    "deploy",
     "evaluation",
     "execution",
     "generation",

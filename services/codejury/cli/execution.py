@@ -135,7 +135,7 @@ def serve_execution(
     # in-process: this process's sandbox (closed on the way out); else the Celery workers
     with open_backend(settings, "in-process" if local else "celery") as backend:
         servicer = ExecutionServicer(settings, backend)
-        server, bound = make_server(
+        served = make_server(
             [register(servicer)],
             host=settings.execution.grpc_host,
             port=settings.execution.grpc_port if port is None else port,
@@ -163,13 +163,13 @@ def serve_execution(
                 on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
             )
         with running_stage(consumer, join_timeout_s=settings.celery.result_timeout_s):
-            server.start()
+            served.start()
             console.print(
-                f"Execution service on {settings.execution.grpc_host}:{bound} "
+                f"Execution service on {settings.execution.grpc_host}:{served.port} "
                 f"({'in-process' if local else 'Celery workers'}"
                 f"{', Kafka stage on' if consumer else ''})",
                 highlight=False,
             )
-            print(f"READY port={bound}", flush=True)  # a line scripts and tests can wait for
+            print(f"READY port={served.port}", flush=True)  # a line scripts and tests can wait for
             stop.wait()
-        server.stop(grace=10).wait()
+        served.stop(grace_s=10)

@@ -60,7 +60,7 @@ def serve_generation(
     settings = with_model(settings_of(ctx), model)
     gen = settings.generation
     generator = make_generator(gen)  # ModelLoadError: exit 2 with the reason
-    server, bound = make_server(
+    served = make_server(
         [register(GenerationServicer(generator))],
         host=gen.grpc_host,
         port=gen.grpc_port if port is None else port,
@@ -84,16 +84,16 @@ def serve_generation(
         )
     # A generation can take minutes: let the in-flight one finish and commit.
     with running_stage(consumer, join_timeout_s=600):
-        server.start()
+        served.start()
         info = generator.backend.info
         console.print(
-            f"Generation service on {gen.grpc_host}:{bound}: {info.name} ({info.revision}), "
+            f"Generation service on {gen.grpc_host}:{served.port}: {info.name} ({info.revision}), "
             f"{generator.style.value} prompts{', Kafka stage on' if consumer else ''}",
             highlight=False,
         )
-        print(f"READY port={bound}", flush=True)  # a line scripts and tests can wait for
+        print(f"READY port={served.port}", flush=True)  # a line scripts and tests can wait for
         stop.wait()
-    server.stop(grace=10).wait()
+    served.stop(grace_s=10)
     generator.backend.close()
 
 

@@ -79,9 +79,19 @@ def worker(
     unsafe_no_sandbox: Annotated[
         bool, typer.Option("--unsafe-no-sandbox", help="Run programs WITHOUT isolation.")
     ] = False,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve grpc.health.v1 on this port (0.0.0.0): SERVING once the worker "
+            "consumes, NOT_SERVING from its warm shutdown (the pod's probes)."
+        ),
+    ] = None,
 ) -> None:
     """Run a Celery worker for sandbox runs (warm shutdown on SIGTERM)."""
+    from celery import signals
+
     from codejury.cli.execution import with_unsafe
+    from codejury.core.grpc import health_server
     from codejury.execution.celery_app import make_celery_app
     from codejury.execution.factory import make_executor
 
@@ -89,16 +99,28 @@ def worker(
     # Refuse to start (one clear line) rather than accept tasks the sandbox cannot run.
     make_executor(settings, warm=False)
     celery_app = make_celery_app(settings)
-    celery_app.worker_main(
-        [
-            "worker",
-            f"--hostname={name}@%h",
-            f"--concurrency={concurrency or settings.celery.worker_concurrency}",
-            f"--loglevel={settings.log_level}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    health = None
+    if health_port is not None:
+        probe = health_server("0.0.0.0", health_port)  # noqa: S104 - a pod's probe port
+        probe.start(serving=False)
+        # weak=False: the receivers are closures that would otherwise be collected.
+        signals.worker_ready.connect(lambda **_: probe.set_serving(True), weak=False)
+        signals.worker_shutting_down.connect(lambda **_: probe.set_serving(False), weak=False)
+        health = probe
+    try:
+        celery_app.worker_main(
+            [
+                "worker",
+                f"--hostname={name}@%h",
+                f"--concurrency={concurrency or settings.celery.worker_concurrency}",
+                f"--loglevel={settings.log_level}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        if health is not None:
+            health.stop(grace_s=1)
 
 
 @app.command()

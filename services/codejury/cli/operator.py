@@ -89,11 +89,13 @@ def operator_command(
         gateway=gateway,
         tick_s=tick,
     )
+    # Connect before kopf starts: without credentials kopf logs a LoginError traceback
+    # from every task and never exits; this fails in one line instead (CredentialsError).
+    client = KubeClient.connect()
     controllers: list[RunController] = []
 
     def controller() -> RunController:
         if not controllers:
-            client = KubeClient.connect()
             controllers.append(RunController(settings, client, ConfigMapTrafficSource(client)))
         return controllers[0]
 
@@ -118,6 +120,10 @@ def traffic_exporter_command(
     server: Annotated[
         str | None, typer.Option(help="Kubernetes API URL; default: in-cluster or kubeconfig.")
     ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(help="Serve grpc.health.v1 on this port (0.0.0.0) for the pod's probes."),
+    ] = None,
 ) -> None:
     """Count codejury.feedback and codejury.solve.completed per reranker version (as
     `codejury run` does) into the run's <run>-traffic ConfigMap, until SIGTERM."""
@@ -126,18 +132,30 @@ def traffic_exporter_command(
     from codejury_operator.exporter import TrafficExporter
     from codejury_operator.kube import KubeClient
 
-    from codejury.cli.app import settings_of, stop_signal
+    from codejury.cli.app import err_console, settings_of, stop_signal
     from codejury.control.meter import TrafficMeter
+    from codejury.core.errors import TemporaryError
+    from codejury.core.grpc import health_server
 
     settings = settings_of(ctx)
     stop = stop_signal()
+    client = KubeClient.connect(server)  # no credentials: one line, before Kafka is tried
     meter = TrafficMeter().follow(settings.bus)
-    client = KubeClient.connect(server)
     exporter = TrafficExporter(client, meter, namespace, run)
+    health = None if health_port is None else health_server("0.0.0.0", health_port)  # noqa: S104
+    if health is not None:
+        health.start()
     try:
         while not stop.is_set():
-            exporter.export_once(datetime.now(UTC))
+            try:
+                exporter.export_once(datetime.now(UTC))
+            except TemporaryError as exc:
+                # The run may not exist yet, or the API server blinked: the counts live in
+                # the meter, so the next export catches up. (It used to end the process.)
+                err_console.print(f"traffic export failed, retrying in {interval:g}s: {exc}")
             stop.wait(interval)
     finally:
+        if health is not None:
+            health.stop(grace_s=1)
         meter.stop()
         client.close()

@@ -53,9 +53,22 @@ def _with_registry(settings: Settings, registry: str | None) -> Settings:
 def serve_reranking_model(
     ctx: typer.Context,
     version: Annotated[
-        str, typer.Option("--version", help="Version id to serve, or 'stable' / 'canary'.")
-    ],
+        str | None,
+        typer.Option(
+            "--version",
+            help="Version id to serve, or 'stable' / 'canary'; with --model-dir, the version "
+            "to report (default: the one the directory records).",
+        ),
+    ] = None,
     registry: RegistryOption = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir",
+            help="Serve this model directory (a registered version's model/, as KServe "
+            "mounts it at /mnt/models) instead of a version from the registry.",
+        ),
+    ] = None,
     http_port: Annotated[
         int | None,
         typer.Option(
@@ -75,18 +88,37 @@ def serve_reranking_model(
 ) -> None:
     """One reranker version as a KServe model server (Open Inference Protocol v2 over REST and
     gRPC, and v1), on reranking.model_host: loopback unless configured otherwise."""
-    from codejury.reranking.registry import ModelRegistry, registry_uri
+    from codejury.reranking.registry import (
+        ModelRegistry,
+        check_model_dir,
+        registry_uri,
+        version_in_model_dir,
+    )
 
     settings = _with_registry(settings_of(ctx), registry)
     rr = settings.reranking
-    models = ModelRegistry.from_uri(registry_uri(settings))
-    version_id = models.resolve(version)  # UnknownVersionError: one clear line, exit 1
-    models.model_dir(version_id)  # CorruptVersionError, before the slow imports below
+    if model_dir is not None:
+        # CorruptVersionError, before the slow imports below
+        check_model_dir(model_dir, what=f"--model-dir {model_dir}")
+        recorded = version_in_model_dir(model_dir)
+        if version is None and recorded is None:
+            raise typer.BadParameter(
+                f"{model_dir} does not record its version (registered before it did): "
+                "name it with --version"
+            )
+        version_id = version or str(recorded)
+        served_dir = model_dir
+    else:
+        if version is None:
+            raise typer.BadParameter("give --version (or --model-dir)")
+        models = ModelRegistry.from_uri(registry_uri(settings))
+        version_id = models.resolve(version)  # UnknownVersionError: one clear line, exit 1
+        served_dir = models.model_dir(version_id)  # CorruptVersionError, before the imports
 
-    from codejury.reranking.factory import load_version
+    from codejury.reranking.factory import scoring_config
     from codejury.reranking.kserve_model import RerankerModel
     from codejury.reranking.launcher import write_ready_file
-    from codejury.reranking.model import apply_torch_threads
+    from codejury.reranking.model import RewardModel, apply_torch_threads
     from codejury.reranking.model_server import BoundModelServer, BoundPorts
 
     quiet_libraries(settings)
@@ -94,7 +126,7 @@ def serve_reranking_model(
     model = RerankerModel(
         rr.model_name,
         version_id,
-        lambda: load_version(settings, models, version_id),
+        lambda: RewardModel.load(served_dir, version=version_id, config=scoring_config(settings)),
         max_candidates=rr.max_candidates,
     )
     model.load()  # CorruptVersionError: one clear line, exit 1
@@ -178,7 +210,7 @@ def serve_reranking(
     with reward_router(settings) as router:
         ranker = RewardModelRanker(router)
         servicer = RerankingServicer(RankLimits.from_settings(rr), ranker, model_name=rr.model_name)
-        server, bound = make_server(
+        served = make_server(
             [register(servicer)],
             host=rr.grpc_host,
             port=rr.grpc_port if port is None else port,
@@ -200,21 +232,21 @@ def serve_reranking(
                 name="reranking-stage",
             )
         with running_stage(consumer, join_timeout_s=rr.request_timeout_s):
-            server.start()
+            served.start()
             routes = ", ".join(f"{r.channel}={r.expected_version or '?'}" for r in router.routes)
             console.print(
-                f"Reranking service on {rr.grpc_host}:{bound} ({routes}"
+                f"Reranking service on {rr.grpc_host}:{served.port} ({routes}"
                 f"{f', canary weight {rr.canary_weight:g}' if router.canary else ''}"
                 f"{', Kafka stage on' if consumer else ''})",
                 highlight=False,
             )
-            print(f"READY port={bound}", flush=True)
+            print(f"READY port={served.port}", flush=True)
             stop.wait()
-        server.stop(grace=10).wait()
-        served = ", ".join(
+        served.stop(grace_s=10)
+        served_by = ", ".join(
             f"{c}/{v}: {n}" for (c, v), n in sorted(ranker.ledger.snapshot().items())
         )
-        console.print(f"served: {served or 'nothing'}", highlight=False)
+        console.print(f"served: {served_by or 'nothing'}", highlight=False)
 
 
 @reranker_app.command("list")
@@ -269,6 +301,14 @@ def reranker_init(
     mark_stable: Annotated[
         bool, typer.Option("--mark-stable", help="Also mark it stable.")
     ] = False,
+    exist_ok: Annotated[
+        bool,
+        typer.Option(
+            "--exist-ok",
+            help="A version of that id already registered is success, left as it is (a "
+            "deployment's init step, run on every start).",
+        ),
+    ] = False,
     registry: RegistryOption = None,
 ) -> None:
     """Register a first version: a backbone with a fresh (untrained) one-output score head."""
@@ -278,6 +318,12 @@ def reranker_init(
     settings = _with_registry(settings_of(ctx), registry)
     quiet_libraries(settings)
     models = ModelRegistry.from_uri(registry_uri(settings))
+    if exist_ok and version in {m.version_id for m in models.versions()}:
+        console.print(f"{version} is already registered in {models.root}", highlight=False)
+        if mark_stable and models.channels().stable is None:
+            models.mark_stable(version)
+            console.print(f"{version} is stable", highlight=False)
+        return
     manifest = register_from_backbone(models, version, backbone, seed=seed)
     name = manifest.backbone
     console.print(f"registered {manifest.version_id} ({name}) in {models.root}", highlight=False)

@@ -28,6 +28,9 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "matplotlib": "demo",
     "kopf": "k8s",
     "kubernetes": "k8s",
+    "helm_python": "deploy",
+    "kubernetes_validate": "deploy",
+    "jsonschema": "deploy",
     "grpc_tools": "dev",
 }
 

@@ -1,18 +1,24 @@
-"""gRPC plumbing shared by every CodeJury server: error mapping and server start-up.
+"""gRPC plumbing shared by every CodeJury server: error mapping, health, start and stop.
 
 One interceptor maps the error kinds of ``codejury.core.errors`` to status codes, so
 servicers raise domain errors and never touch ``context.abort``. Unknown exceptions
 become INTERNAL with a generic message (the details go to the log, not to the caller,
 who may be sending untrusted code).
+
+Every server also answers ``grpc.health.v1.Health`` (what Kubernetes' ``grpc:`` probes
+and load balancers ask): SERVING from start, NOT_SERVING as soon as a stop begins, so
+a readiness probe takes the pod out of its Service while in-flight calls drain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from codejury.core.errors import (
     CodeJuryError,
@@ -104,6 +110,29 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return handler
 
 
+@dataclass
+class GrpcServer:
+    """A gRPC server with its health service: start it, and stop it draining."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+
+    def start(self, *, serving: bool = True) -> None:
+        """Start answering; ``serving=False`` for a process that says when it is ready."""
+        self.server.start()
+        self.set_serving(serving)
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse
+        self.health.set("", status.SERVING if serving else status.NOT_SERVING)
+
+    def stop(self, grace_s: float) -> None:
+        """NOT_SERVING first (probes and balancers stop sending), then drain ``grace_s``."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace=grace_s).wait()
+
+
 def make_server(
     registrations: Sequence[Callable[[grpc.Server], None]],
     *,
@@ -111,8 +140,11 @@ def make_server(
     port: int,
     max_workers: int,
     max_message_bytes: int = 64 << 20,
-) -> tuple[grpc.Server, int]:
-    """A started-ready (not started) server with the error interceptor; returns the port."""
+) -> GrpcServer:
+    """A server (not started) with the error interceptor and ``grpc.health.v1``.
+
+    Health answers NOT_SERVING until ``start``: a probe that reaches the port early
+    does not route traffic to a server whose services are not registered yet."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[ErrorMappingInterceptor()],
@@ -123,7 +155,18 @@ def make_server(
     )
     for register in registrations:
         register(server)
+    # The interceptor re-wraps stream handlers, so a Watch holds a pool thread while it
+    # lasts (the blocking form); probes and balancers use Check.
+    checker = health.HealthServicer(experimental_non_blocking=False)
+    checker.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise CodeJuryError(f"cannot listen on {host}:{port}: is the port in use?")
-    return server, bound
+    return GrpcServer(server, bound, checker)
+
+
+def health_server(host: str, port: int) -> GrpcServer:
+    """Only ``grpc.health.v1``: the probe port of a process that serves no gRPC itself
+    (the Celery sandbox worker, the traffic exporter)."""
+    return make_server([], host=host, port=port, max_workers=2)

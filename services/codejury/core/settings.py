@@ -480,3 +480,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
     walk(ENV_PREFIX, settings)
     return env
+
+
+def env_names() -> list[str]:
+    """Every setting's environment variable, sorted (what a deployment may set)."""
+    names: list[str] = []
+
+    def walk(prefix: str, model: type[BaseModel]) -> None:
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{name.upper()}"
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(key + NESTED_DELIMITER, annotation)
+            else:
+                names.append(key)
+
+    walk(ENV_PREFIX, Settings)
+    return sorted(names)

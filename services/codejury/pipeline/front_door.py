@@ -139,13 +139,14 @@ class SolveFrontDoor:
         )
         # More threads than slots: the request beyond the limit must reach the servicer to
         # be refused, rather than wait in gRPC's queue.
-        self._server, self.port = make_server(
+        self._server = make_server(
             [register(self.servicer)],
             host=pipeline.grpc_host,
             port=pipeline.grpc_port if port is None else port,
             max_workers=pipeline.max_in_flight + 4,
         )
         self.host = pipeline.grpc_host
+        self.port = self._server.port
 
     def start(self) -> SolveFrontDoor:
         self._tail.start()
@@ -154,7 +155,7 @@ class SolveFrontDoor:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop taking requests, let waiting ones finish within ``grace_s``, then close."""
-        self._server.stop(grace=grace_s).wait()
+        self._server.stop(grace_s)
         self._tail.stop()
         self._producer.close()
 

@@ -55,6 +55,17 @@ def registry_uri(settings: Settings) -> str:
     return settings.reranking.registry_uri or str(settings.run_dir / "reranking" / "registry")
 
 
+VERSION_FILE = "codejury-version"
+
+
+def version_in_model_dir(path: Path) -> str | None:
+    """The version id a registered model directory records (None before it did)."""
+    try:
+        return check_version_id((path / VERSION_FILE).read_text().strip())
+    except FileNotFoundError:
+        return None
+
+
 def check_model_dir(path: Path, *, what: str) -> None:
     """CorruptVersionError unless ``path`` holds a config and weights (cheap: no loading)."""
     if not path.is_dir():
@@ -108,6 +119,8 @@ class ModelRegistry:
         staging = self.root / ".staging" / uuid.uuid4().hex
         try:
             shutil.copytree(model_dir, staging / "model")
+            # The model directory names its version too: KServe mounts only it.
+            (staging / "model" / VERSION_FILE).write_text(manifest.version_id + "\n")
             (staging / "manifest.json").write_text(manifest.to_json())
             target.parent.mkdir(parents=True, exist_ok=True)
             try:

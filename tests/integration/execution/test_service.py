@@ -43,14 +43,14 @@ def stub(settings: Settings) -> Iterator[services_pb2_grpc.ExecutionStub]:
     app = make_celery_app(settings)
     with LocalWorker(settings, app):
         servicer = ExecutionServicer(settings, CeleryBackend(app, timeout_s=120))
-        server, port = make_server([register(servicer)], host="127.0.0.1", port=0, max_workers=4)
-        server.start()
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        served = make_server([register(servicer)], host="127.0.0.1", port=0, max_workers=4)
+        served.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{served.port}")
         try:
             yield services_pb2_grpc.ExecutionStub(channel)
         finally:
             channel.close()
-            server.stop(grace=5).wait()
+            served.stop(5)
 
 
 def _candidate(i: int, completion: str) -> domain_pb2.Candidate:

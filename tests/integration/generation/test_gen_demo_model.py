@@ -72,13 +72,13 @@ def test_the_demo_model_completes_multipl_e_prompts_through_grpc() -> None:
     started = time.monotonic()
     generator = make_generator(GenerationSettings())  # type: ignore[call-arg]
     loaded_s = time.monotonic() - started
-    server, port = make_server(
+    served = make_server(
         [register(GenerationServicer(generator))], host="127.0.0.1", port=0, max_workers=2
     )
-    server.start()
+    served.start()
     problems = multipl_e_python(PROBLEMS)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
             stub = services_pb2_grpc.GenerationStub(channel)
             started = time.monotonic()
             streamed = list(
@@ -95,7 +95,7 @@ def test_the_demo_model_completes_multipl_e_prompts_through_grpc() -> None:
             )
             generated_s = time.monotonic() - started
     finally:
-        server.stop(grace=5).wait()
+        served.stop(5)
     by_problem: dict[str, list[domain_pb2.Candidate]] = {}
     for candidate in streamed:
         by_problem.setdefault(candidate.problem_id, []).append(candidate)

@@ -28,14 +28,14 @@ def stub(tiny_model_dir: Path) -> Iterator[services_pb2_grpc.GenerationStub]:
         model=str(tiny_model_dir), prompt_style="completion", max_n=8
     )
     servicer = GenerationServicer(make_generator(settings))
-    server, port = make_server([register(servicer)], host="127.0.0.1", port=0, max_workers=4)
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    served = make_server([register(servicer)], host="127.0.0.1", port=0, max_workers=4)
+    served.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{served.port}")
     try:
         yield services_pb2_grpc.GenerationStub(channel)
     finally:
         channel.close()
-        server.stop(grace=5).wait()
+        served.stop(5)
 
 
 def test_generate_returns_n_per_problem_grouped_in_request_order(

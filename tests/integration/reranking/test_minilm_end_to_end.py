@@ -63,10 +63,10 @@ def test_64_candidates_through_the_grpc_service_with_the_minilm_backbone(tmp_pat
             RewardModelRanker(router),
             model_name=settings.reranking.model_name,
         )
-        server, port = make_server([register(servicer)], host="127.0.0.1", port=0, max_workers=4)
-        server.start()
+        served = make_server([register(servicer)], host="127.0.0.1", port=0, max_workers=4)
+        served.start()
         try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
                 response = services_pb2_grpc.RerankingStub(channel).Rank(
                     services_pb2.RankRequest(
                         problem=domain_pb2.Problem(problem_id="HumanEval_9", prompt=PROMPT),
@@ -75,7 +75,7 @@ def test_64_candidates_through_the_grpc_service_with_the_minilm_backbone(tmp_pat
                     timeout=300,
                 )
         finally:
-            server.stop(grace=5).wait()
+            served.stop(5)
     assert response.served_version == "minilm-0"
     assert [s.candidate_id for s in response.scores] == [f"c{i}" for i in range(64)]
     scores = [s.score for s in response.scores]

@@ -103,3 +103,37 @@ def test_serve_reranking_in_process_answers_rank_and_stops_on_sigterm(
     while not lines.empty():
         rest.append(lines.get())
     assert f"served: stable/{STABLE_V}: 1" in "".join(rest)
+
+
+def test_a_mounted_model_directory_is_served_under_the_version_it_records(
+    tiny_registry: ModelRegistry, tmp_path: Path
+) -> None:
+    """What KServe runs: only the version's model/ is mounted (at /mnt/models), so the
+    directory itself must say which version it is (the registry writes codejury-version)."""
+    mounted = tmp_path / "mnt-models"
+    import shutil
+
+    shutil.copytree(tiny_registry.model_dir(STABLE_V), mounted)
+    with subprocess.Popen(
+        [
+            sys.executable, "-m", "codejury", "--run-dir", str(tmp_path), "serve",
+            "reranking-model", "--model-dir", str(mounted), "--http-port", "0",
+            "--grpc-port", "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+    ) as process:  # fmt: skip
+        try:
+            ready = next(line for line in process.stdout or [] if line.startswith("READY"))
+            assert ready.split()[1] == f"version={STABLE_V}"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    (mounted / "codejury-version").unlink()
+    refused = _codejury(
+        "--run-dir", str(tmp_path), "serve", "reranking-model", "--model-dir", str(mounted)
+    )
+    assert refused.returncode == 2
+    assert "does not record its version" in refused.stderr and "--version" in refused.stderr

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from codejury.core.grpc import make_server
+from codejury.core.grpc import GrpcServer, make_server
 from codejury.core.settings import Settings
 from codejury.proto.v1 import domain_pb2, services_pb2, services_pb2_grpc
 from codejury.reranking.clients import GrpcV2Scorer
@@ -48,11 +48,11 @@ class Service:
 
 def _serve(
     servicer: RerankingServicer,
-) -> tuple[grpc.Server, grpc.Channel, services_pb2_grpc.RerankingStub]:
-    server, port = make_server([register(servicer)], host="127.0.0.1", port=0, max_workers=8)
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    return server, channel, services_pb2_grpc.RerankingStub(channel)
+) -> tuple[GrpcServer, grpc.Channel, services_pb2_grpc.RerankingStub]:
+    served = make_server([register(servicer)], host="127.0.0.1", port=0, max_workers=8)
+    served.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{served.port}")
+    return served, channel, services_pb2_grpc.RerankingStub(channel)
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +79,12 @@ def service(
         model_name="reranker",
         rng=random.Random(20250301),
     )
-    server, channel, stub = _serve(servicer)
+    served, channel, stub = _serve(servicer)
     try:
         yield Service(stub, ranker)
     finally:
         channel.close()
-        server.stop(grace=5).wait()
+        served.stop(5)
         router.close()
 
 
@@ -191,7 +191,7 @@ def test_in_process_backend_loads_pinned_versions_and_refuses_a_corrupt_one(
         RewardModelRanker(router),
         model_name="reranker",
     )
-    server, channel, stub = _serve(servicer)
+    served, channel, stub = _serve(servicer)
     try:
         with pytest.raises(grpc.RpcError) as caught:
             stub.Rank(
@@ -210,4 +210,4 @@ def test_in_process_backend_loads_pinned_versions_and_refuses_a_corrupt_one(
         )
     finally:
         channel.close()
-        server.stop(grace=5).wait()
+        served.stop(5)

@@ -31,6 +31,11 @@ def test_snapshot_stats_and_reward_model_training(tmp_path: Path) -> None:
     _codejury(
         run_dir, "reranker", "init", "--version", "rr-0", "--backbone", "tiny", "--mark-stable"
     )
+    # A deployment's init step runs on every start: the second time is success, unchanged.
+    again = _codejury(
+        run_dir, "reranker", "init", "--version", "rr-0", "--backbone", "tiny", "--exist-ok"
+    )
+    assert "rr-0 is already registered" in again.stdout
     rows = []
     for n in range(1, 21):
         prompt = f"def task_{n}(a, b):\n"

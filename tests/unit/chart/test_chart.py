@@ -1,0 +1,289 @@
+"""The Helm chart (charts/codejury), rendered by Helm's own Go SDK and checked object by
+object: lint, every profile renders and validates (core objects with kubernetes-validate,
+custom resources against their CRDs), bad values are refused naming the value, and the
+properties a cluster would otherwise find the hard way."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("helm_python", reason="the chart tests need the deploy extra")
+
+from codejury.bus.topics import all_topics
+from codejury.core.errors import ConfigurationError
+from codejury.core.settings import env_names, load_settings
+from codejury.deploy.chart import (
+    CHART_DIR,
+    PROFILES_DIR,
+    Rendered,
+    load_values,
+    render,
+    validate,
+)
+from codejury.deploy.errors import ChartValuesError
+
+SCHEMAS = Path(__file__).resolve().parents[4] / "shared" / "k8s-schemas"
+BAD_VALUES = Path(__file__).parent / "bad_values"
+PROFILES = ["default", *sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))]
+POD_OWNERS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+
+
+def _render(profile: str) -> Rendered:
+    """A fresh copy of the profile's rendering (rendered once per session)."""
+    return copy.deepcopy(_rendered(profile))
+
+
+@functools.cache
+def _rendered(profile: str) -> Rendered:
+    if profile == "default":
+        return render({})
+    return render(load_values([PROFILES_DIR / f"{profile}.yaml"]))
+
+
+def _pod_specs(rendered: Rendered) -> list[tuple[str, dict[str, Any]]]:
+    specs = [
+        (f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
+        for o in rendered.objects
+        if o["kind"] in POD_OWNERS
+    ]
+    specs += [
+        (f"InferenceService/{o['metadata']['name']}", o["spec"]["predictor"])
+        for o in rendered.of_kind("InferenceService")
+    ]
+    return specs
+
+
+def _containers(rendered: Rendered) -> list[tuple[str, dict[str, Any]]]:
+    found = [
+        (f"{where}/{c['name']}", c)
+        for where, spec in _pod_specs(rendered)
+        for c in spec.get("containers", [])
+    ]
+    found += [
+        (f"ServingRuntime/{o['metadata']['name']}/{c['name']}", c)
+        for o in rendered.of_kind("ServingRuntime")
+        for c in o["spec"]["containers"]
+    ]
+    return found
+
+
+def test_the_profiles_cover_what_users_deploy() -> None:
+    assert set(PROFILES) >= {
+        "default",
+        "strimzi",
+        "kserve-serverless",
+        "kserve-raw",
+        "gpu",
+        "vllm",
+        "keda",
+        "local",
+    }
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_chart_lints_clean(profile: str) -> None:
+    import helm_python
+
+    values = {} if profile == "default" else load_values([PROFILES_DIR / f"{profile}.yaml"])
+    report = helm_python.lint(CHART_DIR, values, strict=True)
+    assert report["errors"] == []
+    # severity 3 is an error, 2 a warning (strict lint fails on both)
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_rendered_object_validates(profile: str) -> None:
+    if not SCHEMAS.is_dir():
+        pytest.skip(f"the upstream CRDs are not at {SCHEMAS}: custom resources cannot be checked")
+    rendered = _render(profile)
+    assert validate(rendered.objects, crd_folders=[SCHEMAS]) == []
+
+
+def test_validation_catches_a_wrong_field_in_core_and_custom_objects() -> None:
+    """The check above can fail: a misspelt field is found in each kind of object."""
+    if not SCHEMAS.is_dir():
+        pytest.skip(f"the upstream CRDs are not at {SCHEMAS}")
+    rendered = _render("strimzi")
+    deployment = next(o for o in rendered.objects if o["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = 3
+    topic = rendered.of_kind("KafkaTopic")[0]
+    topic["spec"]["partitions"] = "three"
+    isvc = rendered.of_kind("InferenceService")[0]
+    isvc["spec"]["predictor"]["minReplicas"] = "one"
+    problems = validate([deployment, topic, isvc], crd_folders=[SCHEMAS])
+    assert len(problems) == 3, problems
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    assert "no schema" in validate([unknown], crd_folders=[SCHEMAS])[0]
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_VALUES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_bad_values_are_refused_at_render_time_naming_the_value(bad: Path) -> None:
+    expected = bad.read_text().splitlines()[0].split("expect:")[1].strip()
+    with pytest.raises(ChartValuesError) as refused:
+        render(load_values([bad]))
+    assert expected in str(refused.value)
+
+
+def test_there_are_at_least_ten_bad_values_files() -> None:
+    assert len(list(BAD_VALUES.glob("*.yaml"))) >= 10
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_container_has_probes_and_resources(profile: str) -> None:
+    for where, container in _containers(_render(profile)):
+        if not where.startswith("Job/"):  # a Job runs to completion: nothing to probe
+            assert container.get("readinessProbe"), f"{where}: no readiness probe"
+            assert container.get("livenessProbe"), f"{where}: no liveness probe"
+        resources = container.get("resources") or {}
+        assert resources.get("requests") and resources.get("limits"), f"{where}: resources"
+        assert {"cpu", "memory"} <= set(resources["limits"]), f"{where}: limits"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_pod_turns_service_links_off(profile: str) -> None:
+    for where, spec in _pod_specs(_render(profile)):
+        assert spec.get("enableServiceLinks") is False, where
+
+
+def test_service_links_would_crash_every_pod() -> None:
+    """Why the setting above matters: the variables Kubernetes injects for the chart's own
+    Services (release "codejury") are refused by the settings loader."""
+    rendered = _render("default")
+    injected = {
+        f"{s['metadata']['name'].upper().replace('-', '_')}_SERVICE_HOST": "10.0.0.1"
+        for s in rendered.of_kind("Service")
+    }
+    assert any(name.startswith("CODEJURY_") for name in injected)
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in injected.items():
+            env.setenv(name, value)
+        with pytest.raises(ConfigurationError, match="unknown setting"):
+            load_settings()
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_settings_configmap_loads(profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What every pod gets in its environment is a valid settings set."""
+    (configmap,) = [
+        o
+        for o in _render(profile).of_kind("ConfigMap")
+        if o["metadata"]["name"].endswith("-settings")
+    ]
+    for name, value in configmap["data"].items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.generation.grpc_host == "0.0.0.0"
+    assert settings.celery.broker_url.startswith("redis://")
+
+
+def test_the_schema_knows_every_setting_and_only_those() -> None:
+    import json
+
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    assert schema["properties"]["settings"]["propertyNames"]["enum"] == env_names(), (
+        "charts/codejury/values.schema.json settings.propertyNames: regenerate the enum "
+        "from codejury.core.settings.env_names()"
+    )
+
+
+def test_only_the_sandbox_worker_runs_privileged_by_default() -> None:
+    privileged = [
+        where
+        for where, c in _containers(_render("default"))
+        if (c.get("securityContext") or {}).get("privileged")
+        or (c.get("securityContext") or {}).get("allowPrivilegeEscalation") is not False
+    ]
+    assert privileged == ["Deployment/codejury-worker/worker"]
+
+
+def test_the_worker_can_drop_privileged_for_a_runtime_class() -> None:
+    rendered = render({"worker": {"privileged": False, "runtimeClassName": "gvisor"}})
+    (worker,) = [
+        o for o in rendered.of_kind("Deployment") if o["metadata"]["name"].endswith("-worker")
+    ]
+    spec = worker["spec"]["template"]["spec"]
+    assert spec["runtimeClassName"] == "gvisor"
+    context = spec["containers"][0]["securityContext"]
+    assert "privileged" not in context
+    assert context["allowPrivilegeEscalation"] is False
+
+
+def test_every_topic_the_code_uses_has_a_kafka_topic_and_a_dlq() -> None:
+    topics = {o["spec"]["topicName"]: o for o in _render("strimzi").of_kind("KafkaTopic")}
+    assert set(topics) == set(all_topics())
+    for name, topic in topics.items():
+        retention = topic["spec"]["config"]["retention.ms"]
+        assert retention == (2592000000 if name.endswith(".dlq") else 604800000), name
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_secrets_are_referenced_never_inlined(profile: str) -> None:
+    rendered = _render(profile)
+    assert rendered.of_kind("Secret") == []
+    secretish = re.compile(r"(^|_)(KEY|PASSWORD|TOKEN|SECRET)$")
+    for where, container in _containers(rendered):
+        for env in container.get("env") or []:
+            if secretish.search(env["name"]):
+                assert "valueFrom" in env and "value" not in env, f"{where}: {env['name']}"
+    for configmap in rendered.of_kind("ConfigMap"):
+        for name, value in configmap["data"].items():
+            assert not secretish.search(name), name
+            assert "@" not in value, f"{name}: credentials in a URL belong in existingSecret"
+
+
+def test_the_vllm_profile_takes_the_key_from_a_secret() -> None:
+    rendered = _render("vllm")
+    (generation,) = [
+        c
+        for where, c in _containers(rendered)
+        if where.startswith("Deployment/codejury-generation")
+    ]
+    (key,) = [e for e in generation["env"] if e["name"] == "CODEJURY_GENERATION__OPENAI_API_KEY"]
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "vllm-api-key", "key": "token"}
+    assert "nvidia.com/gpu" not in generation["resources"]["limits"]
+
+
+def test_the_gpu_profile_asks_for_a_gpu_on_a_gpu_node() -> None:
+    rendered = _render("gpu")
+    (deployment,) = [
+        o for o in rendered.of_kind("Deployment") if o["metadata"]["name"] == "codejury-generation"
+    ]
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+@pytest.mark.parametrize(
+    ("profile", "mode"), [("kserve-serverless", "Serverless"), ("kserve-raw", "Standard")]
+)
+def test_the_operator_drives_the_mode_the_inference_service_runs_in(
+    profile: str, mode: str
+) -> None:
+    rendered = _render(profile)
+    (isvc,) = rendered.of_kind("InferenceService")
+    (operator,) = [
+        o for o in rendered.of_kind("Deployment") if o["metadata"]["name"].endswith("-operator")
+    ]
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--kserve-mode={mode}" in args
+    assert f"--inference-service={isvc['metadata']['name']}" in args
+    claim = next(a for a in args if a.startswith("--run-dir-claim=")).split("=", 1)[1]
+    # The operator's storage URIs (OperatorSettings.storage_uri) and the chart's agree.
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == (
+        f"pvc://{claim}/reranking/registry/versions/v0/model"
+    )
+
+
+def test_the_chart_installs_the_operators_crd() -> None:
+    chart_crd = (CHART_DIR / "crds" / "selftrainingrun.yaml").read_text()
+    operator_crd = (
+        CHART_DIR.parents[1] / "operators" / "crds" / "selftrainingrun.yaml"
+    ).read_text()
+    assert chart_crd == operator_crd, "copy operators/crds/selftrainingrun.yaml into the chart"
