@@ -1,7 +1,7 @@
 """The traffic exporter: ``codejury.feedback`` and ``codejury.solve.completed`` counted into
 the ``<run>-traffic`` ConfigMap that ``traffic.ConfigMapTrafficSource`` reads.
 
-It counts with ``codejury.control.meter.TrafficMeter``, the same counter the local runtime
+It counts with ``codejury.runtime.meter.TrafficMeter``, the same counter the local runtime
 (``codejury run``) observes with, over the run's own status (the canary step's start, the
 stable and canary versions, the end of the last iteration), so a canary is judged on the
 same numbers in a cluster as on one machine. It runs beside the operator (a sidecar or
@@ -20,8 +20,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from codejury.control.meter import TrafficMeter
 from codejury.control.status import RunStatus
+from codejury.runtime.meter import TrafficMeter
 
 from codejury_operator.conditions import read_status
 from codejury_operator.kube import KubeClient, Ref

@@ -151,6 +151,15 @@ def build_job(
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    # The deployment's settings (Celery broker, Kafka, credentials) come by reference; the
+    # explicit env above, from the run's spec, wins over them.
+    env_from = []
+    if settings.settings_configmap:
+        env_from.append({"configMapRef": {"name": settings.settings_configmap}})
+    if settings.settings_secret:
+        env_from.append({"secretRef": {"name": settings.settings_secret}})
+    if env_from:
+        container["envFrom"] = env_from
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],

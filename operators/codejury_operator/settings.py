@@ -77,6 +77,21 @@ class OperatorSettings:
     service_account: str | None = field(
         default=None, metadata={"help": "Service account of the training Job's pod."}
     )
+    settings_configmap: str | None = field(
+        default=None,
+        metadata={
+            "help": "ConfigMap of CODEJURY_* settings the training Job gets with envFrom "
+            "(the chart's <release>-settings: the Celery broker, Kafka, the log format); "
+            "what the run's spec sets wins over it."
+        },
+    )
+    settings_secret: str | None = field(
+        default=None,
+        metadata={
+            "help": "Secret of CODEJURY_* settings the training Job gets with envFrom "
+            "(the chart's existingSecret: credentials inside URLs)."
+        },
+    )
     job_deadline_s: int = field(
         default=24 * 3600,
         metadata={"help": "activeDeadlineSeconds of a training Job; past it the Job fails."},

@@ -14,8 +14,8 @@ from codejury.cli.app import app, console, data_dir, quiet_run, settings_of, sto
 from codejury.core.settings import with_group
 
 if TYPE_CHECKING:
-    from codejury.control.meter import TrafficMeter
     from codejury.control.status import RunStatus
+    from codejury.runtime.meter import TrafficMeter
 
 
 def _read_config(path: Path) -> tuple[str, Any]:
@@ -85,13 +85,13 @@ def run(
     """Drive a self-training run here: training as a child process, the canary through the
     embedded reranking router, status in <run_dir>/runs/<name>/ (safe to stop and rerun)."""
     from codejury.control.errors import RunFailedError
-    from codejury.control.jobs import LocalTrainingJobs, spec_languages
-    from codejury.control.meter import TrafficMeter
-    from codejury.control.runtime import LocalRuntime, RunFiles
     from codejury.control.spec import parse_spec
     from codejury.control.status import ConditionType, Phase
     from codejury.pipeline.embedded import EmbeddedPipeline
     from codejury.reranking.registry import ModelRegistry, registry_uri
+    from codejury.runtime.jobs import LocalTrainingJobs, spec_languages
+    from codejury.runtime.meter import TrafficMeter
+    from codejury.runtime.runner import LocalRuntime, RunFiles
     from codejury.training.coldstart import mbxp_problems
     from codejury.training.pairs import is_heldout
 

@@ -118,7 +118,7 @@ def images_command(
     started = time.monotonic()
     with console.status("base image") as status:
         how = ensure_base(status.update)
-    console.print(f"base image: {how}", highlight=False)
+    console.print(f"base image: {how} ({time.monotonic() - started:.0f}s)", highlight=False)
     table = Table("image", "size", "build time")
     for spec in specs:
         ref = spec.ref()
@@ -178,11 +178,15 @@ def local_command(
     )
     local.check_ready_to_play([p.port for p in plan.probes] + [plan.solve_port])
     local.prepare_run_dir(plan.run_dir)
-    local.down(plan.manifests)  # what an interrupted earlier run left
-    with console.status("podman kube play"):
-        local.play(plan.manifests)
-    step("podman kube play: pods created")
+    local.remove_pods(local.leftovers(plan.manifests))  # what an interrupted earlier run left
+    for init in plan.init_steps:
+        with console.status(f"{init.component}: init ({' '.join(init.args[:2])})"):
+            local.run_init(init)
+        step(f"{init.component} init step done: {' '.join(init.args)}")
     try:
+        with console.status("podman kube play"):
+            local.play(plan.manifests)
+        step("podman kube play: pods created")
         with console.status("waiting") as status:
             ready = local.wait_ready(plan.probes, ready_timeout, status.update)
         step(
@@ -200,14 +204,20 @@ def local_command(
                 "the Solve answered but the sandbox-worker container ran no task: "
                 f"see podman logs {local.container_name('worker')}"
             )
-    finally:
-        if not keep:
-            with console.status("podman kube down"):
-                local.down(plan.manifests)
+    except BaseException:
+        if not keep:  # the error above is the news; do not leave pods running behind it
+            local.down(plan.manifests)
+            local.remove_pods(local.leftovers(plan.manifests))
+        raise
     if keep:
         step(f"left running: podman kube down {plan.manifests}")
         return
+    with console.status("podman kube down"):
+        complaint = local.down(plan.manifests)
     left = local.leftovers(plan.manifests)
-    if left:
-        raise LocalRunError(f"podman kube down left pods behind: {', '.join(left)}")
+    if complaint or left:
+        local.remove_pods(left)
+        raise LocalRunError(
+            f"podman kube down left {', '.join(left) or 'nothing'} behind ({complaint})"
+        )
     step("podman kube down: nothing left behind")

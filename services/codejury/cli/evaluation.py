@@ -21,7 +21,7 @@ from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.evaluation.metrics import EvalSummary, ProblemOutcome
 
 if TYPE_CHECKING:
-    from codejury.control.demo import DemoIterationSize
+    from codejury.demo.self_training import DemoIterationSize
 
 # The paper's averages over 8 MultiPL-E languages (RewardRanker, ECIR 2025), shown under
 # the table for reference: different models, languages and sample sizes than the demo.
@@ -259,7 +259,7 @@ def demo(
     except ConfigurationError:
         console.print("self-training skipped: it trains on MBXP, and there is no data folder")
         return
-    from codejury.control.demo import DemoIterationSize
+    from codejury.demo.self_training import DemoIterationSize
 
     size = DemoIterationSize(
         cold_start_problems=cold_start_problems,
@@ -287,7 +287,7 @@ def _demo_self_training(
     root: Path,
     size: DemoIterationSize,
 ) -> None:
-    from codejury.control.demo import demo_self_training
+    from codejury.demo.self_training import demo_self_training
     from codejury.execution.factory import open_backend
 
     console.print("[bold]self-training: one iteration with small settings, then a canary decision")

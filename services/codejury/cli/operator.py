@@ -38,6 +38,14 @@ def operator_command(
     service_account: Annotated[
         str | None, typer.Option(help="Service account of the training Jobs' pods.")
     ] = None,
+    settings_configmap: Annotated[
+        str | None,
+        typer.Option(help="ConfigMap of CODEJURY_* settings for the training Jobs (envFrom)."),
+    ] = None,
+    settings_secret: Annotated[
+        str | None,
+        typer.Option(help="Secret of CODEJURY_* settings for the training Jobs (envFrom)."),
+    ] = None,
     kserve_mode: Annotated[
         str, typer.Option(help="Serverless or Standard; a run overrides it by annotation.")
     ] = "Serverless",
@@ -83,6 +91,8 @@ def operator_command(
         model_store_uri=model_store_uri,
         registry_uri=registry_uri,
         service_account=service_account,
+        settings_configmap=settings_configmap,
+        settings_secret=settings_secret,
         job_deadline_s=job_deadline,
         kserve_mode=modes[kserve_mode.lower()],
         inference_service=inference_service,
@@ -133,9 +143,9 @@ def traffic_exporter_command(
     from codejury_operator.kube import KubeClient
 
     from codejury.cli.app import err_console, settings_of, stop_signal
-    from codejury.control.meter import TrafficMeter
     from codejury.core.errors import TemporaryError
     from codejury.core.grpc import health_server
+    from codejury.runtime.meter import TrafficMeter
 
     settings = settings_of(ctx)
     stop = stop_signal()

@@ -2,14 +2,19 @@
 with ``podman kube play`` from the built images, a Solve from the host, and ``podman kube
 down``. Each step is a function; ``codejury deploy local`` runs them with progress.
 
-What podman 4.3's ``kube play`` cannot take is left out of the manifests it gets and said
+What podman 4.3's ``kube play`` cannot take is left out of the manifests it gets, and said
 so: Services (host networking makes them moot), the PVC (the local profile mounts a host
-directory). gRPC probes are not run by podman; readiness is checked here instead, by asking
-each server's ``grpc.health.v1`` from the host.
+directory), containerPorts (podman turns them into port mappings, which host networking
+refuses), probes (podman runs them as systemd timers; there is no systemd here) and init
+containers, which podman 4.3 runs badly (the "once" kind races its own removal: "cannot
+remove container ... as it is running"; the "always" kind restarts forever): each runs
+here with ``podman run --rm`` before the pods start, with its pod's settings and mounts.
+Readiness is checked instead by asking each server's ``grpc.health.v1`` from the host.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -52,12 +57,38 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class InitStep:
+    """An init container, as ``podman run --rm`` runs it before the pods start."""
+
+    component: str
+    image: str
+    args: tuple[str, ...]
+    user: int | None
+    env: tuple[tuple[str, str], ...]
+    binds: tuple[tuple[str, str], ...]  # (host path, container path)
+    tmpfs: tuple[str, ...]  # the container paths of emptyDir volumes
+
+    def command(self) -> list[str]:
+        command = ["run", "--rm", "--network", "host", "--read-only"]
+        if self.user is not None:
+            command += ["--user", str(self.user)]
+        for name, value in self.env:
+            command += ["--env", f"{name}={value}"]
+        for host, path in self.binds:
+            command += ["--volume", f"{host}:{path}"]
+        for path in self.tmpfs:
+            command += ["--tmpfs", path]
+        return [*command, self.image, *self.args]
+
+
+@dataclass(frozen=True)
 class LocalPlan:
     manifests: Path
     run_dir: Path
     probes: tuple[Probe, ...]
     solve_port: int
     skipped: tuple[str, ...]  # "Kind/name" podman is not given
+    init_steps: tuple[InitStep, ...] = ()
 
 
 def plan(workdir: Path, values_files: Sequence[Path] = ()) -> LocalPlan:
@@ -68,7 +99,7 @@ def plan(workdir: Path, values_files: Sequence[Path] = ()) -> LocalPlan:
         {"storage": {"hostPath": str(run_dir)}},
     )
     rendered = render(values, release="codejury", namespace="codejury")
-    playable = [o for o in rendered.objects if o["kind"] in PLAYABLE]
+    playable = [for_podman(o) for o in rendered.objects if o["kind"] in PLAYABLE]
     skipped = tuple(
         f"{o['kind']}/{o['metadata']['name']}"
         for o in rendered.objects
@@ -77,7 +108,55 @@ def plan(workdir: Path, values_files: Sequence[Path] = ()) -> LocalPlan:
     workdir.mkdir(parents=True, exist_ok=True)
     manifests = workdir / "manifests.yaml"
     manifests.write_text(yaml.safe_dump_all(playable, sort_keys=False))
-    return LocalPlan(manifests, run_dir, _probes(rendered), _solve_port(values), skipped)
+    return LocalPlan(
+        manifests, run_dir, _probes(rendered), _solve_port(values), skipped, _init_steps(rendered)
+    )
+
+
+def _init_steps(rendered: Rendered) -> tuple[InitStep, ...]:
+    configmaps = {o["metadata"]["name"]: o.get("data") or {} for o in rendered.of_kind("ConfigMap")}
+    steps = []
+    for deployment in rendered.of_kind("Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        for container in spec.get("initContainers", []):
+            env: dict[str, str] = {}
+            for source in container.get("envFrom", []):
+                env.update(configmaps.get((source.get("configMapRef") or {}).get("name"), {}))
+            env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+            binds, tmpfs = [], []
+            for mount in container.get("volumeMounts", []):
+                volume = volumes[mount["name"]]
+                if "hostPath" in volume:
+                    binds.append((volume["hostPath"]["path"], mount["mountPath"]))
+                else:
+                    tmpfs.append(mount["mountPath"])
+            steps.append(
+                InitStep(
+                    component=component,
+                    image=container["image"],
+                    args=tuple(container.get("args", [])),
+                    user=(container.get("securityContext") or {}).get("runAsUser"),
+                    env=tuple(sorted(env.items())),
+                    binds=tuple(binds),
+                    tmpfs=tuple(tmpfs),
+                )
+            )
+    return tuple(steps)
+
+
+def for_podman(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` without what podman kube play cannot run here (see the module docstring)."""
+    adapted = copy.deepcopy(dict(obj))
+    if adapted["kind"] != "Deployment":
+        return adapted
+    spec = adapted["spec"]["template"]["spec"]
+    spec.pop("initContainers", None)  # run_init runs them first
+    for container in spec["containers"]:
+        for key in ("ports", "startupProbe", "readinessProbe", "livenessProbe"):
+            container.pop(key, None)
+    return adapted
 
 
 def _solve_port(values: Mapping[str, Any]) -> int:
@@ -131,27 +210,41 @@ def _podman(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
     return podman(*args, timeout_s=timeout_s, error=LocalRunError)
 
 
+def run_init(step: InitStep) -> None:
+    done = _podman(*step.command(), timeout_s=900)
+    if done.returncode != 0:
+        raise LocalRunError(
+            f"the {step.component} init step ({' '.join(step.args[:2])}) failed: "
+            f"{_last_lines(done.stdout + done.stderr)}"
+        )
+
+
 def play(manifests: Path) -> None:
     done = _podman("kube", "play", str(manifests), timeout_s=600)
     if done.returncode != 0:
         raise LocalRunError(f"podman kube play failed: {_last_lines(done.stderr)}")
 
 
-def down(manifests: Path) -> None:
+def down(manifests: Path) -> str:
+    """``podman kube down``; its complaint, if any (it stops at the first pod it misses)."""
     done = _podman("kube", "down", str(manifests), timeout_s=300)
-    if done.returncode != 0 and "no such" not in done.stderr.lower():
-        raise LocalRunError(f"podman kube down failed: {_last_lines(done.stderr)}")
+    return "" if done.returncode == 0 else _last_lines(done.stderr)
 
 
 def leftovers(manifests: Path) -> list[str]:
-    """Pods of these manifests that still exist (after ``down``: none)."""
-    names = {
-        f"{o['metadata']['name']}-pod"
+    """Pods of these manifests that exist (``<deployment>-pod-<n>``)."""
+    prefixes = tuple(
+        f"{o['metadata']['name']}-pod-"
         for o in yaml.safe_load_all(manifests.read_text())
         if o and o["kind"] == "Deployment"
-    }
+    )
     listed = _podman("pod", "ps", "--format", "{{.Name}}", timeout_s=60)
-    return sorted(name for name in listed.stdout.split() if name in names)
+    return sorted(name for name in listed.stdout.split() if name.startswith(prefixes))
+
+
+def remove_pods(names: Sequence[str]) -> None:
+    if names:
+        _podman("pod", "rm", "--force", *names, timeout_s=300)
 
 
 def wait_ready(
@@ -189,8 +282,8 @@ def wait_ready(
 
 
 def container_name(component: str) -> str:
-    """podman kube play names a Deployment's container <deployment>-pod-<container>."""
-    return f"codejury-{component}-pod-{component}"
+    """podman kube play names a Deployment's container <deployment>-pod-0-<container>."""
+    return f"codejury-{component}-pod-0-{component}"
 
 
 def container_log_tail(component: str, lines: int = 3) -> str:

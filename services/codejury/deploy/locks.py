@@ -21,6 +21,25 @@ from codejury.deploy.errors import LockError
 
 ROOT = Path(__file__).resolve().parents[3]
 LOCK_DIR = ROOT / "images" / "locks"
+#: The images' interpreter: Debian bookworm's python3. Markers are evaluated for it, not
+#: for the Python running the resolution (redis needs async-timeout below 3.11.3: a lock
+#: resolved on 3.11.7 left it out and the worker could not import redis).
+IMAGE_PYTHON = "3.11.2"
+
+# pip evaluates environment markers for the running interpreter (--python-version changes
+# wheel tags, not markers): run it with the image's python_full_version instead.
+_PIP_AS_IMAGE = f"""
+import runpy, sys
+from pip._vendor.packaging import markers
+_default = markers.default_environment
+def _image():
+    env = _default()
+    env.update(python_full_version="{IMAGE_PYTHON}", python_version="{IMAGE_PYTHON[:4]}")
+    return env
+markers.default_environment = _image
+sys.argv = ["pip", *sys.argv[1:]]
+runpy.run_module("pip", run_name="__main__", alter_sys=True)
+"""
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,14 @@ def resolve(extras: Sequence[str], constraints: Path | None = None) -> dict[str,
     target = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
+        command = [
+            sys.executable,
+            "-c",
+            _PIP_AS_IMAGE,
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+        ]
         command += ["--quiet", "--report", str(report), target]
         if constraints is not None:
             command += ["--constraint", str(constraints)]
@@ -100,7 +126,8 @@ def resolve(extras: Sequence[str], constraints: Path | None = None) -> dict[str,
 def render_lock(spec: LockSpec, pins: Mapping[str, Pin]) -> str:
     extras = ",".join(spec.extras) or "no extras"
     header = [
-        f"# The {spec.image} image's dependencies: codejury ({extras}), pinned with hashes.",
+        f"# The {spec.image} image's dependencies: codejury ({extras}), pinned with hashes,",
+        f"# for the image's Python {IMAGE_PYTHON}.",
         "# Written by `codejury deploy lock`; do not edit by hand.",
     ]
     if spec.on_top_of:

@@ -10,6 +10,7 @@ and ``kill_all`` reaches every process of it even if it double-forked or ``setsi
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import signal
@@ -112,11 +113,17 @@ class RunCgroup:
                 with contextlib.suppress(FileNotFoundError):
                     _write(self._dir("memory") / "memory.swap.max", "0")
             self.set_limits(memory_bytes=memory_bytes, max_processes=max_processes)
-        except PermissionError as exc:
+        except OSError as exc:
+            # EACCES/EPERM: not root, no delegation. EROFS: a container whose cgroup tree
+            # is mounted read-only (an unprivileged pod). Anything else is not ours to say.
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
             self.remove()
             raise SandboxUnavailableError(
-                f"cannot create cgroup {self.name} ({exc}): run the worker as root or give it a "
-                "delegated cgroup, or pass --unsafe-no-sandbox"
+                f"cannot create cgroup {self.name} ({exc.strerror}: {exc.filename}): the sandbox "
+                "needs a writable cgroup tree: run the worker as root on the host, or in a "
+                "privileged pod (the chart's worker.privileged), or give it a delegated cgroup; "
+                "or pass --unsafe-no-sandbox"
             ) from exc
         return self
 
@@ -248,6 +255,13 @@ class RunCgroup:
     def __exit__(self, *exc_info: object) -> None:
         self.kill_all()
         self.remove()
+
+
+def check_writable(parent: str, *, root: Path = CGROUP_ROOT) -> None:
+    """Create and remove one group under ``parent``: SandboxUnavailableError now, at start,
+    rather than on the first run."""
+    with RunCgroup(parent, root=root).create(memory_bytes=64 << 20, max_processes=8):
+        pass
 
 
 def sweep_stale(parent: str, *, root: Path = CGROUP_ROOT) -> int:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from codejury.core.logging import get_logger
 from codejury.execution import launcher
-from codejury.execution.cgroups import RunCgroup, detect_version, sweep_stale
+from codejury.execution.cgroups import RunCgroup, check_writable, detect_version, sweep_stale
 from codejury.execution.errors import InvalidRequestError, SandboxUnavailableError
 from codejury.execution.process_io import Pumped, StatusReader, pump, read_all
 from codejury.execution.reaper import Reaper
@@ -195,6 +195,7 @@ class Sandbox:
         if self._launcher is None:
             atexit.register(self.close)  # finish the reaper's work; warm sandboxes die with us
             sweep_stale(self.config.cgroup_parent)
+            check_writable(self.config.cgroup_parent)  # refuse now, not on the first run
             self._launcher = launcher.build(self.config.state_dir)
             self._fixed_argv = _fixed_bwrap_argv(
                 self._bwrap, self._launcher, self.config.extra_ro_paths

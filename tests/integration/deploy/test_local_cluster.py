@@ -48,3 +48,18 @@ def test_the_chart_runs_under_podman_and_answers_a_solve(tmp_path: Path) -> None
     assert "solved: chosen " in ran.stdout
     assert "sandbox task(s) ran in the sandbox-worker container" in ran.stdout
     assert "nothing left behind" in ran.stdout
+
+
+def test_the_sandbox_worker_refuses_to_start_without_its_privileges() -> None:
+    """The sandbox image's worker in an unprivileged container (a pod without
+    worker.privileged): one line naming the fix, not a worker that fails every run."""
+    from codejury.deploy.podman import image_exists, podman
+
+    ref = "localhost/codejury-sandbox:0.1.0"
+    if shutil.which("podman") is None or not image_exists(ref):
+        pytest.skip(f"needs podman and {ref} (codejury deploy images --only sandbox)")
+    done = podman("run", "--rm", ref, "worker", timeout_s=300)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "writable cgroup tree" in lines[0] and "worker.privileged" in lines[0]

@@ -275,6 +275,11 @@ def test_the_operator_drives_the_mode_the_inference_service_runs_in(
     assert f"--kserve-mode={mode}" in args
     assert f"--inference-service={isvc['metadata']['name']}" in args
     claim = next(a for a in args if a.startswith("--run-dir-claim=")).split("=", 1)[1]
+    # the training Jobs get the same settings as every pod (the Celery broker above all)
+    (settings,) = [
+        c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-settings")
+    ]
+    assert f"--settings-configmap={settings['metadata']['name']}" in args
     # The operator's storage URIs (OperatorSettings.storage_uri) and the chart's agree.
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == (
         f"pvc://{claim}/reranking/registry/versions/v0/model"

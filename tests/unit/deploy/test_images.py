@@ -92,3 +92,15 @@ def test_missing_tools_and_unknown_images_are_one_line_naming_the_fix(
     monkeypatch.setattr(podman.shutil, "which", lambda name: None if name == "runc" else "/x")
     with pytest.raises(ImageBuildError, match="apt-get install runc"):
         podman.preflight()
+
+
+def test_the_locks_are_resolved_for_the_images_python() -> None:
+    """Markers are evaluated for Debian's python3 (3.11.2), not the resolving one: redis
+    needs async-timeout below 3.11.3, and a lock made on 3.11.7 left it out (the worker
+    then could not import redis)."""
+    from codejury.deploy.locks import IMAGE_PYTHON
+
+    for spec in LOCKS:
+        assert f"Python {IMAGE_PYTHON}" in lock_path(spec.image).read_text().splitlines()[1]
+    assert "async-timeout" in read_pins(lock_path("sandbox"))
+    assert "async-timeout" in read_pins(lock_path("runtime"))

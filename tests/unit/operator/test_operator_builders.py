@@ -126,6 +126,24 @@ def test_no_gpus_means_no_gpu_limit_and_no_scheduling_constraints() -> None:
     assert "nodeSelector" not in pod and "tolerations" not in pod
 
 
+def test_the_job_gets_the_deployment_s_settings_by_reference_and_the_spec_wins() -> None:
+    """--executor celery needs the Celery broker: the chart's settings ConfigMap and the
+    user's Secret reach the Job by envFrom; the spec's own env overrides them."""
+    spec = parse_spec(SPEC)
+    settings = OperatorSettings(settings_configmap="cj-settings", settings_secret="cj-secret")
+    job = build_job(RUN, spec, StartTrainingJob(1, 1, None), settings)
+    validate(job)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "cj-settings"}},
+        {"secretRef": {"name": "cj-secret"}},
+    ]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["CODEJURY_GENERATION__MODEL"] == spec.generator  # env beats envFrom
+    plain = build_job(RUN, spec, StartTrainingJob(1, 1, None), OperatorSettings())
+    assert "envFrom" not in plain["spec"]["template"]["spec"]["containers"][0]
+
+
 def test_the_job_runs_the_iteration_on_the_deployment_s_workers() -> None:
     spec = parse_spec(SPEC)
     args = training_args(StartTrainingJob(4, 2, "v3"), spec)

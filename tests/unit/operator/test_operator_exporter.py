@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from codejury.bus.envelope import Event, wrap
 from codejury.bus.topics import FEEDBACK, SOLVE_COMPLETED
-from codejury.control.meter import TrafficMeter
 from codejury.control.observations import Observations
 from codejury.control.reconcile import reconcile
 from codejury.control.spec import parse_spec
 from codejury.control.status import Phase, RunStatus
 from codejury.proto.v1 import events_pb2
+from codejury.runtime.meter import TrafficMeter
 from codejury_operator.conditions import status_patch
 from codejury_operator.exporter import TrafficExporter
 from codejury_operator.kube import KubeClient, Ref

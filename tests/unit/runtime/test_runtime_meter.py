@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from codejury.bus.envelope import Event, wrap
 from codejury.bus.topics import FEEDBACK, SOLVE_COMPLETED
-from codejury.control.demo import arm
-from codejury.control.meter import TrafficMeter
+from codejury.demo.self_training import arm
 from codejury.evaluation.metrics import CandidateOutcome, ProblemOutcome
 from codejury.proto.v1 import domain_pb2, events_pb2
+from codejury.runtime.meter import TrafficMeter
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PASSED, FAILED = events_pb2.FEEDBACK_LABEL_PASSED, events_pb2.FEEDBACK_LABEL_FAILED

@@ -46,8 +46,6 @@ from codejury.control.actions import (
     SetCanary,
     StartTrainingJob,
 )
-from codejury.control.jobs import LocalTrainingJobs
-from codejury.control.meter import TrafficMeter
 from codejury.control.observations import Observations
 from codejury.control.reconcile import reconcile
 from codejury.control.spec import SelfTrainingRunSpec
@@ -56,6 +54,8 @@ from codejury.core.files import write_text_atomic
 from codejury.core.logging import get_logger
 from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.reranking.registry import ModelRegistry
+from codejury.runtime.jobs import LocalTrainingJobs
+from codejury.runtime.meter import TrafficMeter
 
 log = get_logger(__name__)
 
