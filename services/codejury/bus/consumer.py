@@ -40,7 +40,7 @@ from codejury.bus.admin import unavailable
 from codejury.bus.envelope import Event, Outgoing, derived_event_id, unwrap
 from codejury.bus.errors import EnvelopeError, PublishError
 from codejury.bus.processed import MemoryProcessedIds, ProcessedIds
-from codejury.bus.producer import EventProducer
+from codejury.bus.producer import EventProducer, check_fits
 from codejury.bus.topics import dlq
 from codejury.core.errors import PermanentError, TemporaryError
 from codejury.core.logging import get_logger
@@ -73,9 +73,17 @@ class _Pending:
     """Records handled since the last commit."""
 
     offsets: dict[TopicPartition, OffsetAndMetadata] = field(default_factory=dict)
-    first: dict[TopicPartition, int] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
     count: int = 0
+    # Per partition of the polled batch, the first offset not yet committed: where a replay
+    # starts. Partitions the batch had not reached yet count too (their records were
+    # fetched, so the consumer's position is past them).
+    resume: dict[TopicPartition, int] = field(default_factory=dict)
+
+    def settled(self) -> _Pending:
+        """The next ``_Pending`` once these records were committed."""
+        resume = {**self.resume, **{tp: meta.offset for tp, meta in self.offsets.items()}}
+        return _Pending(resume=resume)
 
 
 class _Abandoned(Exception):
@@ -191,7 +199,7 @@ class EventConsumer:
     def _process_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> int:
         """Handle a polled batch, settling (flush, record ids, commit) at least every
         ``commit_interval_ms`` so a crash mid-batch redoes little, and at the end."""
-        pending = _Pending()
+        pending = _Pending(resume={tp: rs[0].offset for tp, rs in batch.items() if rs})
         settled = 0
         last_settle = time.monotonic()
         interval_s = self._settings.commit_interval_ms / 1000
@@ -200,8 +208,14 @@ class EventConsumer:
                 for record in records:
                     if self._stop.is_set():
                         break  # checked between records: the in-flight one always finishes
-                    pending.first.setdefault(tp, record.offset)
-                    event_id = self._process(record, pending.ids)
+                    try:
+                        event_id = self._process(record, pending.ids)
+                    except PublishError as exc:
+                        # The producer refused to queue an output (its buffer, the broker):
+                        # replay from the batch's first unsettled records, as when a flush
+                        # fails (derived ids drop what did get through).
+                        self._rewind(pending, exc)
+                        return settled
                     if event_id:
                         pending.ids.append(event_id)
                     pending.offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
@@ -210,7 +224,7 @@ class EventConsumer:
                         if not self._settle(pending):
                             return settled
                         settled += pending.count
-                        pending = _Pending()
+                        pending = pending.settled()
                         last_settle = time.monotonic()
                 if self._stop.is_set():
                     break
@@ -227,10 +241,7 @@ class EventConsumer:
         except PublishError as exc:
             # Outputs may be lost: rewind and replay (same derived ids, so no duplicates
             # survive downstream). Later records of this poll are re-fetched after the seek.
-            log.warning("consumer.publish_failed", consumer=self.name, error=str(exc))
-            for tp, offset in pending.first.items():
-                self._consumer.seek(tp, offset)
-            self._stop.wait(exc.delay_s)
+            self._rewind(pending, exc)
             return False
         self._processed.add_all(pending.ids)
         try:
@@ -240,6 +251,12 @@ class EventConsumer:
             # The group rebalanced mid-batch: the new owner re-delivers, ids dedupe it.
             log.warning("consumer.commit_failed", consumer=self.name, error=str(exc))
         return True
+
+    def _rewind(self, pending: _Pending, exc: PublishError) -> None:
+        log.warning("consumer.publish_failed", consumer=self.name, error=str(exc))
+        for tp, offset in pending.resume.items():
+            self._consumer.seek(tp, offset)
+        self._stop.wait(exc.delay_s)
 
     def _process(self, record: ConsumerRecord, batch_ids: list[str]) -> str | None:
         """Handle one record; returns its event id once handled (None if it had none)."""
@@ -294,7 +311,13 @@ class EventConsumer:
         while True:
             attempts += 1
             try:
-                return list(self._handler(event)), None
+                outputs = list(self._handler(event))
+                # Every output must fit a record before any is published: one that cannot
+                # is a permanent failure of this event (dead-lettered once, answered), not
+                # a publish error replayed forever or one that ends the loop.
+                for out in outputs:
+                    check_fits(out.topic, out.payload)
+                return outputs, None
             except PermanentError as exc:
                 self._dead_letter(record, exc, attempts=attempts)
                 return [], exc

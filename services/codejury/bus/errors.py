@@ -3,6 +3,7 @@
     BusError (CodeJuryError)
     ├── BrokerUnavailableError (TemporaryError)   no broker answered in time
     ├── PublishError (TemporaryError)             the broker did not acknowledge a record
+    ├── RecordTooLargeError (PermanentError)      an event would not fit in one Kafka record
     ├── EnvelopeError (PermanentError)            a record is not a CodeJury event
     └── EmbeddedBrokerError (PermanentError)      tansu missing or would not start
 
@@ -26,6 +27,10 @@ class BrokerUnavailableError(BusError, TemporaryError):
 
 class PublishError(BusError, TemporaryError):
     """A record was not acknowledged by the broker."""
+
+
+class RecordTooLargeError(BusError, PermanentError):
+    """An event is larger than a Kafka record may be: sending it again cannot help."""
 
 
 class EnvelopeError(BusError, PermanentError):

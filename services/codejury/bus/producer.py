@@ -11,9 +11,27 @@ from kafka.producer.future import FutureRecordMetadata
 
 from codejury.bus.admin import unavailable
 from codejury.bus.envelope import wrap
-from codejury.bus.errors import PublishError
+from codejury.bus.errors import PublishError, RecordTooLargeError
 from codejury.core.settings import BusSettings
 from codejury.proto.v1 import events_pb2
+
+# kafka-python's max_request_size default (1 MiB), which brokers' message.max.bytes
+# matches by default: the limit a record must stay under, envelope and key included.
+MAX_RECORD_BYTES = 1_048_576
+# What the envelope, the key and the record batch add around a payload (measured: under
+# 300 bytes; kept wide so the check is never the one that lets a record through).
+_RECORD_OVERHEAD_BYTES = 4096
+
+
+def check_fits(topic: str, payload: message.Message) -> None:
+    """RecordTooLargeError when ``payload`` could not be published as one record."""
+    size = payload.ByteSize()
+    if size + _RECORD_OVERHEAD_BYTES > MAX_RECORD_BYTES:
+        raise RecordTooLargeError(
+            f"the {type(payload).__name__} for {topic} is {size:,} bytes, over the "
+            f"{MAX_RECORD_BYTES:,}-byte Kafka record limit: ask for fewer candidates (n) or "
+            "tests that print less"
+        )
 
 
 class EventProducer:
@@ -52,7 +70,9 @@ class EventProducer:
         trace_id: str | None = None,
         causation_id: str = "",
     ) -> events_pb2.Envelope:
-        """Queue ``payload`` for ``topic`` in a new envelope and return the envelope."""
+        """Queue ``payload`` for ``topic`` in a new envelope and return the envelope;
+        RecordTooLargeError, before anything is queued, when it cannot fit a record."""
+        check_fits(topic, payload)
         env = wrap(
             payload,
             producer=self.name,

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -17,7 +18,7 @@ from rich.markup import escape
 
 from codejury.core.errors import CodeJuryError, ConfigurationError
 from codejury.core.extras import missing_extra_message
-from codejury.core.logging import configure_logging
+from codejury.core.logging import configure_logging, get_logger
 from codejury.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
 console = Console()
 err_console = Console(stderr=True)
+log = get_logger(__name__)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -74,17 +76,52 @@ def stop_signal() -> threading.Event:
     return stop
 
 
+class StageDiedError(CodeJuryError):
+    """A service's Kafka stage loop ended with an error: the process must not stay up."""
+
+
+@dataclass
+class StageWatch:
+    """What became of a stage's loop: ``failure`` is set when it died."""
+
+    name: str
+    failure: BaseException | None = None
+
+    def raise_if_died(self) -> None:
+        if self.failure is not None:
+            raise StageDiedError(
+                f"the Kafka stage {self.name} stopped: {self.failure!r}; the service exits so "
+                "that its supervisor restarts it (it resumes from the last committed offset)"
+            ) from self.failure
+
+
 @contextlib.contextmanager
-def running_stage(consumer: EventConsumer | None, *, join_timeout_s: float) -> Iterator[None]:
+def running_stage(
+    consumer: EventConsumer | None, *, join_timeout_s: float, stop: threading.Event
+) -> Iterator[StageWatch]:
     """Run a service's Kafka stage beside its gRPC server for the ``with`` block; on the
-    way out it finishes its in-flight event and commits (``None``: no stage)."""
+    way out it finishes its in-flight event and commits (``None``: no stage).
+
+    A loop that dies sets ``stop``: the service then shuts down (health NOT_SERVING, the
+    server drains) and the caller ends it with ``watch.raise_if_died()``, exit 1, instead of
+    a process that looks READY while every request waits out its deadline."""
+    watch = StageWatch(consumer.name if consumer is not None else "")
     if consumer is None:
-        yield
+        yield watch
         return
-    thread = threading.Thread(target=consumer.run, name=consumer.name, daemon=True)
+
+    def loop() -> None:
+        try:
+            consumer.run()
+        except BaseException as exc:
+            log.exception("stage.died", stage=consumer.name)
+            watch.failure = exc
+            stop.set()
+
+    thread = threading.Thread(target=loop, name=consumer.name, daemon=True)
     thread.start()
     try:
-        yield
+        yield watch
     finally:
         consumer.request_stop()
         thread.join(timeout=join_timeout_s)

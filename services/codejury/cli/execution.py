@@ -162,7 +162,9 @@ def serve_execution(
                 name="execution-stage",
                 on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
             )
-        with running_stage(consumer, join_timeout_s=settings.celery.result_timeout_s):
+        with running_stage(
+            consumer, join_timeout_s=settings.celery.result_timeout_s, stop=stop
+        ) as watch:
             served.start()
             console.print(
                 f"Execution service on {settings.execution.grpc_host}:{served.port} "
@@ -173,3 +175,4 @@ def serve_execution(
             print(f"READY port={served.port}", flush=True)  # a line scripts and tests can wait for
             stop.wait()
         served.stop(grace_s=10)
+        watch.raise_if_died()

@@ -83,7 +83,7 @@ def serve_generation(
             on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
         )
     # A generation can take minutes: let the in-flight one finish and commit.
-    with running_stage(consumer, join_timeout_s=600):
+    with running_stage(consumer, join_timeout_s=600, stop=stop) as watch:
         served.start()
         info = generator.backend.info
         console.print(
@@ -95,6 +95,7 @@ def serve_generation(
         stop.wait()
     served.stop(grace_s=10)
     generator.backend.close()
+    watch.raise_if_died()
 
 
 @bench_app.command("generation")

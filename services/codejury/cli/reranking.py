@@ -231,7 +231,7 @@ def serve_reranking(
                 ),
                 name="reranking-stage",
             )
-        with running_stage(consumer, join_timeout_s=rr.request_timeout_s):
+        with running_stage(consumer, join_timeout_s=rr.request_timeout_s, stop=stop) as watch:
             served.start()
             routes = ", ".join(f"{r.channel}={r.expected_version or '?'}" for r in router.routes)
             console.print(
@@ -247,6 +247,7 @@ def serve_reranking(
             f"{c}/{v}: {n}" for (c, v), n in sorted(ranker.ledger.snapshot().items())
         )
         console.print(f"served: {served_by or 'nothing'}", highlight=False)
+        watch.raise_if_died()
 
 
 @reranker_app.command("list")

@@ -260,3 +260,48 @@ def test_unreachable_broker_is_a_clear_error_within_the_timeout() -> None:
     with pytest.raises(BrokerUnavailableError, match="CODEJURY_BUS__BOOTSTRAP_SERVERS"):
         EventConsumer(bus, group_id=uuid.uuid4().hex, topics=["x"], handler=lambda e: [], name="n")
     assert time.monotonic() - started < 15
+
+
+def test_an_output_too_large_for_a_record_is_dead_lettered_once_and_answered(
+    bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str, collect
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16's outage: 32 candidates whose tests print 60 KB make a 1.75 MB
+    CandidatesExecuted. The send failed, the error escaped the loop and killed the stage;
+    every later request was lost. Now: the event is dead-lettered once with the reason, the
+    caller is answered, nothing of it is published, and the next request goes through."""
+    topic, out, answers = fresh_topics("big-in", "big-out", "big-answers")
+    sent = _publish_requests(bus, topic, 3)
+    big = "r-1"
+    calls: Counter[str] = Counter()
+
+    def handler(event: Event) -> list[Outgoing]:
+        request_id = event.payload.request_id  # type: ignore[attr-defined]
+        calls[request_id] += 1
+        executed = events_pb2.CandidatesExecuted(request_id=request_id)
+        if request_id == big:
+            for i in range(32):
+                executed.results.add(candidate_id=f"c{i}", stdout="x" * 60_000)
+        return [Outgoing(out, executed, request_id)]
+
+    replies: list[str] = []
+
+    def answer(event: Event, error: BaseException) -> list[Outgoing]:
+        replies.append(str(error))
+        return [Outgoing(answers, events_pb2.SolveCompleted(request_id=big), big)]
+
+    consumer = EventConsumer(
+        bus, group_id=group_id, topics=[topic], handler=handler, name="big", on_dead_letter=answer
+    )
+    stats = consumer.run(max_records=3, idle_timeout_s=60)
+
+    assert calls[big] == 1 and stats.retries == 0  # permanent: not retried, not replayed
+    assert stats.dead_lettered == 1 and stats.handled == 2
+    assert len(replies) == 1 and "over the 1,048,576-byte Kafka record limit" in replies[0]
+    published = collect([out], 2)
+    assert sorted(unwrap(r.value)[1].request_id for r in published) == sorted(
+        s for s in sent if s != big
+    )
+    (letter,) = collect([dlq(topic)], 1)
+    assert "RecordTooLargeError" in unwrap(letter.value)[1].error_type
+    (reply,) = collect([answers], 1)
+    assert unwrap(reply.value)[1].request_id == big

@@ -166,6 +166,32 @@ def test_a_request_a_stage_refuses_fails_fast_with_the_reason(
     assert time.monotonic() - started < 60
 
 
+def test_results_too_large_for_kafka_fail_the_request_not_the_stage(
+    pipeline: EmbeddedPipeline,
+) -> None:
+    """Issue 16's outage: 32 candidates whose tests print 60 KB each make a 1.9 MB
+    CandidatesExecuted. It used to kill the execution stage's loop (the caller waited out
+    its deadline, and every later request too). Now the caller hears why, at once, and
+    the next request is answered."""
+    # Whatever the tiny model writes lands inside a string literal: every candidate runs
+    # and prints its 60 KB.
+    noisy = domain_pb2.Problem(
+        problem_id="noisy",
+        language="python",
+        prompt='print("x" * 60000)\n_ = """',
+        tests='"""\n',
+        assembly=domain_pb2.PROGRAM_ASSEMBLY_MULTIPL_E,
+    )
+    started = time.monotonic()
+    with SolveClient(pipeline.solve_address) as client:
+        with pytest.raises(SolveRpcError, match="Kafka record limit") as caught:
+            client.solve(noisy, 32, deadline_s=240)
+        assert caught.value.code == "FAILED_PRECONDITION"
+        assert time.monotonic() - started < 120
+        after = client.solve(problem(10), N, deadline_s=120)
+    check_completed(after, with_tests=True)
+
+
 def test_eval_scores_every_ranker_from_the_pipeline(pipeline: EmbeddedPipeline, tmp_path) -> None:
     """HumanEval problems through Solve into the results table and its report files."""
     from codejury.evaluation.datasets import Dataset, load, packaged_file
