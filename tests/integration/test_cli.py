@@ -74,6 +74,8 @@ def test_protos_check_passes_on_committed_stubs() -> None:
     assert result.returncode == 0, result.stderr
 
 
+# Slow lane (12 s): the pipeline tests cover the same plumbing with the real services.
+@pytest.mark.slow
 def test_smoke_runs_the_plumbing_end_to_end(tmp_path: Path) -> None:
     result = _codejury(
         "--run-dir", str(tmp_path / "run"), "smoke", "--requests", "3", env={"COLUMNS": "250"}

@@ -262,6 +262,9 @@ def test_unreachable_broker_is_a_clear_error_within_the_timeout() -> None:
     assert time.monotonic() - started < 15
 
 
+# Slow lane (12 s): the default lane keeps the same case end to end through the embedded
+# pipeline (test_pipe_end_to_end.py, 3 s on its shared fixture).
+@pytest.mark.slow
 def test_an_output_too_large_for_a_record_is_dead_lettered_once_and_answered(
     bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str, collect
 ) -> None:  # type: ignore[no-untyped-def]

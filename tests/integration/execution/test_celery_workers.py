@@ -32,6 +32,8 @@ def _run_tasks(settings: Settings) -> None:
     assert 1 <= len(pids) <= settings.celery.worker_concurrency
 
 
+# Slow lane (12 s): volume; the other tests here keep the transport's correctness.
+@pytest.mark.slow
 def test_200_tasks_over_the_filesystem_transport(run_dir: Path, cache_root: Path) -> None:
     settings = load_settings({"run_dir": run_dir, "execution": {"cache_dir": cache_root / "fs"}})
     _run_tasks(settings)

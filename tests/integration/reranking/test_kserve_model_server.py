@@ -126,6 +126,8 @@ def test_bad_requests_are_client_errors_and_the_server_keeps_serving(
     assert "input 'candidates' is missing" in missing_input.json()["error"]
 
 
+# Slow lane (13 s): a subprocess start per corruption; test_reranking_cli keeps a refusal.
+@pytest.mark.slow
 def test_a_model_server_refuses_to_start_on_a_corrupt_version_saying_why(
     reranking_settings: Settings, tiny_registry: ModelRegistry
 ) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from codejury.reranking.registry import ModelRegistry
 from codejury.training.records import LabelledCandidate, Source
 from codejury.training.store import TrainingStore
@@ -26,6 +27,9 @@ def _codejury(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+# Slow lane (22 s): the reward-model CLI end to end; the default lane keeps the training
+# store and reward-model tests (tests/integration/training).
+@pytest.mark.slow
 def test_snapshot_stats_and_reward_model_training(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     _codejury(

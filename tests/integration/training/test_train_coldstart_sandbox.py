@@ -12,7 +12,8 @@ from codejury.training.records import Source
 from codejury.training.store import TrainingStore
 
 
-@pytest.mark.parametrize("language", ["python", "cpp"])
+# C++ is the slow lane (14 s: a compile per mutant); Python keeps the rule in the default lane.
+@pytest.mark.parametrize("language", ["python", pytest.param("cpp", marks=pytest.mark.slow)])
 def test_three_mbxp_problems_keep_only_failing_mutants(
     language: str, data_dir: Path, training_executor: Executor, tmp_path: Path
 ) -> None:

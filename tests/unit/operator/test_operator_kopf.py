@@ -296,6 +296,8 @@ async def test_deleting_the_run_deletes_its_jobs(
         assert await call(jobs_of, api) == []
 
 
+# Slow lane (14 s): two kopf runs; the reconcile tests keep the no-second-job rule.
+@pytest.mark.slow
 async def test_a_restarted_operator_goes_on_from_the_status_without_a_second_job(
     kmock: kmock.KubernetesEmulator, api: KubeClient
 ) -> None:
