@@ -142,3 +142,8 @@ livenessProbe:
 - codejury.solve.completed
 - codejury.feedback
 {{- end -}}
+
+{{/* Registers the first reranker version on the run directory; kept when it exists. */}}
+{{- define "codejury.rerankerInitArgs" -}}
+{{- toJson (list "reranker" "init" "--version" .Values.reranker.stableVersion "--backbone" "minilm" "--mark-stable" "--exist-ok") -}}
+{{- end -}}

@@ -17,10 +17,11 @@ from typing import Any
 
 import yaml
 
+from codejury.deploy import SOURCE_ROOT
 from codejury.deploy.errors import ChartNotFoundError, ChartValuesError
 
 KUBE_VERSION = "1.33.0"  # the version core objects are checked against
-CHART_DIR = Path(__file__).resolve().parents[3] / "charts" / "codejury"
+CHART_DIR = SOURCE_ROOT / "charts" / "codejury"
 PROFILES_DIR = CHART_DIR / "profiles"
 
 

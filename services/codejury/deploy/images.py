@@ -19,10 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codejury.deploy import SOURCE_ROOT
 from codejury.deploy.errors import ImageBuildError
 from codejury.deploy.podman import image_exists, podman, podman_env
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = SOURCE_ROOT
 IMAGES_DIR = ROOT / "images"
 BASE_REF = "docker.io/library/debian:bookworm-slim"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

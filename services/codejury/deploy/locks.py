@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from codejury.deploy import SOURCE_ROOT
 from codejury.deploy.errors import LockError
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = SOURCE_ROOT
 LOCK_DIR = ROOT / "images" / "locks"
 #: The images' interpreter: Debian bookworm's python3. Markers are evaluated for it, not
 #: for the Python running the resolution (redis needs async-timeout below 3.11.3: a lock

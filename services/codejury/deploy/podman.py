@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
+from codejury.deploy import SOURCE_ROOT
 from codejury.deploy.errors import DeployError, ImageBuildError
 
-CONTAINERS_CONF = Path(__file__).resolve().parents[3] / "images" / "containers.conf"
+CONTAINERS_CONF = SOURCE_ROOT / "images" / "containers.conf"
 
 
 def podman_env() -> dict[str, str]:
