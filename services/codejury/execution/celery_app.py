@@ -51,11 +51,15 @@ def _filesystem_dirs(settings: Settings) -> tuple[Path, Path, Path]:
 
 
 def result_backend(settings: Settings) -> str:
-    if settings.celery.result_backend:
-        return settings.celery.result_backend
+    configured = settings.celery.result_backend
+    if configured and configured.startswith("file://"):
+        # Celery's own file backend lets a poller read a result half-written
+        return celery_transport.result_backend_url(configured.removeprefix("file://"))
+    if configured:
+        return configured
     results = settings.run_dir.resolve() / "celery" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    return f"file://{results}"
+    return celery_transport.result_backend_url(str(results))
 
 
 def make_celery_app(settings: Settings) -> Celery:

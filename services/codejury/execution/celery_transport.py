@@ -1,21 +1,31 @@
-"""Kombu's filesystem transport with messages that appear whole.
+"""The embedded deployment's folder broker and folder result backend, with files that
+appear whole.
 
 The embedded deployment's Celery broker is a folder (``filesystem://``). Kombu's own
 transport creates a message file, then locks and writes it; a consumer listing the folder
 in between moves the still-empty file away, fails to decode it, and the worker dies with
 "Unrecoverable error: JSONDecodeError" (seen in a test run at ~100 tasks/s). Here a message
 is written under a name no queue matches and renamed into place, which is atomic.
+
+Celery's ``file://`` result backend has the same race: it opens the result file with
+``"wb"`` and writes, while the caller polls ``get`` every 10 ms. A result large enough to
+take more than one write (a run whose program printed 60 KB) was read half-written and
+failed its whole batch with "Unterminated string" (seen in CI). ``ResultFolder`` writes the
+same way, under a partial name, and renames.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from time import monotonic
 from typing import Any
 
+from celery.backends.filesystem import FilesystemBackend
 from kombu.exceptions import ChannelError
 from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.utils.encoding import ensure_bytes
 from kombu.utils.json import dumps
 
 #: The broker URL scheme ``make_celery_app`` uses for the embedded folder broker.
@@ -46,3 +56,25 @@ def register() -> str:
     """Make ``codejury-filesystem://`` name this transport; returns the scheme."""
     TRANSPORT_ALIASES.setdefault(SCHEME, f"{__name__}:Transport")
     return SCHEME
+
+
+class ResultFolder(FilesystemBackend):  # type: ignore[misc]
+    """Celery's ``file://`` result backend, with each result file renamed into place."""
+
+    def set(self, key: bytes, value: Any) -> None:
+        # the same folder: a rename across file systems would not be atomic
+        partial = self.sep.join((self.path, b".partial-" + uuid.uuid4().hex.encode()))
+        try:
+            with self.open(partial, "wb") as outfile:
+                outfile.write(ensure_bytes(value))  # type: ignore[no-untyped-call]
+            os.replace(partial, self._filename(key))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
+
+
+def result_backend_url(folder: str) -> str:
+    """The ``result_backend`` setting that stores results in ``folder`` through
+    ``ResultFolder`` (Celery reads ``<class>+<url>``)."""
+    return f"{__name__}:ResultFolder+file://{folder}"
