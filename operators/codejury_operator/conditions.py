@@ -1,18 +1,17 @@
 """The run's status subresource and its Events, from ``RunStatus`` and ``EmitEvent``.
 
-The status subresource holds:
+The status subresource is ``RunStatus.to_dict()`` (camelCase; the CRD's status schema is
+generated from the same dataclasses by ``codejury.control.crd``), plus:
 
-    status.run                 RunStatus.to_dict(): the state machine's memory, read back
-                               with RunStatus.from_dict (``read_status``)
-    status.phase, .iteration, .stableVersion, .canaryVersion, .canaryWeight
-                               a summary for ``kubectl get`` (the printer columns)
-    status.conditions          Ready / Progressing / Degraded, Kubernetes style
-                               (camelCase, RFC 3339 times, observedGeneration)
-    status.observedGeneration  the spec generation the status was computed from
+    status.observedGeneration               the spec generation it was computed from
+    status.conditions[].observedGeneration  the same, per condition (``metav1.Condition``)
 
-The status is written with a merge patch, in which a None value deletes the key; so a
-key of ``status.run`` that ``to_dict`` wrote as None is absent when read back, and
-``read_status`` puts it back as None before ``from_dict``.
+Its top-level fields are the printer columns (phase, iteration, stableVersion, ...).
+
+The status is written with a merge patch, in which a None value deletes the key: a field
+that became None is absent when read back, and ``from_dict`` reads absence as None. Inside
+list items (iterations, history, conditions) None values are left out, since the API
+server's schema has no nulls.
 """
 
 from __future__ import annotations
@@ -30,14 +29,8 @@ from codejury_operator.errors import InvalidRunError
 from codejury_operator.settings import API_VERSION, KIND
 
 COMPONENT = "codejury-operator"
-
-# Keys of RunStatus.to_dict() (and of its records) that may be None, so may be absent.
-_OPTIONAL = ("stable_version", "canary_version", "canary_step", "step_started_at",
-             "iteration_finished_at")  # fmt: skip
-_OPTIONAL_ITEM = {
-    "iterations": ("version", "outcome", "finished_at"),
-    "history": ("version", "weight"),
-}
+# metav1.Condition's limit on a message.
+_MESSAGE_LIMIT = 32768
 
 
 def rfc3339(moment: datetime) -> str:
@@ -45,34 +38,15 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def kube_conditions(status: RunStatus, generation: int | None = None) -> list[dict[str, Any]]:
-    """The RunStatus conditions as ``metav1.Condition`` objects."""
-    out = []
-    for c in status.conditions:
-        condition: dict[str, Any] = {
-            "type": c.type.value,
-            "status": c.status.value,
-            "reason": c.reason,
-            "message": c.message[:32768],
-            "lastTransitionTime": rfc3339(c.last_transition_time),
-        }
-        if generation is not None:
-            condition["observedGeneration"] = generation
-        out.append(condition)
-    return out
-
-
 def status_patch(status: RunStatus, generation: int | None = None) -> dict[str, Any]:
     """The merge patch of the status subresource for ``status``."""
-    patch: dict[str, Any] = {
-        "run": status.to_dict(),
-        "phase": status.phase.value,
-        "iteration": status.iteration,
-        "stableVersion": status.stable_version,
-        "canaryVersion": status.canary_version,
-        "canaryWeight": status.canary_weight,
-        "conditions": kube_conditions(status, generation),
-    }
+    patch = status.to_dict()
+    for key in ("iterations", "history", "conditions"):
+        patch[key] = [{k: v for k, v in item.items() if v is not None} for item in patch[key]]
+    for condition in patch["conditions"]:
+        condition["message"] = condition["message"][:_MESSAGE_LIMIT]
+        if generation is not None:
+            condition["observedGeneration"] = generation
     if generation is not None:
         patch["observedGeneration"] = generation
     return patch
@@ -80,28 +54,23 @@ def status_patch(status: RunStatus, generation: int | None = None) -> dict[str, 
 
 def read_status(raw: object) -> RunStatus:
     """The RunStatus saved in a run's ``status`` (a new run: ``RunStatus()``)."""
-    if not isinstance(raw, Mapping) or not raw.get("run"):
+    if not isinstance(raw, Mapping) or not raw.get("phase"):
         return RunStatus()
-    saved = raw["run"]
-    if not isinstance(saved, Mapping):
-        raise InvalidRunError(f"status.run={saved!r}: not a mapping; clear status.run to restart")
-    filled: dict[str, Any] = {key: None for key in _OPTIONAL} | dict(saved)
-    for key, optional in _OPTIONAL_ITEM.items():
-        items = filled.get(key)
-        if isinstance(items, list):
-            filled[key] = [
-                {k: None for k in optional} | dict(item) if isinstance(item, Mapping) else item
-                for item in items
-            ]
-    for item in filled.get("iterations") or []:
-        if isinstance(item, dict):
-            item.setdefault("metrics", {})
+    saved = {k: v for k, v in raw.items() if k != "observedGeneration"}
+    if isinstance(saved.get("conditions"), list):
+        saved["conditions"] = [
+            {k: v for k, v in c.items() if k != "observedGeneration"}
+            if isinstance(c, Mapping)
+            else c
+            for c in saved["conditions"]
+        ]
     try:
-        return RunStatus.from_dict(filled, "status.run")
+        return RunStatus.from_dict(saved, "status")
     except InvalidStatusError as exc:
         raise InvalidRunError(
-            f"{exc}; the status was not written by this operator: clear status.run to restart "
-            "the run from Pending"
+            f"{exc}; the status was not written by this operator: clear the run's status "
+            "(kubectl patch --subresource=status --type=merge -p '{\"status\":null}') to "
+            "restart it from Pending"
         ) from exc
 
 

@@ -4,7 +4,7 @@ Every decision is ``codejury.control.reconcile``'s. On create, resume, a spec up
 every ``settings.tick_s`` (a kopf timer) the operator, under a per-run lock:
 
 1. reads the run from the API (never a stale event body) and parses its spec and its
-   saved status (``status.run``);
+   saved status (``status``, a ``RunStatus``);
 2. observes: the current attempt's Job and its pod (``jobs.observe_job``), the canary
    traffic and new hard negatives (a ``TrafficSource``), the time;
 3. calls ``reconcile`` and applies its actions in order, each idempotent:

@@ -23,7 +23,7 @@ from typing import Any
 
 from codejury.control.actions import StartTrainingJob
 from codejury.control.observations import JobState, TrainingJob
-from codejury.control.spec import SelfTrainingRunSpec, Toleration
+from codejury.control.spec import SelfTrainingRunSpec
 from codejury.control.training_job import training_command
 
 from codejury_operator.settings import API_VERSION, KIND, OperatorSettings
@@ -134,11 +134,10 @@ def build_job(
         ITERATION_LABEL: str(action.iteration),
         ATTEMPT_LABEL: str(action.attempt),
     }
-    resources = spec.resources
-    requests: dict[str, str] = {"cpu": resources.cpu, "memory": resources.memory}
-    limits: dict[str, str] = {"memory": resources.memory}
-    if resources.gpus > 0:
-        limits["nvidia.com/gpu"] = str(resources.gpus)
+    requests = dict(spec.resources.requests)
+    # the memory limit defaults to the request (spec.Resources says why)
+    limits = {"memory": requests["memory"]} if "memory" in requests else {}
+    limits.update(spec.resources.limits)
     env = training_env(action, spec, settings)
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -170,10 +169,15 @@ def build_job(
             }
         ],
     }
-    if resources.node_selector:
-        pod["nodeSelector"] = dict(resources.node_selector)
-    if resources.tolerations:
-        pod["tolerations"] = [_toleration(t) for t in resources.tolerations]
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        # core v1.Tolerations already: the spec's mapping form, empty fields left out
+        pod["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+            | {"operator": t.operator}
+            for t in spec.tolerations
+        ]
     if settings.service_account:
         pod["serviceAccountName"] = settings.service_account
     return {
@@ -270,19 +274,6 @@ def _termination_message(pods: Sequence[Mapping[str, Any]]) -> str:
 def _last_line(message: str) -> str:
     lines = [x.strip() for x in message.splitlines() if x.strip()]
     return lines[-1][:300] if lines else ""
-
-
-def _toleration(t: Toleration) -> dict[str, Any]:
-    out: dict[str, Any] = {"operator": t.operator}
-    if t.key:
-        out["key"] = t.key
-    if t.value:
-        out["value"] = t.value
-    if t.effect:
-        out["effect"] = t.effect
-    if t.toleration_seconds is not None:
-        out["tolerationSeconds"] = t.toleration_seconds
-    return out
 
 
 def _fit(value: str, limit: int) -> str:

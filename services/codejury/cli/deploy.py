@@ -70,6 +70,52 @@ def render_command(
         )
 
 
+@deploy_app.command("crd")
+def crd_command(
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Compare instead of writing: exit 1, with a diff, when the committed CRD is "
+            "not what the models generate.",
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where the CRD goes (default: the chart's crds/)."),
+    ] = None,
+) -> None:
+    """Write the SelfTrainingRun CRD, generated from codejury.control.spec and .status.
+    Run it after changing either; the chart and operators/crds/ share the file."""
+    import difflib
+
+    from codejury.control.crd import crd_yaml
+    from codejury.deploy import SOURCE_ROOT
+
+    path = output or SOURCE_ROOT / "charts/codejury/crds/selftrainingrun.yaml"
+    generated = crd_yaml()
+    if not check:
+        path.write_text(generated)
+        console.print(f"wrote {path}", highlight=False)
+        return
+    committed = path.read_text() if path.exists() else ""
+    if committed == generated:
+        console.print(f"{path} is what the models generate", highlight=False)
+        return
+    diff = difflib.unified_diff(
+        committed.splitlines(keepends=True),
+        generated.splitlines(keepends=True),
+        fromfile=str(path),
+        tofile="generated",
+    )
+    sys.stdout.writelines(diff)
+    err_console.print(
+        f"{path} differs from what the models generate: run `codejury deploy crd`",
+        highlight=False,
+    )
+    raise typer.Exit(1)
+
+
 @deploy_app.command("lock")
 def lock_command(
     image: Annotated[

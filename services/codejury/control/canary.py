@@ -75,13 +75,13 @@ def analyse(policy: CanaryPolicy, stable: ArmStats, canary: ArmStats) -> CanaryD
             return CanaryDecision(
                 Verdict.FAIL,
                 f"canary error rate {canary.error_rate:.3f} ({canary.errors} of "
-                f"{canary.requests} requests) is above max_error_rate {policy.max_error_rate}",
+                f"{canary.requests} requests) is above maxErrorRate {policy.max_error_rate}",
             )
         p99 = canary.p99_latency_ms
         if p99 is not None and p99 > policy.max_p99_latency_ms:
             return CanaryDecision(
                 Verdict.FAIL,
-                f"canary p99 latency {p99:.0f} ms is above max_p99_latency_ms "
+                f"canary p99 latency {p99:.0f} ms is above maxP99LatencyMilliseconds "
                 f"{policy.max_p99_latency_ms:.0f} (canary error rate {canary.error_rate:.3f})",
             )
     short = [

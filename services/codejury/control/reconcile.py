@@ -123,7 +123,7 @@ def _training(
                 ),
             )
         message = (
-            f"{why}; no retries left (max_training_retries={spec.max_training_retries}): "
+            f"{why}; no retries left (maxTrainingRetries={spec.max_training_retries}): "
             "fix the training job's cause and start a new run"
         )
         failed = _record(status, now, DecisionKind.TRAINING_FAILED, message)

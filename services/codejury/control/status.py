@@ -1,11 +1,13 @@
 """``RunStatus``: where a self-training run stands, saved as JSON (local runtime) or as the
-custom resource's status (operator) and read back with ``from_dict``.
+custom resource's status (operator) and read back with ``from_dict``. Its mapping form is
+camelCase (``stableVersion``), and ``control.crd`` writes the CRD's status schema from these
+dataclasses, so what the operator stores is what the API server checks.
 
 The status is the state machine's only memory: ``reconcile`` reads it and returns the
 next one, so a runtime that restarts mid-canary and reloads it takes the same decisions.
 It also holds the desired traffic split (``canary_version`` at ``canary_weight`` percent),
-which a restarted runtime re-applies. Times are timezone-aware datetimes, written as ISO
-8601 strings. ``history`` and ``iterations`` keep the last ``HISTORY_LIMIT`` entries, so
+which a restarted runtime re-applies. Times are timezone-aware datetimes, written as RFC 3339
+strings. ``history`` and ``iterations`` keep the last ``HISTORY_LIMIT`` entries, so
 a continuous run's status stays small enough for a custom resource.
 """
 
@@ -13,13 +15,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
 
 from codejury.control.errors import InvalidStatusError
+from codejury.control.spec import pydantic_problem
 
 HISTORY_LIMIT = 50
+
+# How the records read and write (``RunStatus.to_dict``): camelCase, as a custom resource's
+# status is; built by field name in Python. An unknown key is refused: a status written in
+# another form (an older snake_case one) must not be read as a new run.
+_CAMEL = ConfigDict(
+    alias_generator=to_camel, validate_by_alias=True, validate_by_name=True, extra="forbid"
+)
+# A count: strict, so "3" or True in a saved status is refused, not read as 3 or 1.
+Count = Annotated[int, Field(strict=True, ge=0)]
+Time = AwareDatetime
 
 
 class Phase(StrEnum):
@@ -66,14 +81,16 @@ class DecisionKind(StrEnum):
 
 @dataclass(frozen=True)
 class Condition:
-    """A Kubernetes-style condition; ``last_transition_time`` moves only when ``status``
+    """A Kubernetes-style condition: its last transition time moves only when its status
     changes."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = _CAMEL
 
     type: ConditionType
     status: ConditionStatus
     reason: str
     message: str
-    last_transition_time: datetime
+    last_transition_time: Time
 
 
 @dataclass(frozen=True)
@@ -81,13 +98,15 @@ class IterationRecord:
     """One iteration: its training attempts, the version it produced, the job's metrics and
     how it ended (None while in flight)."""
 
-    iteration: int
-    attempts: int
-    started_at: datetime
+    __pydantic_config__: ClassVar[ConfigDict] = _CAMEL
+
+    iteration: Count
+    attempts: Count
+    started_at: Time
     version: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     outcome: IterationOutcome | None = None
-    finished_at: datetime | None = None
+    finished_at: Time | None = None
 
 
 @dataclass(frozen=True)
@@ -95,27 +114,32 @@ class Decision:
     """One entry of the history: what was decided, when, and why (with the measured rates
     for canary decisions)."""
 
-    at: datetime
-    iteration: int
+    __pydantic_config__: ClassVar[ConfigDict] = _CAMEL
+
+    at: Time
+    iteration: Count
     kind: DecisionKind
     reason: str
     version: str | None = None
-    weight: int | None = None
+    weight: Annotated[int, Field(strict=True, ge=0, le=100)] | None = None
 
 
 @dataclass(frozen=True)
 class RunStatus:
     """The run's state; ``RunStatus()`` is a run that has not started."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = _CAMEL
+
     phase: Phase = Phase.PENDING
-    iteration: int = 0  # the current (or last) iteration, 1-based; 0 before the first
-    training_attempt: int = 0  # attempts of this iteration's training job, 1-based
+    iteration: Count = 0  # the current (or last) iteration, 1-based; 0 before the first
+    training_attempt: Count = 0  # attempts of this iteration's training job, 1-based
     stable_version: str | None = None  # None: the version that served before the run
     canary_version: str | None = None
-    canary_step: int | None = None  # index into spec.canary.steps
-    canary_weight: int = 0  # percent of traffic on canary_version
-    step_started_at: datetime | None = None  # canary traffic is counted from here
-    iteration_finished_at: datetime | None = None  # the trigger's schedule counts from here
+    canary_step: Count | None = None  # index into spec.canary.steps
+    # percent of traffic on canary_version
+    canary_weight: Annotated[int, Field(strict=True, ge=0, le=100)] = 0
+    step_started_at: Time | None = None  # canary traffic is counted from here
+    iteration_finished_at: Time | None = None  # the trigger's schedule counts from here
     iterations: tuple[IterationRecord, ...] = ()
     conditions: tuple[Condition, ...] = ()
     history: tuple[Decision, ...] = ()
@@ -124,185 +148,43 @@ class RunStatus:
         return next((c for c in self.conditions if c.type == kind), None)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able values; ``from_dict`` of them equals this status."""
-        return {
-            "phase": self.phase.value,
-            "iteration": self.iteration,
-            "training_attempt": self.training_attempt,
-            "stable_version": self.stable_version,
-            "canary_version": self.canary_version,
-            "canary_step": self.canary_step,
-            "canary_weight": self.canary_weight,
-            "step_started_at": _time_out(self.step_started_at),
-            "iteration_finished_at": _time_out(self.iteration_finished_at),
-            "iterations": [
-                {
-                    "iteration": r.iteration,
-                    "attempts": r.attempts,
-                    "started_at": _time_out(r.started_at),
-                    "version": r.version,
-                    "metrics": dict(r.metrics),
-                    "outcome": None if r.outcome is None else r.outcome.value,
-                    "finished_at": _time_out(r.finished_at),
-                }
-                for r in self.iterations
-            ],
-            "conditions": [
-                {
-                    "type": c.type.value,
-                    "status": c.status.value,
-                    "reason": c.reason,
-                    "message": c.message,
-                    "last_transition_time": _time_out(c.last_transition_time),
-                }
-                for c in self.conditions
-            ],
-            "history": [
-                {
-                    "at": _time_out(d.at),
-                    "iteration": d.iteration,
-                    "kind": d.kind.value,
-                    "reason": d.reason,
-                    "version": d.version,
-                    "weight": d.weight,
-                }
-                for d in self.history
-            ],
-        }
+        """JSON-able values, camelCase (the custom resource's status); ``from_dict`` of them
+        equals this status."""
+        data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json", by_alias=True)
+        return data
 
     @classmethod
     def from_dict(cls, data: object, path: str = "status") -> RunStatus:
-        """Read a saved status back; ``InvalidStatusError`` names the field that is wrong."""
-        d = _Fields(data, path)
-        status = cls(
-            phase=d.enum("phase", Phase),
-            iteration=d.integer("iteration"),
-            training_attempt=d.integer("training_attempt"),
-            stable_version=d.optional_text("stable_version"),
-            canary_version=d.optional_text("canary_version"),
-            canary_step=d.optional_integer("canary_step"),
-            canary_weight=d.integer("canary_weight"),
-            step_started_at=d.optional_time("step_started_at"),
-            iteration_finished_at=d.optional_time("iteration_finished_at"),
-            iterations=tuple(_iteration(f) for f in d.items("iterations")),
-            conditions=tuple(_condition(f) for f in d.items("conditions")),
-            history=tuple(_decision(f) for f in d.items("history")),
-        )
-        if status.canary_weight not in range(101):
-            raise InvalidStatusError(
-                f"{path}.canary_weight={status.canary_weight}: not a percentage in 0..100"
+        """Read a saved status back; ``InvalidStatusError`` names the field that is wrong
+        (an unknown key included)."""
+        if not isinstance(data, Mapping):
+            raise InvalidStatusError(f"{path}={data!r}: not a mapping")
+        try:
+            status: RunStatus = _ADAPTER.validate_python(data, by_alias=True, by_name=False)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            where = path + "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]
             )
+            if error["type"] == "unexpected_keyword_argument":
+                raise InvalidStatusError(
+                    f"{where}={error.get('input')!r}: is not a field of the status; it was "
+                    "written in another form (an older, snake_case one?)"
+                ) from None
+            if error["type"] == "missing":
+                raise InvalidStatusError(
+                    f"{where} is missing: the status was not written by RunStatus.to_dict"
+                ) from None
+            raise InvalidStatusError(
+                f"{where}={error.get('input')!r}: {pydantic_problem(error['msg'])}"
+            ) from None
         return status
 
 
-def _iteration(d: _Fields) -> IterationRecord:
-    metrics = d.get("metrics")
-    if not isinstance(metrics, Mapping) or not all(
-        isinstance(k, str) and _is_number(v) for k, v in metrics.items()
-    ):
-        raise InvalidStatusError(f"{d.path}.metrics={metrics!r}: not a mapping of name: number")
-    return IterationRecord(
-        iteration=d.integer("iteration"),
-        attempts=d.integer("attempts"),
-        started_at=d.time("started_at"),
-        version=d.optional_text("version"),
-        metrics={k: float(v) for k, v in metrics.items()},
-        outcome=None if d.get("outcome") is None else d.enum("outcome", IterationOutcome),
-        finished_at=d.optional_time("finished_at"),
-    )
+#: Reads and writes RunStatus (and the schema ``control.crd`` puts in the CRD).
+_ADAPTER: TypeAdapter[RunStatus] = TypeAdapter(RunStatus)
 
 
-def _condition(d: _Fields) -> Condition:
-    return Condition(
-        type=d.enum("type", ConditionType),
-        status=d.enum("status", ConditionStatus),
-        reason=d.text("reason"),
-        message=d.text("message"),
-        last_transition_time=d.time("last_transition_time"),
-    )
-
-
-def _decision(d: _Fields) -> Decision:
-    return Decision(
-        at=d.time("at"),
-        iteration=d.integer("iteration"),
-        kind=d.enum("kind", DecisionKind),
-        reason=d.text("reason"),
-        version=d.optional_text("version"),
-        weight=d.optional_integer("weight"),
-    )
-
-
-def _time_out(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-_E = TypeVar("_E", bound=StrEnum)
-
-
-class _Fields:
-    """A saved mapping at ``path``; every read names the field when it is wrong."""
-
-    def __init__(self, data: object, path: str) -> None:
-        if not isinstance(data, Mapping):
-            raise InvalidStatusError(f"{path}={data!r}: not a mapping")
-        self.data = data
-        self.path = path
-
-    def get(self, key: str) -> object:
-        if key not in self.data:
-            raise InvalidStatusError(
-                f"{self.path}.{key} is missing: the status was not written by RunStatus.to_dict"
-            )
-        return self.data[key]
-
-    def _wrong(self, key: str, what: str) -> InvalidStatusError:
-        return InvalidStatusError(f"{self.path}.{key}={self.data.get(key)!r}: not {what}")
-
-    def text(self, key: str) -> str:
-        value = self.get(key)
-        if not isinstance(value, str):
-            raise self._wrong(key, "a string")
-        return value
-
-    def optional_text(self, key: str) -> str | None:
-        return None if self.get(key) is None else self.text(key)
-
-    def integer(self, key: str) -> int:
-        value = self.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise self._wrong(key, "a whole number >= 0")
-        return value
-
-    def optional_integer(self, key: str) -> int | None:
-        return None if self.get(key) is None else self.integer(key)
-
-    def time(self, key: str) -> datetime:
-        value = self.get(key)
-        try:
-            parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
-        except ValueError:
-            parsed = None
-        if parsed is None or parsed.tzinfo is None:
-            raise self._wrong(key, "an ISO 8601 time with a timezone")
-        return parsed
-
-    def optional_time(self, key: str) -> datetime | None:
-        return None if self.get(key) is None else self.time(key)
-
-    def enum(self, key: str, kind: type[_E]) -> _E:
-        value = self.get(key)
-        for member in kind:
-            if member.value == value:
-                return member
-        raise self._wrong(key, f"one of {[m.value for m in kind]}")
-
-    def items(self, key: str) -> list[_Fields]:
-        value = self.get(key)
-        if not isinstance(value, list):
-            raise self._wrong(key, "a list")
-        return [_Fields(item, f"{self.path}.{key}[{i}]") for i, item in enumerate(value)]
+def status_schema() -> dict[str, Any]:
+    """The JSON Schema of ``RunStatus.to_dict()`` (``control.crd`` makes it structural)."""
+    return _ADAPTER.json_schema(by_alias=True, mode="serialization")

@@ -377,6 +377,18 @@ class PipelineSettings(_Group):
     )
 
 
+class MetricsSettings(_Group):
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics at http://<host>:<port>/metrics from every "
+        "long-running command (0: any free port); unset: no endpoint. codejury up gives "
+        "its processes this port and the ones after it.",
+    )
+    host: str = Field("0.0.0.0", description="Address the metrics endpoint listens on.")
+
+
 class Settings(BaseSettings):
     """Every setting of every deployable; one frozen instance per process."""
 
@@ -401,14 +413,15 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = Field(
         "console", description="console for people, json for log collectors."
     )
-    bus: BusSettings = Field(default_factory=BusSettings)  # type: ignore[arg-type]
-    broker: EmbeddedBrokerSettings = Field(default_factory=EmbeddedBrokerSettings)  # type: ignore[arg-type]
-    celery: CelerySettings = Field(default_factory=CelerySettings)  # type: ignore[arg-type]
-    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)  # type: ignore[arg-type]
-    generation: GenerationSettings = Field(default_factory=GenerationSettings)  # type: ignore[arg-type]
-    reranking: RerankingSettings = Field(default_factory=RerankingSettings)  # type: ignore[arg-type]
-    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)  # type: ignore[arg-type]
-    training: TrainingSettings = Field(default_factory=TrainingSettings)  # type: ignore[arg-type]
+    bus: BusSettings = Field(default_factory=BusSettings)
+    broker: EmbeddedBrokerSettings = Field(default_factory=EmbeddedBrokerSettings)
+    celery: CelerySettings = Field(default_factory=CelerySettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    reranking: RerankingSettings = Field(default_factory=RerankingSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
 
 def _unknown_env_names(environ: Mapping[str, str]) -> list[str]:

@@ -47,24 +47,24 @@ SPEC = {
     "metadata": {"name": "tiny"},
     "spec": {
         "generator": "<tiny model>",
-        "reward_model_backbone": "tiny",
+        "rewardModelBackbone": "tiny",
         "datasets": ["mbxp/python"],
         "iterations": "continuous",
-        "samples_per_problem": 2,
-        "ppo": {"steps": 2, "batch_size": 4, "mini_batch_size": 2, "max_new_tokens": 12},
+        "samplesPerProblem": 2,
+        "ppo": {"steps": 2, "batchSize": 4, "miniBatchSize": 2, "maxNewTokens": 12},
         # Tiny random models pass nothing, so both arms measure 0 of n: a wide margin
         # and a low confidence let "no worse" be shown on a few labelled requests.
         "canary": {
             "steps": [10, 50, 100],
-            "min_samples": 3,
+            "minSamples": 3,
             "margin": 0.5,
             "confidence": 0.6,
-            "max_error_rate": 0.5,
-            "max_p99_latency_ms": 120000,
-            "probe_rate": 4.0,
+            "maxErrorRate": 0.5,
+            "maxP99LatencyMilliseconds": 120000,
+            "probeRate": 4.0,
         },
-        "trigger": {"schedule_interval_s": 1},
-        "max_training_retries": 1,
+        "trigger": {"scheduleIntervalSeconds": 1},
+        "maxTrainingRetries": 1,
     },
 }
 
@@ -134,7 +134,7 @@ def test_a_continuous_run_trains_canaries_promotes_and_triggers_the_next_iterati
     # Iteration 1: trained, rolled out 10% -> 50% -> promoted, in that order.
     events = [json.loads(x) for x in (files / "events.jsonl").read_text().splitlines()]
     kinds = [(e["kind"], e.get("weight")) for e in events if e["kind"] != "EmitEvent"]
-    version = idle["stable_version"]
+    version = idle["stableVersion"]
     assert version and version.startswith("rm-i1-")
     assert kinds[:5] == [
         ("StartTrainingJob", None),
@@ -146,14 +146,14 @@ def test_a_continuous_run_trains_canaries_promotes_and_triggers_the_next_iterati
     assert [e["version"] for e in events if e["kind"] in ("SetCanary", "Promote")][:3] == [
         version
     ] * 3
-    assert idle["canary_version"] is None and idle["canary_weight"] == 0
+    assert idle["canaryVersion"] is None and idle["canaryWeight"] == 0
     assert idle["iterations"][0]["outcome"] == "Promoted"
     registry = ModelRegistry(run_dir / "reranking" / "registry")
     assert registry.channels().stable == version and registry.channels().canary is None
     assert registry.get(version).iteration == 1
 
     # The schedule trigger started iteration 2, whose job was started once.
-    assert second["iteration"] == 2 and second["training_attempt"] == 1
+    assert second["iteration"] == 2 and second["trainingAttempt"] == 1
     starts = [e for e in events if e["kind"] == "StartTrainingJob"]
     assert [(e["iteration"], e["attempt"]) for e in starts][:2] == [(1, 1), (2, 1)]
     fired = [e for e in events if e["kind"] == "EmitEvent" and e["reason"] == "TrainingStarted"]
@@ -192,7 +192,7 @@ def test_a_run_that_fails_exits_non_zero_with_the_reason(tmp_path: Path, data_di
     from codejury.generation.tiny import build_model_dir
 
     spec = json.loads(json.dumps(SPEC))
-    spec["spec"] |= {"iterations": 1, "max_training_retries": 0}
+    spec["spec"] |= {"iterations": 1, "maxTrainingRetries": 0}
     del spec["spec"]["trigger"]
     spec["spec"]["generator"] = str(build_model_dir(tmp_path / "tiny-lm", context=2048))
     config = tmp_path / "run.yaml"

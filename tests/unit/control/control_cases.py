@@ -15,12 +15,25 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 # Small enough to write counts by hand: 100 labelled requests per arm decide a step.
 BASE_SPEC: dict[str, Any] = {
     "generator": "HuggingFaceTB/SmolLM2-135M-Instruct",
-    "reward_model_backbone": "sentence-transformers/all-MiniLM-L6-v2",
+    "rewardModelBackbone": "sentence-transformers/all-MiniLM-L6-v2",
     "datasets": ["mbxp"],
     "iterations": 2,
-    "canary": {"steps": [10, 50, 100], "min_samples": 100, "margin": 0.05, "confidence": 0.9},
-    "max_training_retries": 2,
+    "canary": {"steps": [10, 50, 100], "minSamples": 100, "margin": 0.05, "confidence": 0.9},
+    "maxTrainingRetries": 2,
 }
+
+
+#: Core tolerations of a GPU pool on spot nodes: one of each operator, one with seconds.
+GPU_TOLERATIONS: list[dict[str, Any]] = [
+    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+    {
+        "key": "spot",
+        "operator": "Equal",
+        "value": "true",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
+]
 
 
 def spec_dict(**overrides: Any) -> dict[str, Any]:

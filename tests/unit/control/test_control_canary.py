@@ -155,7 +155,7 @@ def test_an_error_rate_above_the_guard_fails_even_with_better_passes() -> None:
     decision = analyse(POLICY, arm(400, 200), arm(100, 90, errors=7, extra=0))
     assert decision.verdict is Verdict.FAIL
     assert decision.reason == (
-        "canary error rate 0.070 (7 of 100 requests) is above max_error_rate 0.05"
+        "canary error rate 0.070 (7 of 100 requests) is above maxErrorRate 0.05"
     )
 
 
@@ -166,7 +166,7 @@ def test_an_error_rate_at_the_guard_does_not_fail() -> None:
 def test_a_p99_latency_above_the_guard_fails() -> None:
     decision = analyse(POLICY, arm(400, 200), arm(100, 90, p99=2500.0))
     assert decision.verdict is Verdict.FAIL
-    assert "canary p99 latency 2500 ms is above max_p99_latency_ms 2000" in decision.reason
+    assert "canary p99 latency 2500 ms is above maxP99LatencyMilliseconds 2000" in decision.reason
 
 
 def test_no_latency_measured_skips_the_latency_guard() -> None:

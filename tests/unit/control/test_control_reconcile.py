@@ -44,7 +44,7 @@ from tests.unit.control.control_cases import (
     training,
 )
 
-CONTINUOUS = {"iterations": "continuous", "trigger": {"hard_negative_threshold": 50}}
+CONTINUOUS = {"iterations": "continuous", "trigger": {"hardNegativeThreshold": 50}}
 BETTER = traffic(arm(900, 450), arm(100, 70))  # stable 0.50, canary 0.70
 WORSE = traffic(arm(900, 540), arm(100, 30))  # stable 0.60, canary 0.30
 SHORT = traffic(arm(900, 450), arm(12, 9))  # the canary has 12 of 100 labelled requests
@@ -96,7 +96,7 @@ def _failed(s: RunStatus) -> None:
     assert s.iterations[-1].outcome is IterationOutcome.TRAINING_FAILED
     reason = s.history[-1].reason
     assert "attempt 3 of 3 failed: exit code 1" in reason
-    assert "no retries left (max_training_retries=2)" in reason
+    assert "no retries left (maxTrainingRetries=2)" in reason
 
 
 def _canary_started(s: RunStatus) -> None:
@@ -204,7 +204,7 @@ CASES = [
         Phase.FAILED,
         [],
         ["TrainingFailed"],
-        spec={"max_training_retries": 0},
+        spec={"maxTrainingRetries": 0},
     ),
     Case(
         "a trained version starts its canary",
@@ -462,7 +462,7 @@ def test_too_little_traffic_never_decides() -> None:
 
 
 def test_training_failures_retry_up_to_the_limit_then_fail_the_run() -> None:
-    spec = make_spec(max_training_retries=2)
+    spec = make_spec(maxTrainingRetries=2)
     outputs = _drive(spec, _World(arm(100, 70), failures=5), 6)
     assert _work(outputs) == [
         StartTrainingJob(1, 1, None),

@@ -18,54 +18,44 @@ from codejury.control.spec import (
 )
 from codejury.core.errors import InvalidArgumentError
 
-from tests.unit.control.control_cases import BASE_SPEC, spec_dict
+from tests.unit.control.control_cases import BASE_SPEC, GPU_TOLERATIONS, spec_dict
 
 FULL: dict[str, Any] = {
     "generator": "/models/qwen2.5-coder-7b",
-    "reward_model_backbone": "microsoft/unixcoder-base",
+    "rewardModelBackbone": "microsoft/unixcoder-base",
     "datasets": ["mbxp", "/data/our-labelled.parquet"],
     "iterations": "continuous",
-    "samples_per_problem": 16,
+    "samplesPerProblem": 16,
     "ppo": {
         "steps": 400,
-        "batch_size": 32,
-        "mini_batch_size": 8,
-        "learning_rate": 2e-6,
-        "kl_coef": 0.1,
-        "max_new_tokens": 512,
+        "batchSize": 32,
+        "miniBatchSize": 8,
+        "learningRate": 2e-6,
+        "klCoef": 0.1,
+        "maxNewTokens": 512,
     },
     "resources": {
-        "cpu": "8",
-        "memory": "64Gi",
-        "gpus": 2,
-        "node_selector": {"nvidia.com/gpu.product": "H100"},
-        "tolerations": [
-            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-            {
-                "key": "spot",
-                "operator": "Equal",
-                "value": "true",
-                "effect": "NoExecute",
-                "toleration_seconds": 300,
-            },
-        ],
+        "requests": {"cpu": "8", "memory": "64Gi"},
+        "limits": {"memory": "80Gi", "nvidia.com/gpu": 2},
     },
+    "nodeSelector": {"nvidia.com/gpu.product": "H100"},
+    "tolerations": GPU_TOLERATIONS,
     "canary": {
         "steps": [5, 25, 50, 100],
-        "min_samples": 2000,
+        "minSamples": 2000,
         "margin": 0.02,
         "confidence": 0.95,
-        "max_error_rate": 0.01,
-        "max_p99_latency_ms": 800,
-        "probe_rate": 0.5,
+        "maxErrorRate": 0.01,
+        "maxP99LatencyMilliseconds": 800,
+        "probeRate": 0.5,
     },
-    "trigger": {"hard_negative_threshold": 500, "schedule_interval_s": 86400},
-    "max_training_retries": 3,
+    "trigger": {"hardNegativeThreshold": 500, "scheduleIntervalSeconds": 86400},
+    "maxTrainingRetries": 3,
 }
 
 
 def test_a_minimal_spec_takes_the_defaults() -> None:
-    spec = parse_spec({"generator": "g", "reward_model_backbone": "b", "datasets": ["mbxp"]})
+    spec = parse_spec({"generator": "g", "rewardModelBackbone": "b", "datasets": ["mbxp"]})
     assert spec.iterations == 1 and not spec.continuous
     assert spec.canary == CanaryPolicy()
     assert spec.ppo == PPOSettings()
@@ -80,8 +70,23 @@ def test_a_full_spec_is_read_as_written() -> None:
     assert spec.datasets == ("mbxp", "/data/our-labelled.parquet")
     assert spec.canary.steps == (5, 25, 50, 100)
     assert spec.canary.max_p99_latency_ms == 800.0
-    assert spec.resources.tolerations[1] == Toleration("spot", "Equal", "true", "NoExecute", 300)
-    assert spec.trigger == TriggerSpec(500, 86400.0)
+    assert spec.tolerations[1] == Toleration(
+        key="spot", operator="Equal", value="true", effect="NoExecute", toleration_seconds=300
+    )
+    assert spec.resources.gpus == 2 and spec.resources.limits["nvidia.com/gpu"] == "2"
+    assert spec.trigger == TriggerSpec(hard_negative_threshold=500, schedule_interval_s=86400.0)
+
+
+def test_the_mapping_form_is_camel_case_only() -> None:
+    """One form: the custom resource's. A snake_case key is a typo, refused with the
+    field names that exist."""
+    with pytest.raises(
+        InvalidSpecError,
+        match=r"^spec\.samples_per_problem=4: is not a field of "
+        r"spec; remove it, or use one of \[.*'samplesPerProblem'",
+    ):
+        parse_spec(spec_dict(samples_per_problem=4))
+    assert "samplesPerProblem" in parse_spec(BASE_SPEC).to_dict()
 
 
 @pytest.mark.parametrize("data", [FULL, BASE_SPEC], ids=["full", "base"])
@@ -93,8 +98,9 @@ def test_to_dict_round_trips_through_json(data: dict[str, Any]) -> None:
 
 
 def test_numbers_written_as_cpu_quantities_are_kept_as_text() -> None:
-    spec = parse_spec(spec_dict(resources={"cpu": 2, "memory": "512Mi"}))
-    assert spec.resources.cpu == "2"
+    spec = parse_spec(spec_dict(resources={"requests": {"cpu": 2, "memory": "512Mi"}}))
+    assert spec.resources.requests == {"cpu": "2", "memory": "512Mi"}
+    assert spec.resources.gpus == 0
     assert parse_spec(spec.to_dict()) == spec
 
 
@@ -120,7 +126,8 @@ INVALID = [
         ...,
         r"^spec\.generator=<missing>: is required; set it \(Generator model",
     ),
-    ("empty generator", "generator", " ", r"^spec\.generator=' ': is not a non-empty string"),
+    ("blank generator", "generator", " ", r"^spec\.generator=' ': is blank; set it to a name"),
+    ("empty generator", "generator", "", r"^spec\.generator='': should have at least 1"),
     (
         "MultiPL-E for training",
         "datasets",
@@ -135,35 +142,41 @@ INVALID = [
         ["humaneval_x"],
         r"^spec\.datasets\[0\]='humaneval_x': is evaluation-only",
     ),
-    ("no dataset", "datasets", [], r"^spec\.datasets=\[\]: is empty; name at least one"),
+    ("no dataset", "datasets", [], r"^spec\.datasets=\[\]: should have at least 1 item"),
     (
         "a dataset twice",
         "datasets",
         ["mbxp", "mbxp"],
-        r"^spec\.datasets\[1\]='mbxp': is listed twice",
+        r"^spec\.datasets=\['mbxp', 'mbxp'\]: lists 'mbxp' twice; list each dataset once",
     ),
     ("zero iterations", "iterations", 0, r"^spec\.iterations=0: is neither .* nor 'continuous'"),
     ("iterations as a bool", "iterations", True, r"^spec\.iterations=True"),
     ("unknown iterations word", "iterations", "forever", r"^spec\.iterations='forever'"),
     (
         "samples as text",
-        "samples_per_problem",
+        "samplesPerProblem",
         "8",
-        r"^spec\.samples_per_problem='8': .* in 1\.\.1024",
+        r"^spec\.samplesPerProblem='8': should be a valid integer; .* in 1\.\.1024",
     ),
-    ("negative retries", "max_training_retries", -1, r"^spec\.max_training_retries=-1"),
+    ("samples as a bool", "samplesPerProblem", True, r"^spec\.samplesPerProblem=True"),
+    (
+        "negative retries",
+        "maxTrainingRetries",
+        -1,
+        r"^spec\.maxTrainingRetries=-1: should be greater than or equal to 0",
+    ),
     (
         "steps not increasing",
         "canary.steps",
         [10, 10, 100],
-        r"^spec\.canary\.steps\[1\]=10: is not above the step before it \(10\); list the traffic "
-        r"steps in strictly increasing order",
+        r"^spec\.canary\.steps=\[10, 10, 100\]: step 1 \(10\) is not above the step before it "
+        r"\(10\); list the traffic steps in strictly increasing order",
     ),
     (
         "steps not ending at 100",
         "canary.steps",
         [10, 50],
-        r"^spec\.canary\.steps\[1\]=50: the last step is not 100; end the steps with 100",
+        r"^spec\.canary\.steps=\[10, 50\]: the last step is not 100; end the steps with 100",
     ),
     (
         "only the promotion step",
@@ -175,7 +188,7 @@ INVALID = [
         "a zero step",
         "canary.steps",
         [0, 100],
-        r"^spec\.canary\.steps\[0\]=0: is not a whole percentage",
+        r"^spec\.canary\.steps\[0\]=0: should be greater than or equal to 1",
     ),
     ("a step above 100", "canary.steps", [50, 150], r"^spec\.canary\.steps\[1\]=150"),
     (
@@ -186,32 +199,32 @@ INVALID = [
     ),
     (
         "no samples",
-        "canary.min_samples",
+        "canary.minSamples",
         0,
-        r"^spec\.canary\.min_samples=0: is not a whole number >= 1",
+        r"^spec\.canary\.minSamples=0: should be greater than or equal to 1; Labelled requests",
     ),
     (
         "certainty",
         "canary.confidence",
         1.0,
-        r"^spec\.canary\.confidence=1\.0: is not a number > 0\.5 and < 1",
+        r"^spec\.canary\.confidence=1\.0: should be less than 1; Posterior probability",
     ),
-    ("a coin flip", "canary.confidence", 0.5, r"^spec\.canary\.confidence=0\.5"),
+    ("a coin flip", "canary.confidence", 0.5, r"^spec\.canary\.confidence=0\.5: should be greater"),
     (
         "negative margin",
         "canary.margin",
         -0.1,
-        r"^spec\.canary\.margin=-0\.1: is not a number >= 0",
+        r"^spec\.canary\.margin=-0\.1: should be greater than or equal to 0",
     ),
-    ("NaN margin", "canary.margin", float("nan"), r"^spec\.canary\.margin=nan"),
-    ("error rate above 1", "canary.max_error_rate", 1.5, r"^spec\.canary\.max_error_rate=1\.5"),
+    ("NaN margin", "canary.margin", float("nan"), r"^spec\.canary\.margin=nan: is not a finite"),
+    ("error rate above 1", "canary.maxErrorRate", 1.5, r"^spec\.canary\.maxErrorRate=1\.5"),
     (
         "zero latency guard",
-        "canary.max_p99_latency_ms",
+        "canary.maxP99LatencyMilliseconds",
         0,
-        r"^spec\.canary\.max_p99_latency_ms=0: .* > 0",
+        r"^spec\.canary\.maxP99LatencyMilliseconds=0: should be greater than 0",
     ),
-    ("negative probes", "canary.probe_rate", -1, r"^spec\.canary\.probe_rate=-1"),
+    ("negative probes", "canary.probeRate", -1, r"^spec\.canary\.probeRate=-1"),
     (
         "a typo in the canary",
         "canary.stepz",
@@ -222,45 +235,63 @@ INVALID = [
     ("an unknown top-level field", "replicas", 3, r"^spec\.replicas=3: is not a field of spec;"),
     (
         "a batch that does not split",
-        "ppo.batch_size",
+        "ppo.batchSize",
         6,
-        r"^spec\.ppo\.batch_size=6: is not a multiple of mini_batch_size=4; set batch_size to a "
-        r"multiple of 4",
+        r"^spec\.ppo=\{'batchSize': 6\}: batchSize=6 is not a multiple of miniBatchSize=4; set "
+        r"batchSize to a multiple of 4",
     ),
-    ("no learning", "ppo.learning_rate", 0, r"^spec\.ppo\.learning_rate=0: is not a number > 0"),
+    ("no learning", "ppo.learningRate", 0, r"^spec\.ppo\.learningRate=0: should be greater than 0"),
     ("ppo not a mapping", "ppo", [1], r"^spec\.ppo=\[1\]: is not a mapping"),
-    ("a CPU in words", "resources.cpu", "four", r"^spec\.resources\.cpu='four': is not a positive"),
-    ("no memory", "resources.memory", "0Gi", r"^spec\.resources\.memory='0Gi'"),
-    ("negative GPUs", "resources.gpus", -1, r"^spec\.resources\.gpus=-1"),
     (
-        "labels not a mapping",
-        "resources.node_selector",
-        ["gpu"],
-        r"^spec\.resources\.node_selector=",
+        "a CPU in words",
+        "resources.requests",
+        {"cpu": "four"},
+        r"^spec\.resources\.requests\.cpu='four': is not a positive Kubernetes quantity",
     ),
+    ("no memory", "resources.requests", {"memory": "0Gi"}, r"^spec\.resources\.requests\.memory"),
+    (
+        "half a GPU",
+        "resources.limits",
+        {"nvidia.com/gpu": "500m"},
+        r"^spec\.resources\.limits=.*: nvidia\.com/gpu='500m' is not a whole number of GPUs",
+    ),
+    ("too many GPUs", "resources.limits", {"nvidia.com/gpu": 65}, r"up to 64"),
+    (
+        "the old resources form",
+        "resources.gpus",
+        1,
+        r"^spec\.resources\.gpus=1: is not a field of spec\.resources; remove it, or use one of "
+        r"\['limits', 'requests'\]",
+    ),
+    ("labels not a mapping", "nodeSelector", ["gpu"], r"^spec\.nodeSelector=\['gpu'\]: is not a"),
     (
         "an unknown toleration operator",
-        "resources.tolerations",
+        "tolerations",
         [{"key": "k", "operator": "Maybe"}],
-        r"^spec\.resources\.tolerations\[0\]\.operator='Maybe': is not a known value; use one of",
+        r"^spec\.tolerations\[0\]\.operator='Maybe': should be 'Exists' or 'Equal'",
     ),
     (
         "a value with Exists",
-        "resources.tolerations",
+        "tolerations",
         [{"key": "k", "operator": "Exists", "value": "v"}],
-        r"^spec\.resources\.tolerations\[0\]\.value='v': is set with operator Exists",
+        r"^spec\.tolerations\[0\]=.*: value='v' is set with operator Exists",
+    ),
+    (
+        "no key with Equal",
+        "tolerations",
+        [{"value": "v"}],
+        r"^spec\.tolerations\[0\]=.*: key is empty with operator Equal",
     ),
     (
         "seconds without NoExecute",
-        "resources.tolerations",
-        [{"key": "k", "value": "v", "toleration_seconds": 5}],
-        r"^spec\.resources\.tolerations\[0\]\.toleration_seconds=5: only applies to effect "
-        r"NoExecute",
+        "tolerations",
+        [{"key": "k", "value": "v", "tolerationSeconds": 5}],
+        r"^spec\.tolerations\[0\]=.*: tolerationSeconds only applies to effect NoExecute",
     ),
     (
         "a trigger on a fixed run",
         "trigger",
-        {"hard_negative_threshold": 10},
+        {"hardNegativeThreshold": 10},
         r"^spec\.trigger=\{.*\}: is only used with iterations 'continuous'.*; remove the trigger",
     ),
 ]
@@ -276,9 +307,9 @@ def test_invalid_specs_are_refused_naming_the_field(path: str, value: Any, match
 
 CONTINUOUS_INVALID = [
     (None, r"^spec\.trigger=None: is required with iterations 'continuous'; set trigger\."),
-    ({}, r"^spec\.trigger=\{\}: names no condition; set hard_negative_threshold"),
-    ({"hard_negative_threshold": 0}, r"^spec\.trigger\.hard_negative_threshold=0"),
-    ({"schedule_interval_s": -60}, r"^spec\.trigger\.schedule_interval_s=-60"),
+    ({}, r"^spec\.trigger=\{\}: names no condition; set hardNegativeThreshold"),
+    ({"hardNegativeThreshold": 0}, r"^spec\.trigger\.hardNegativeThreshold=0"),
+    ({"scheduleIntervalSeconds": -60}, r"^spec\.trigger\.scheduleIntervalSeconds=-60"),
     ({"every": "1h"}, r"^spec\.trigger\.every='1h': is not a field of spec\.trigger"),
 ]
 
@@ -301,7 +332,7 @@ def test_spec_errors_are_permanent_invalid_arguments_with_the_path() -> None:
     with pytest.raises(InvalidSpecError) as caught:
         parse_spec(_with("canary.steps", [10, 5, 100]))
     assert isinstance(caught.value, InvalidArgumentError)
-    assert caught.value.path == "spec.canary.steps[1]"
+    assert caught.value.path == "spec.canary.steps"
 
 
 def test_the_evaluation_only_list_matches_the_training_loader() -> None:

@@ -69,8 +69,8 @@ def test_round_trip_through_json(status: RunStatus) -> None:
     assert RunStatus.from_dict(data) == status
 
 
-def test_times_are_written_as_iso_8601_with_their_offset() -> None:
-    assert FULL.to_dict()["step_started_at"] == "2025-03-01T13:30:30+00:00"
+def test_times_are_written_as_rfc_3339() -> None:
+    assert FULL.to_dict()["stepStartedAt"] == "2025-03-01T13:30:30Z"
 
 
 def _broken(path: list[Any], value: Any) -> dict[str, Any]:
@@ -88,19 +88,26 @@ def _broken(path: list[Any], value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "match"),
     [
-        (["phase"], "Running", r"^status\.phase='Running': not one of \['Pending', 'Training'"),
-        (["iteration"], -1, r"^status\.iteration=-1: not a whole number >= 0"),
-        (["canary_weight"], 150, r"^status\.canary_weight=150: not a percentage"),
+        (["phase"], "Running", r"^status\.phase='Running': should be 'Pending', 'Training'"),
+        (["iteration"], -1, r"^status\.iteration=-1: should be greater than or equal to 0"),
+        (["iteration"], "3", r"^status\.iteration='3': should be a valid integer"),
+        (["canaryWeight"], 150, r"^status\.canaryWeight=150: should be less than or equal to 100"),
         (
-            ["step_started_at"],
+            ["stepStartedAt"],
             "2025-03-01T12:00:00",
-            r"^status\.step_started_at=.*: not an ISO 8601 time with a timezone",
+            r"^status\.stepStartedAt=.*: should have timezone info",
         ),
-        (["step_started_at"], "yesterday", r"^status\.step_started_at='yesterday'"),
+        (["stepStartedAt"], "yesterday", r"^status\.stepStartedAt='yesterday'"),
         (["history", 1, "kind"], "Guess", r"^status\.history\[1\]\.kind='Guess'"),
-        (["iterations", 0, "metrics"], {"acc": "high"}, r"^status\.iterations\[0\]\.metrics="),
+        (
+            ["iterations", 0, "metrics"],
+            {"acc": "high"},
+            r"^status\.iterations\[0\]\.metrics\.acc='high': should be a valid number",
+        ),
         (["conditions", 2, "reason"], ..., r"^status\.conditions\[2\]\.reason is missing"),
-        (["conditions"], {}, r"^status\.conditions=\{\}: not a list"),
+        (["conditions"], {}, r"^status\.conditions=\{\}: should be a valid tuple"),
+        # a status written in the older snake_case form is refused, not read as a new run
+        (["training_attempt"], 2, r"^status\.training_attempt=2: is not a field of the status"),
     ],
 )
 def test_a_broken_status_is_refused_naming_the_field(

@@ -25,7 +25,7 @@ from codejury.control.reconcile import reconcile
 from codejury.control.spec import parse_spec
 from codejury.control.status import Phase, RunStatus
 from codejury.control.training_job import training_command
-from codejury_operator.conditions import build_event, kube_conditions, read_status, status_patch
+from codejury_operator.conditions import build_event, read_status, status_patch
 from codejury_operator.errors import InvalidRunError
 from codejury_operator.inference import Ensure, Merge, Remove, Rollout, kserve_changes
 from codejury_operator.jobs import build_job, job_name, observe_job, training_args
@@ -36,31 +36,20 @@ from codejury_operator.settings import (
     run_target,
 )
 
+from tests.unit.control.control_cases import GPU_TOLERATIONS
+
 K8S_VERSION = "1.30"
 ROOT = Path(__file__).resolve().parents[3]
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 SPEC = {
     "generator": "tiny-generator",
-    "reward_model_backbone": "tiny-backbone",
+    "rewardModelBackbone": "tiny-backbone",
     "datasets": ["mbxp/python", "mbxp/cpp"],
-    "samples_per_problem": 4,
-    "resources": {
-        "cpu": "2",
-        "memory": "8Gi",
-        "gpus": 2,
-        "node_selector": {"pool": "gpu"},
-        "tolerations": [
-            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-            {
-                "key": "spot",
-                "operator": "Equal",
-                "value": "true",
-                "effect": "NoExecute",
-                "toleration_seconds": 60,
-            },
-        ],
-    },
+    "samplesPerProblem": 4,
+    "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": 2}},
+    "nodeSelector": {"pool": "gpu"},
+    "tolerations": GPU_TOLERATIONS,
 }
 RUN: dict[str, Any] = {
     "apiVersion": "codejury.io/v1alpha1",
@@ -94,16 +83,8 @@ def test_the_training_job_runs_the_iteration_with_the_spec_s_resources() -> None
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["nodeSelector"] == {"pool": "gpu"}
-    assert pod["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-        {
-            "key": "spot",
-            "operator": "Equal",
-            "value": "true",
-            "effect": "NoExecute",
-            "tolerationSeconds": 60,
-        },
-    ]
+    # core v1.Tolerations in the spec, so the pod gets them as written
+    assert pod["tolerations"] == SPEC["tolerations"]
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "codejury-runs"
     (container,) = pod["containers"]
     assert container["image"] == "img:1"
@@ -118,7 +99,9 @@ def test_the_training_job_runs_the_iteration_with_the_spec_s_resources() -> None
 
 
 def test_no_gpus_means_no_gpu_limit_and_no_scheduling_constraints() -> None:
-    spec = parse_spec({k: v for k, v in SPEC.items() if k != "resources"})
+    spec = parse_spec(
+        {k: v for k, v in SPEC.items() if k not in ("resources", "nodeSelector", "tolerations")}
+    )
     job = build_job(RUN, spec, StartTrainingJob(1, 1, None), OperatorSettings())
     validate(job)
     pod = job["spec"]["template"]["spec"]
@@ -290,14 +273,17 @@ def test_the_status_survives_a_merge_patch_round_trip() -> None:
     status = reconcile(spec, status, Observations(now=NOW, job=job)).status
     assert status.phase is Phase.CANARY
     stored = _merge({}, status_patch(status, 3))
-    assert "stable_version" not in stored["run"]  # None deletes the key
+    assert "stableVersion" not in stored  # None deletes the key
     assert read_status(stored) == status
     assert stored["phase"] == "Canary" and stored["canaryWeight"] == 10
+    assert stored["observedGeneration"] == 3
     assert {c["type"] for c in stored["conditions"]} == {"Ready", "Progressing", "Degraded"}
     assert all(c["observedGeneration"] == 3 for c in stored["conditions"])
+    # no nulls inside list items: the CRD's schema has none
+    assert all(None not in item.values() for item in stored["iterations"])
     assert read_status({}) == RunStatus()
-    with pytest.raises(InvalidRunError, match=r"status\.run\.phase.*clear status\.run"):
-        read_status({"run": {**status.to_dict(), "phase": "Dancing"}})
+    with pytest.raises(InvalidRunError, match=r"status\.phase='Dancing'.*clear the run's status"):
+        read_status({**status.to_dict(), "phase": "Dancing"})
 
 
 def test_conditions_are_kubernetes_conditions() -> None:
@@ -305,13 +291,14 @@ def test_conditions_are_kubernetes_conditions() -> None:
     from codejury.control.observations import Observations
 
     status = reconcile(spec, RunStatus(), Observations(now=NOW)).status
-    (ready, progressing, degraded) = kube_conditions(status)
+    (ready, progressing, degraded) = status_patch(status, 7)["conditions"]
     assert ready == {
         "type": "Ready",
         "status": "False",
         "reason": "TrainingInProgress",
         "message": ready["message"],
         "lastTransitionTime": "2026-01-02T03:04:05Z",
+        "observedGeneration": 7,
     }
     assert progressing["status"] == "True" and degraded["status"] == "False"
 

@@ -29,9 +29,9 @@ STEP = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SPEC = parse_spec(
     {
         "generator": "/models/gen",
-        "reward_model_backbone": "minilm",
+        "rewardModelBackbone": "minilm",
         "datasets": ["mbxp"],
-        "canary": {"steps": [10, 50, 100], "min_samples": 20, "margin": 0.05},
+        "canary": {"steps": [10, 50, 100], "minSamples": 20, "margin": 0.05},
     }
 )
 

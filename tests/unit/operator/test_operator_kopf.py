@@ -97,9 +97,9 @@ def run_body(**spec: Any) -> dict[str, Any]:
         },
         "spec": {
             "generator": "tiny-generator",
-            "reward_model_backbone": "tiny-backbone",
+            "rewardModelBackbone": "tiny-backbone",
             "datasets": ["mbxp/python"],
-            "canary": {"steps": [10, 50, 100], "min_samples": 100},
+            "canary": {"steps": [10, 50, 100], "minSamples": 100},
             **spec,
         },
     }
@@ -194,7 +194,7 @@ async def test_creating_a_run_creates_its_training_job(
         "stable",
     ]
     saved = await call(status_of, api)
-    assert saved["run"]["iteration"] == 1 and saved["run"]["training_attempt"] == 1
+    assert saved["iteration"] == 1 and saved["trainingAttempt"] == 1
     reasons = {e["reason"] for e in await call(api.list, EVENTS)}
     assert "TrainingStarted" in reasons
 
@@ -228,7 +228,7 @@ async def test_a_succeeded_job_starts_the_canary_on_the_inference_service(
         "s3://models/registry/versions/v-i1/model"
     )
     assert isvc["spec"]["predictor"]["model"]["modelFormat"] == {"name": "huggingface"}
-    assert status["run"]["iterations"][0]["metrics"] == {"pair_accuracy": 0.8}
+    assert status["iterations"][0]["metrics"] == {"pair_accuracy": 0.8}
     reasons = {e["reason"] for e in await call(api.list, EVENTS)}
     assert {"MetricsRecorded", "CanaryStarted"} <= reasons
 
@@ -238,13 +238,13 @@ async def test_good_metrics_promote_the_canary(
 ) -> None:
     async with operator(str(kmock.url).rstrip("/")):
         status = await start_canary(api)
-        since = status["run"]["step_started_at"]
+        since = status["stepStartedAt"]
         await call(publish_traffic, api, since, stable=(400, 200), canary=(400, 210))
         status = await eventually(
             lambda: (s := status_of(api)).get("canaryWeight") == 50 and s, "the 50% step"
         )
         # The counts restart with the step: the exporter counts from its start.
-        await call(publish_traffic, api, status["run"]["step_started_at"], (400, 200), (400, 205))
+        await call(publish_traffic, api, status["stepStartedAt"], (400, 200), (400, 205))
         status = await eventually(
             lambda: (s := status_of(api)).get("phase") == "Completed" and s, "the promotion"
         )
@@ -252,7 +252,7 @@ async def test_good_metrics_promote_the_canary(
     assert status["stableVersion"] == "v-i1" and status.get("canaryVersion") is None
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
     assert isvc["spec"]["predictor"]["model"]["storageUri"].endswith("/versions/v-i1/model")
-    kinds = [d["kind"] for d in status["run"]["history"]]
+    kinds = [d["kind"] for d in status["history"]]
     assert kinds[-4:] == ["CanaryStarted", "CanaryAdvanced", "Promoted", "Completed"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
@@ -263,7 +263,7 @@ async def test_bad_metrics_roll_the_canary_back_with_the_reason(
 ) -> None:
     async with operator(str(kmock.url).rstrip("/")):
         status = await start_canary(api)
-        since = status["run"]["step_started_at"]
+        since = status["stepStartedAt"]
         await call(publish_traffic, api, since, stable=(400, 200), canary=(400, 100))
         status = await eventually(
             lambda: (s := status_of(api)).get("phase") == "Completed" and s, "the rollback"
@@ -272,14 +272,14 @@ async def test_bad_metrics_roll_the_canary_back_with_the_reason(
         events = await call(api.list, EVENTS)
     assert status.get("stableVersion") is None  # the version from before the run serves on
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
-    rolled = status["run"]["history"][-2]
+    rolled = status["history"][-2]
     assert rolled["kind"] == "RolledBack" and "canary pass rate 0.250" in rolled["reason"]
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "CanaryRolledBack")
     assert "canary pass rate 0.250 (100/400)" in degraded["message"]
     (warning,) = [e for e in events if e["reason"] == "RolledBack"]
     assert warning["type"] == "Warning" and "stable 0.500" in warning["message"]
-    assert status["run"]["iterations"][0]["outcome"] == "RolledBack"
+    assert status["iterations"][0]["outcome"] == "RolledBack"
 
 
 async def test_deleting_the_run_deletes_its_jobs(
@@ -316,7 +316,7 @@ async def test_a_restarted_operator_goes_on_from_the_status_without_a_second_job
         )
         await asyncio.sleep(0.6)  # a few ticks
         assert (await call(status_of, api))["canaryWeight"] == 10
-        since = status["run"]["step_started_at"]
+        since = status["stepStartedAt"]
         await call(publish_traffic, api, since, stable=(400, 200), canary=(400, 210))
         status = await eventually(
             lambda: (s := status_of(api)).get("canaryWeight") == 50 and s, "the 50% step"
@@ -324,5 +324,5 @@ async def test_a_restarted_operator_goes_on_from_the_status_without_a_second_job
     jobs = await call(jobs_of, api)
     assert [j["metadata"]["name"] for j in jobs] == ["nightly-i1-a1"]
     assert status["phase"] == "Canary" and status["iteration"] == 1
-    started = [d for d in status["run"]["history"] if d["kind"] == "CanaryStarted"]
+    started = [d for d in status["history"] if d["kind"] == "CanaryStarted"]
     assert len(started) == 1
