@@ -147,3 +147,12 @@ livenessProbe:
 {{- define "codejury.rerankerInitArgs" -}}
 {{- toJson (list "reranker" "init" "--version" .Values.reranker.stableVersion "--backbone" "minilm" "--mark-stable" "--exist-ok") -}}
 {{- end -}}
+
+{{- /* The container port the metrics endpoint listens on (monitoring.enabled). */ -}}
+{{- define "codejury.metricsPort" -}}
+{{- if .Values.monitoring.enabled }}
+- name: metrics
+  containerPort: {{ .Values.monitoring.port }}
+  protocol: TCP
+{{- end }}
+{{- end -}}

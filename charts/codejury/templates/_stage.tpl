@@ -51,6 +51,7 @@ spec:
             - name: grpc
               containerPort: {{ .port }}
               protocol: TCP
+            {{- include "codejury.metricsPort" $root | nindent 12 }}
           {{- include "codejury.envFrom" . | nindent 10 }}
           {{- with .env }}
           env:

@@ -42,6 +42,7 @@ from codejury.bus.errors import EnvelopeError, PublishError
 from codejury.bus.processed import MemoryProcessedIds, ProcessedIds
 from codejury.bus.producer import EventProducer, check_fits
 from codejury.bus.topics import dlq
+from codejury.core import metrics
 from codejury.core.errors import PermanentError, TemporaryError
 from codejury.core.logging import get_logger
 from codejury.core.settings import BusSettings
@@ -190,11 +191,21 @@ class EventConsumer:
                 if not batch:
                     continue
                 last_activity = time.monotonic()
+                self._record_lag(batch)
                 settled += self._process_batch(batch)
         finally:
             self._close()
         log.info("consumer.stopped", consumer=self.name, **vars(self.stats))
         return self.stats
+
+    def _record_lag(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Each polled partition's lag behind the broker, counting this batch as consumed
+        (the fetch response carried the high watermark)."""
+        for tp, records in batch.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None and records:
+                lag = max(0, highwater - (records[-1].offset + 1))
+                metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(lag)
 
     def _process_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> int:
         """Handle a polled batch, settling (flush, record ids, commit) at least every
@@ -267,6 +278,7 @@ class EventConsumer:
             return None
         if envelope.event_id in self._processed or envelope.event_id in batch_ids:
             self.stats.duplicates += 1
+            metrics.EVENTS.labels(self.name, record.topic, "duplicate").inc()
             log.debug("consumer.duplicate", consumer=self.name, event_id=envelope.event_id)
             return None
         event = Event(
@@ -277,7 +289,9 @@ class EventConsumer:
             envelope=envelope,
             payload=payload,
         )
+        started = time.monotonic()
         outputs, failure = self._handle_with_retries(record, event)
+        metrics.HANDLING_SECONDS.labels(self.name, record.topic).observe(time.monotonic() - started)
         if failure is not None:  # dead-lettered: do not handle it again
             outputs = self._dead_letter_replies(event, failure)
         for index, out in enumerate(outputs):
@@ -291,6 +305,7 @@ class EventConsumer:
             )
         if failure is None:
             self.stats.handled += 1
+            metrics.EVENTS.labels(self.name, record.topic, "handled").inc()
         return envelope.event_id
 
     def _dead_letter_replies(self, event: Event, failure: BaseException) -> list[Outgoing]:
@@ -332,6 +347,7 @@ class EventConsumer:
                 if isinstance(exc, TemporaryError):
                     delay = min(max(delay, exc.delay_s), self._settings.retry_backoff_max_s)
                 self.stats.retries += 1
+                metrics.RETRIES.labels(self.name, record.topic).inc()
                 log.warning(
                     "consumer.retry",
                     consumer=self.name,
@@ -363,6 +379,8 @@ class EventConsumer:
             key=record.key.decode(errors="replace") if record.key else None,
         )
         self.stats.dead_lettered += 1
+        metrics.EVENTS.labels(self.name, record.topic, "dead_lettered").inc()
+        metrics.DEAD_LETTERS.labels(self.name, record.topic, type(exc).__name__).inc()
         log.error(
             "consumer.dead_lettered",
             consumer=self.name,

@@ -127,6 +127,21 @@ def running_stage(
         thread.join(timeout=join_timeout_s)
 
 
+def start_metrics(settings: Settings, *, multiprocess_dir: Path | None = None) -> None:
+    """Serve this process's Prometheus metrics when ``metrics.port`` is set (the endpoint
+    lives as long as the process: a daemon thread)."""
+    if settings.metrics.port is None:
+        return
+    from codejury.core.metrics import serve_metrics
+
+    served = serve_metrics(
+        settings.metrics.host, settings.metrics.port, multiprocess_dir=multiprocess_dir
+    )
+    err_console.print(
+        f"metrics on http://{settings.metrics.host}:{served.port}/metrics", highlight=False
+    )
+
+
 def quiet_libraries(settings: Settings) -> None:
     """KServe and uvicorn log every request at INFO, transformers reports every weight it
     initialises: keep all that for DEBUG runs."""

@@ -15,6 +15,7 @@ from codejury.cli.app import (
     running_stage,
     serve_app,
     settings_of,
+    start_metrics,
     stop_signal,
 )
 from codejury.core.settings import Settings, with_group
@@ -132,6 +133,7 @@ def serve_execution(
     from codejury.execution.service import ExecutionServicer, register
 
     settings = with_unsafe(settings_of(ctx), unsafe_no_sandbox)
+    start_metrics(settings)
     # in-process: this process's sandbox (closed on the way out); else the Celery workers
     with open_backend(settings, "in-process" if local else "celery") as backend:
         servicer = ExecutionServicer(settings, backend)

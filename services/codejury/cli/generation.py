@@ -16,6 +16,7 @@ from codejury.cli.app import (
     running_stage,
     serve_app,
     settings_of,
+    start_metrics,
     stop_signal,
 )
 from codejury.core.settings import Settings, with_group
@@ -60,6 +61,7 @@ def serve_generation(
     settings = with_model(settings_of(ctx), model)
     gen = settings.generation
     generator = make_generator(gen)  # ModelLoadError: exit 2 with the reason
+    start_metrics(settings)
     served = make_server(
         [register(GenerationServicer(generator))],
         host=gen.grpc_host,

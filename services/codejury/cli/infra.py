@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Annotated
@@ -10,7 +11,7 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-from codejury.cli.app import app, console, err_console, settings_of
+from codejury.cli.app import app, console, err_console, settings_of, start_metrics
 from codejury.core.errors import CodeJuryError
 from codejury.core.settings import ENV_PREFIX, NESTED_DELIMITER
 
@@ -88,16 +89,29 @@ def worker(
     ] = None,
 ) -> None:
     """Run a Celery worker for sandbox runs (warm shutdown on SIGTERM)."""
+    from codejury.cli.execution import with_unsafe
+
+    settings = with_unsafe(settings_of(ctx), unsafe_no_sandbox)
+    counts = None
+    if settings.metrics.port is not None:
+        # The runs happen in the prefork pool's processes: they count into files here,
+        # which the endpoint reads. Set before prometheus_client is imported (it picks
+        # where values live at import; nothing above imports it).
+        counts = settings.run_dir.resolve() / "metrics" / f"worker-{name}"
+        counts.mkdir(parents=True, exist_ok=True)
+        for stale in counts.glob("*.db"):  # an earlier worker's counts are not ours
+            stale.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(counts)
+
     from celery import signals
 
-    from codejury.cli.execution import with_unsafe
     from codejury.core.grpc import health_server
     from codejury.execution.celery_app import make_celery_app
     from codejury.execution.factory import make_executor
 
-    settings = with_unsafe(settings_of(ctx), unsafe_no_sandbox)
     # Refuse to start (one clear line) rather than accept tasks the sandbox cannot run.
     make_executor(settings, warm=False)
+    start_metrics(settings, multiprocess_dir=counts)
     celery_app = make_celery_app(settings)
     health = None
     if health_port is not None:

@@ -18,6 +18,7 @@ from codejury.cli.app import (
     read_input,
     serve_app,
     settings_of,
+    start_metrics,
     stop_signal,
 )
 from codejury.proto.v1 import domain_pb2, services_pb2
@@ -36,6 +37,7 @@ def serve_solve(
 
     settings = settings_of(ctx)
     stop = stop_signal()
+    start_metrics(settings)
     with SolveFrontDoor(settings, port=port) as door:
         console.print(
             f"Solve service on {door.host}:{door.port} (at most "
@@ -56,6 +58,7 @@ def up(ctx: typer.Context) -> None:
     settings = settings_of(ctx)
     quiet_run(settings)
     stop = stop_signal()
+    start_metrics(settings)  # this process: the Solve front door; the others count on
     with console.status("starting") as status:
         pipeline = EmbeddedPipeline(settings, progress=status.update)
         pipeline.start()

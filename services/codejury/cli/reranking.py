@@ -24,6 +24,7 @@ from codejury.cli.app import (
     running_stage,
     serve_app,
     settings_of,
+    start_metrics,
     stop_signal,
 )
 from codejury.core.settings import Settings, with_group
@@ -207,6 +208,7 @@ def serve_reranking(
     quiet_libraries(settings)
     apply_torch_threads(rr.torch_threads)
     stop = stop_signal()
+    start_metrics(settings)
     with reward_router(settings) as router:
         ranker = RewardModelRanker(router)
         servicer = RerankingServicer(RankLimits.from_settings(rr), ranker, model_name=rr.model_name)

@@ -12,14 +12,16 @@ a readiness probe takes the pod out of its Service while in-flight calls drain.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from codejury.core import metrics
 from codejury.core.errors import (
     CodeJuryError,
     DeadlineExceededError,
@@ -54,8 +56,23 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+class _Call:
+    """One RPC's metrics: started when created, handled with its code at ``done``."""
+
+    def __init__(self, method: str, kind: str) -> None:
+        service, _, name = method.lstrip("/").rpartition("/")
+        self._labels = (service, name, kind)
+        self._started = time.monotonic()
+        metrics.GRPC_STARTED.labels(*self._labels).inc()
+
+    def done(self, code: grpc.StatusCode) -> None:
+        metrics.GRPC_HANDLED.labels(*self._labels, code.name).inc()
+        metrics.GRPC_SECONDS.labels(*self._labels).observe(time.monotonic() - self._started)
+
+
 class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Turns exceptions raised by unary handlers into gRPC statuses."""
+    """Turns exceptions raised by handlers into gRPC statuses, and counts every RPC
+    (``core.metrics``: started, handled by code, latency)."""
 
     def intercept_service(
         self,
@@ -67,16 +84,25 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return None
         method = handler_call_details.method
 
+        def failed(exc: Exception, context: grpc.ServicerContext, call: _Call) -> NoReturn:
+            if isinstance(exc, CodeJuryError):
+                log.info("grpc.rejected", method=method, error=str(exc))
+                call.done(status_for(exc))
+                context.abort(status_for(exc), str(exc))
+            log.exception("grpc.internal_error", method=method)
+            call.done(grpc.StatusCode.INTERNAL)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+            raise AssertionError("context.abort returns only by raising")  # for the type
+
         def wrap_unary(behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
             def call(request: Any, context: grpc.ServicerContext) -> Any:
+                rpc = _Call(method, "unary")
                 try:
-                    return behaviour(request, context)
-                except CodeJuryError as exc:
-                    log.info("grpc.rejected", method=method, error=str(exc))
-                    context.abort(status_for(exc), str(exc))
-                except Exception:
-                    log.exception("grpc.internal_error", method=method)
-                    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+                    response = behaviour(request, context)
+                except Exception as exc:
+                    failed(exc, context, rpc)
+                rpc.done(_code_of(context))
+                return response
 
             return call
 
@@ -84,14 +110,12 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             behaviour: Callable[[Any, grpc.ServicerContext], Any],
         ) -> Callable[..., Any]:
             def call(request: Any, context: grpc.ServicerContext) -> Any:
+                rpc = _Call(method, "server_stream")
                 try:
                     yield from behaviour(request, context)
-                except CodeJuryError as exc:
-                    log.info("grpc.rejected", method=method, error=str(exc))
-                    context.abort(status_for(exc), str(exc))
-                except Exception:
-                    log.exception("grpc.internal_error", method=method)
-                    context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+                except Exception as exc:
+                    failed(exc, context, rpc)
+                rpc.done(_code_of(context))
 
             return call
 
@@ -108,6 +132,12 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode:
+    """The code a handler that returned normally set (``context.set_code``), else OK."""
+    code = context.code() if hasattr(context, "code") else None
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
 
 
 @dataclass

@@ -386,7 +386,11 @@ class MetricsSettings(_Group):
         "long-running command (0: any free port); unset: no endpoint. codejury up gives "
         "its processes this port and the ones after it.",
     )
-    host: str = Field("0.0.0.0", description="Address the metrics endpoint listens on.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the metrics endpoint listens on (0.0.0.0 in a pod, for the "
+        "scraper; the chart sets it).",
+    )
 
 
 class Settings(BaseSettings):

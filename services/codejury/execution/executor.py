@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from threading import Lock
 
+from codejury.core import metrics
 from codejury.core.logging import get_logger
 from codejury.execution.assembly import assemble
 from codejury.execution.compile_cache import (
@@ -73,7 +75,12 @@ class Executor:
         limits: Limits | None = None,
     ) -> domain_pb2.ExecutionResult:
         program = assemble(problem, candidate.completion)
-        return self.run_program(problem.language, program, limits, candidate.candidate_id)
+        started = time.monotonic()
+        result = self.run_program(problem.language, program, limits, candidate.candidate_id)
+        status = domain_pb2.ExecutionStatus.Name(result.status).removeprefix("EXECUTION_STATUS_")
+        metrics.SANDBOX_RUNS.labels(problem.language, status).inc()
+        metrics.SANDBOX_SECONDS.labels(problem.language).observe(time.monotonic() - started)
+        return result
 
     def execute_batch(
         self,

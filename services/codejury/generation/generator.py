@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from codejury.core import metrics
 from codejury.core.errors import ConfigurationError
 from codejury.core.settings import GenerationSettings
 from codejury.generation.backends import GenerationBackend, Job, Sample
@@ -94,17 +96,21 @@ class Generator:
     ) -> list[domain_pb2.Candidate]:
         """``n`` candidates per problem, grouped by problem in request order."""
         prepared = self._prepare(problems, n, sampling, request_key, seed_if_unset)
-        if self.cache is None:
-            samples = self.backend.generate(prepared.jobs, prepared.n, prepared.sampling)
-        else:
-            info = self.backend.info
-            key = cached_request_key(info, prepared.jobs, prepared.n, prepared.sampling)
+        cached = None
+        if self.cache is not None:
+            key = cached_request_key(
+                self.backend.info, prepared.jobs, prepared.n, prepared.sampling
+            )
             cached = self.cache.get(key)
-            if cached is None:
-                samples = self.backend.generate(prepared.jobs, prepared.n, prepared.sampling)
-                self.cache.put(key, samples)
-            else:
-                samples = cached
+        if cached is not None:
+            return [self._candidate(prepared, sample) for sample in cached]
+        started = time.monotonic()
+        samples = self.backend.generate(prepared.jobs, prepared.n, prepared.sampling)
+        model = self.backend.info.name
+        metrics.GENERATION_SECONDS.labels(model).observe(time.monotonic() - started)
+        metrics.GENERATED_TOKENS.labels(model).inc(sum(s.completion_tokens for s in samples))
+        if self.cache is not None:
+            self.cache.put(key, samples)
         return [self._candidate(prepared, sample) for sample in samples]
 
     def stream(
@@ -121,7 +127,15 @@ class Generator:
         here, before the first candidate is asked for."""
         prepared = self._prepare(problems, n, sampling, request_key, seed_if_unset)
         samples = self.backend.stream(prepared.jobs, prepared.n, prepared.sampling, cancel)
-        return (self._candidate(prepared, sample) for sample in samples)
+        return self._counted(prepared, samples)
+
+    def _counted(
+        self, prepared: _Prepared, samples: Iterable[Sample]
+    ) -> Iterator[domain_pb2.Candidate]:
+        tokens = metrics.GENERATED_TOKENS.labels(self.backend.info.name)
+        for sample in samples:
+            tokens.inc(sample.completion_tokens)
+            yield self._candidate(prepared, sample)
 
     def _prepare(
         self,

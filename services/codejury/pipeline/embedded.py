@@ -34,6 +34,16 @@ log = get_logger(__name__)
 SERVICES = ("generation", "execution", "reranking")
 
 
+def metrics_port_for(settings: Settings, offset: int) -> Settings:
+    """The settings of the child process ``offset`` (1, 2, ...): one machine, so each
+    serves its metrics on the port after the last (``up`` itself on ``metrics.port``).
+    Port 0 (any free port) and no port stay as they are."""
+    port = settings.metrics.port
+    if not port:
+        return settings
+    return with_group(settings, "metrics", port=port + offset)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     name: str
@@ -89,7 +99,9 @@ class EmbeddedPipeline:
         for name in SERVICES:
             self.services[name] = self._service(name).launch()
         self.progress("starting a Celery sandbox worker")
-        self.worker = LocalWorker(settings, make_celery_app(settings)).start()
+        self.worker = LocalWorker(
+            metrics_port_for(settings, 1 + len(SERVICES)), make_celery_app(settings)
+        ).start()
         for name in SERVICES:
             self.progress(f"waiting for the {name} service")
             self.services[name].wait_ready()
@@ -115,7 +127,7 @@ class EmbeddedPipeline:
         return ServiceProcess(
             name,
             ["serve", name, "--kafka-stage"],
-            env=settings_env(self.settings),
+            env=settings_env(metrics_port_for(self.settings, 1 + SERVICES.index(name))),
             log_dir=self.log_dir,
             ready_timeout_s=self.settings.pipeline.startup_timeout_s,
         )
@@ -147,6 +159,16 @@ class EmbeddedPipeline:
             rows.append(Endpoint("kafka", self.broker.bootstrap_servers, "tansu (embedded)"))
         if self.worker is not None:
             rows.append(Endpoint("celery", f"pid {self.worker.pid}", f"log {self.worker.log_path}"))
+        port = settings.metrics.port
+        if port:
+            last = port + len(SERVICES) + 1
+            rows.append(
+                Endpoint(
+                    "metrics",
+                    f"{settings.metrics.host}:{port}-{last}",
+                    "Prometheus /metrics: this process, " + ", ".join(SERVICES) + ", the worker",
+                )
+            )
         return rows
 
     # -- stop --------------------------------------------------------------------------

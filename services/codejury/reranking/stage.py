@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from codejury.bus.envelope import Event, Outgoing
 from codejury.bus.topics import FEEDBACK, SOLVE_COMPLETED
+from codejury.core import metrics
 from codejury.core.errors import PermanentError
 from codejury.core.logging import get_logger
 from codejury.proto.v1 import domain_pb2, events_pb2
@@ -67,6 +68,8 @@ def make_handler(
         completed.chosen_index = ranking.chosen_index
         completed.reranker_version = ranking.version
         results = {r.candidate_id: r for r in executed.results if r.candidate_id}
+        chosen = executed.candidates[ranking.chosen_index] if executed.candidates else None
+        _count_pick(ranking.version, results.get(chosen.candidate_id) if chosen else None)
         outgoing = [Outgoing(SOLVE_COMPLETED, completed, key=key)]
         for i, (candidate, score) in enumerate(zip(executed.candidates, scores, strict=True)):
             result = results.get(candidate.candidate_id)
@@ -87,3 +90,14 @@ def make_handler(
         return outgoing
 
     return handle
+
+
+def _count_pick(version: str, chosen: domain_pb2.ExecutionResult | None) -> None:
+    """The pick per version, passed or failed when the request had tests: the canary's
+    pass rate in PromQL (``codejury_reranker_picks_total``)."""
+    metrics.RERANKS.labels(version).inc()
+    if chosen is None or chosen.status == domain_pb2.EXECUTION_STATUS_UNSPECIFIED:
+        outcome = "unlabelled"
+    else:
+        outcome = "passed" if chosen.status == domain_pb2.PASSED else "failed"
+    metrics.RERANK_PICKS.labels(version, outcome).inc()

@@ -3,6 +3,8 @@ tens of seconds to start), its own tansu, Celery worker and service processes.""
 
 from __future__ import annotations
 
+import random
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -37,8 +39,30 @@ def pipeline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "pipeline": {"grpc_port": 0, "reranker_backbone": "tiny", "max_in_flight": 32},
             # Short retry backoffs keep the fault tests quick; the rules are the same.
             "bus": {"retry_backoff_s": 0.05, "retry_backoff_max_s": 0.5},
+            # Each service process serves /metrics on the port after the last (as under
+            # codejury up): base + 1 generation, + 2 execution, + 3 reranking, + 4 worker.
+            "metrics": {"port": free_port_run(5)},
         }
     )
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports that are free now."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                listener = socket.socket()
+                sockets.append(listener)
+                listener.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for listener in sockets:
+                listener.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 @pytest.fixture(scope="module")

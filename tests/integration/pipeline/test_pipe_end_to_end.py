@@ -4,16 +4,19 @@ generation, execution and reranking services (tiny models) and the front door.""
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import pytest
 from codejury.bus.envelope import unwrap
 from codejury.bus.topics import FEEDBACK
+from codejury.core.metrics import serve_metrics
 from codejury.pipeline.client import SolveClient, SolveRpcError
 from codejury.pipeline.embedded import EmbeddedPipeline
 from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2
 from kafka import KafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 N = 3
 
@@ -219,3 +222,83 @@ def test_eval_scores_every_ranker_from_the_pipeline(pipeline: EmbeddedPipeline, 
     files = write_report(summary, tmp_path)
     assert read_json(files.json) == summary
     assert files.chart.read_bytes().startswith(b"\x89PNG")
+
+
+def _scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The samples at http://127.0.0.1:<port>/metrics, by name and labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _total(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return sum(
+        value
+        for (sample, sample_labels), value in samples.items()
+        if sample == name and set(labels.items()) <= sample_labels
+    )
+
+
+def test_every_service_s_metrics_move_as_requests_flow(pipeline: EmbeddedPipeline) -> None:
+    """Issue 16's acceptance: /metrics of each service scraped, the counters moving. The
+    front door counts in this process; each service process and the worker on its port."""
+    base = pipeline.settings.metrics.port
+    assert base is not None
+    here = serve_metrics("127.0.0.1", 0)
+    ports = {
+        "generation": base + 1,
+        "execution": base + 2,
+        "reranking": base + 3,
+        "worker": base + 4,
+    }
+    try:
+        before = {name: _scrape(port) for name, port in ports.items()} | {
+            "here": _scrape(here.port)
+        }
+        too_long = domain_pb2.Problem(  # dead-lettered by generation (its context)
+            problem_id="too-long", language="python", prompt="def f():\n" + "    x = 1\n" * 3000
+        )
+        with SolveClient(pipeline.solve_address) as client:
+            for i in (300, 301):
+                check_completed(client.solve(problem(i), N, deadline_s=240), with_tests=True)
+            with pytest.raises(SolveRpcError, match="FAILED_PRECONDITION"):
+                client.solve(too_long, N, deadline_s=240)
+        after = {name: _scrape(port) for name, port in ports.items()} | {"here": _scrape(here.port)}
+    finally:
+        here.stop()
+
+    def moved(where: str, name: str, **labels: str) -> float:
+        return _total(after[where], name, **labels) - _total(before[where], name, **labels)
+
+    solve = {"grpc_service": "codejury.v1.Solve", "grpc_method": "Solve"}
+    assert moved("here", "grpc_server_handled_total", grpc_code="OK", **solve) == 2
+    refused = moved("here", "grpc_server_handled_total", grpc_code="FAILED_PRECONDITION", **solve)
+    assert refused == 1
+    assert moved("here", "grpc_server_handling_seconds_count", **solve) == 3
+    requested = {"topic": "codejury.solve.requested"}
+    assert (
+        moved("generation", "codejury_consumer_events_total", outcome="handled", **requested) == 2
+    )
+    assert (
+        moved("generation", "codejury_consumer_events_total", outcome="dead_lettered", **requested)
+        == 1
+    )
+    assert moved("generation", "codejury_dead_letters_total", **requested) == 1
+    assert moved("generation", "codejury_generation_tokens_total") > 0
+    assert moved("execution", "codejury_consumer_events_total", outcome="handled") == 2
+    assert moved("reranking", "codejury_reranker_picks_total") == 2
+    assert (
+        moved(
+            "reranking", "codejury_reranker_requests_total", version=pipeline.reranker_version or ""
+        )
+        == 2
+    )
+    # the runs happen in the worker's pool processes, counted through its multiprocess files
+    assert moved("worker", "codejury_sandbox_runs_total", language="python") == 2 * N
+    assert moved("worker", "codejury_sandbox_run_seconds_count", language="python") == 2 * N

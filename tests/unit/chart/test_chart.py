@@ -83,7 +83,38 @@ def test_the_profiles_cover_what_users_deploy() -> None:
         "vllm",
         "keda",
         "local",
+        "monitoring",
     }
+
+
+def test_monitoring_serves_metrics_from_every_service_pod_and_a_pod_monitor_scrapes_them() -> None:
+    rendered = _render("monitoring")
+    (config,) = [o for o in rendered.of_kind("ConfigMap") if "CODEJURY_RUN_DIR" in o["data"]]
+    port = int(config["data"]["CODEJURY_METRICS__PORT"])
+    assert config["data"]["CODEJURY_METRICS__HOST"] == "0.0.0.0"  # the scraper is outside
+    serving = {
+        o["metadata"]["labels"]["app.kubernetes.io/component"]
+        for o in rendered.of_kind("Deployment")
+        if any(
+            p.get("name") == "metrics" and p["containerPort"] == port
+            for c in o["spec"]["template"]["spec"]["containers"]
+            for p in c.get("ports", [])
+        )
+    }
+    assert serving >= {"solve", "generation", "execution", "reranking", "worker"}
+    (monitor,) = rendered.of_kind("PodMonitor")
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    for deployment in rendered.of_kind("Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        if labels["app.kubernetes.io/component"] in serving:
+            assert selector.items() <= labels.items()
+    # off by default: no port, no monitor, no setting (and so no endpoint in any process)
+    default = _render("default")
+    assert not default.of_kind("PodMonitor")
+    assert all(
+        p.get("name") != "metrics" for _, c in _containers(default) for p in c.get("ports", [])
+    )
 
 
 @pytest.mark.parametrize("profile", PROFILES)
