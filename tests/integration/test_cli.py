@@ -69,6 +69,24 @@ def test_settings_shows_environment_names_and_values() -> None:
     assert '"client_id": "from-env"' in result.stdout
 
 
+def test_secrets_never_show_in_settings_but_reach_child_processes() -> None:
+    env = {"CODEJURY_PIPELINE__AUTH_TOKENS": "tok-4f2a9", "CODEJURY_PIPELINE__TOKEN": "tok-77b1c"}
+    for args in (("settings",), ("settings", "--json")):
+        result = _codejury(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "CODEJURY_PIPELINE__AUTH_TOKENS" in result.stdout or "auth_tokens" in result.stdout
+        assert "tok-4f2a9" not in result.stdout + result.stderr
+        assert "tok-77b1c" not in result.stdout + result.stderr
+    # what codejury up hands its service processes is the value, not the mask
+    child = _python(
+        "-c",
+        "from codejury.core.settings import load_settings, settings_env;"
+        "print(settings_env(load_settings())['CODEJURY_PIPELINE__AUTH_TOKENS'])",
+        env=env,
+    )
+    assert child.stdout.strip() == "tok-4f2a9", child.stderr
+
+
 def test_protos_check_passes_on_committed_stubs() -> None:
     result = _codejury("protos", "--check")
     assert result.returncode == 0, result.stderr
@@ -241,3 +259,23 @@ def test_without_podman_the_deploy_commands_name_the_package(
     assert result.returncode == 1
     lines = [line for line in _one_clear_error(result).splitlines() if line.strip()]
     assert lines == ["error: podman is not installed: apt-get install podman runc"], lines
+
+
+def test_solve_with_no_server_at_the_target_fails_fast_in_one_line(tmp_path: Path) -> None:
+    """Tried as a new user would: nothing listening at --target used to print nothing for
+    over 100 s. Now: the address, the fix, a non-zero exit, within the connect timeout."""
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    prompt = tmp_path / "add.py"
+    prompt.write_text("def add(a, b):\n")
+    started = time.monotonic()
+    result = _codejury("solve", str(prompt), "-l", "python", "--target", f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 30
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert f"no Solve server at 127.0.0.1:{port}" in lines[0] and "codejury up" in lines[0]

@@ -5,6 +5,7 @@
     │   ├── ConfigurationError       settings are invalid or unknown (names the setting)
     │   ├── InvalidArgumentError     a request field is wrong (gRPC INVALID_ARGUMENT)
     │   ├── NotFoundError            a named thing does not exist (gRPC NOT_FOUND)
+    │   ├── UnauthenticatedError     no credential, or a wrong one (gRPC UNAUTHENTICATED)
     │   └── FailedPreconditionError  valid, but this deployment cannot serve it now
     │                                (gRPC FAILED_PRECONDITION)
     └── TemporaryError               may succeed later; ``delay_s`` suggests when to retry
@@ -46,6 +47,10 @@ class InvalidArgumentError(PermanentError):
 
 class NotFoundError(PermanentError):
     """The request names something that does not exist."""
+
+
+class UnauthenticatedError(PermanentError):
+    """The caller sent no credential or a wrong one; the message says how to send one."""
 
 
 class FailedPreconditionError(PermanentError):

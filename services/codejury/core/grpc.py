@@ -12,6 +12,7 @@ a readiness probe takes the pod out of its Service while in-flight calls drain.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -31,6 +32,7 @@ from codejury.core.errors import (
     PermanentError,
     ResourceExhaustedError,
     TemporaryError,
+    UnauthenticatedError,
 )
 from codejury.core.logging import get_logger
 
@@ -43,6 +45,8 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, NotFoundError):
         return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, UnauthenticatedError):
+        return grpc.StatusCode.UNAUTHENTICATED
     if isinstance(exc, FailedPreconditionError):
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, ResourceExhaustedError):
@@ -54,6 +58,10 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, PermanentError):
         return grpc.StatusCode.FAILED_PRECONDITION
     return grpc.StatusCode.INTERNAL
+
+
+#: What a server interceptor is given to reach the next one (and, last, the handler).
+Continuation = Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None]
 
 
 class _Call:
@@ -76,7 +84,7 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
@@ -134,6 +142,53 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return handler
 
 
+class BearerTokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Requires ``authorization: Bearer <token>`` with one of ``tokens`` on every RPC but
+    health checks (probes carry no credential). Tokens are compared in constant time; a
+    refused call never reaches its servicer. Put it after ``ErrorMappingInterceptor``,
+    which turns the refusal into UNAUTHENTICATED and counts it."""
+
+    _EXEMPT = "/grpc.health.v1.Health/"
+
+    def __init__(self, tokens: Sequence[str], *, how: str) -> None:
+        if not tokens or not all(tokens):
+            raise ValueError("tokens: give at least one non-empty token")
+        self._tokens = [t.encode() for t in tokens]
+        self._how = how  # how a caller sends a token: the refusal says it
+
+    def intercept_service(
+        self,
+        continuation: Continuation,
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(self._EXEMPT):
+            return handler
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        scheme, _, token = str(metadata.get("authorization", "")).partition(" ")
+        # every token compared, so the time taken says nothing about which one was close
+        matches = [hmac.compare_digest(token.encode(), known) for known in self._tokens]
+        if scheme.lower() == "bearer" and any(matches):
+            return handler
+        problem = "no bearer token" if not token else "a bearer token that is not accepted"
+        refusal = UnauthenticatedError(f"the request carries {problem}: {self._how}")
+
+        def refuse(_request: Any, _context: grpc.ServicerContext) -> Any:
+            raise refusal
+
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                refuse,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.unary_unary_rpc_method_handler(
+            refuse,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
 def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode:
     """The code a handler that returned normally set (``context.set_code``), else OK."""
     code = context.code() if hasattr(context, "code") else None
@@ -170,6 +225,7 @@ def make_server(
     port: int,
     max_workers: int,
     max_message_bytes: int = 64 << 20,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> GrpcServer:
     """A server (not started) with the error interceptor and ``grpc.health.v1``.
 
@@ -177,7 +233,7 @@ def make_server(
     does not route traffic to a server whose services are not registered yet."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[ErrorMappingInterceptor()],
+        interceptors=[ErrorMappingInterceptor(), *interceptors],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from codejury.core.errors import ConfigurationError
@@ -375,6 +375,20 @@ class PipelineSettings(_Group):
         description="codejury up: backbone of the first reranker version when the registry "
         "has no stable one ('minilm', 'tiny' or a model directory).",
     )
+    auth_tokens: SecretStr | None = Field(
+        None,
+        description="Bearer tokens the Solve front door accepts, comma-separated (from a "
+        "Secret); unset, with no auth_tokens_file: no authentication (keep it on loopback).",
+    )
+    auth_tokens_file: Path | None = Field(
+        None,
+        description="A file of accepted bearer tokens, one per line (a mounted Secret); read "
+        "at start, with auth_tokens.",
+    )
+    token: SecretStr | None = Field(
+        None,
+        description="The bearer token codejury solve / eval send to the Solve front door.",
+    )
 
 
 class MetricsSettings(_Group):
@@ -492,6 +506,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             key = f"{prefix}{name.upper()}"
             if isinstance(value, BaseModel):
                 walk(key + NESTED_DELIMITER, value)
+            elif isinstance(value, SecretStr):  # str() would hand the child the mask
+                env[key] = value.get_secret_value()
             elif value is not None:
                 env[key] = str(value)
 
@@ -499,8 +515,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def env_names() -> list[str]:
-    """Every setting's environment variable, sorted (what a deployment may set)."""
+def env_names(*, secrets: bool = True) -> list[str]:
+    """Every setting's environment variable, sorted (what a deployment may set);
+    ``secrets=False`` leaves out the ``SecretStr`` ones (what may go in a ConfigMap)."""
     names: list[str] = []
 
     def walk(prefix: str, model: type[BaseModel]) -> None:
@@ -509,7 +526,7 @@ def env_names() -> list[str]:
             annotation = field.annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 walk(key + NESTED_DELIMITER, annotation)
-            else:
+            elif secrets or SecretStr not in getattr(annotation, "__args__", (annotation,)):
                 names.append(key)
 
     walk(ENV_PREFIX, Settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from codejury.core.errors import TemporaryError
+from codejury.core.settings import Settings
 from codejury.pipeline.errors import PipelineError
 from codejury.proto.v1 import domain_pb2, services_pb2, services_pb2_grpc
 
@@ -24,8 +25,17 @@ class SolveUnavailableError(SolveRpcError, TemporaryError):
 
 
 class SolveClient:
-    def __init__(self, address: str) -> None:
+    """Calls Solve at ``address``. The first call waits at most ``connect_timeout_s`` for
+    the server to be reachable, then fails with one line naming the address (instead of
+    waiting out the request's deadline for a server that is not there)."""
+
+    def __init__(
+        self, address: str, *, connect_timeout_s: float = 5.0, token: str | None = None
+    ) -> None:
         self.address = address
+        self.connect_timeout_s = connect_timeout_s
+        self._connected = False
+        self._metadata = [("authorization", f"Bearer {token}")] if token else []
         self._channel = grpc.insecure_channel(
             address,
             options=[
@@ -51,11 +61,12 @@ class SolveClient:
             sampling=sampling or domain_pb2.SamplingParams(),
             deadline_s=deadline_s,
         )
+        self._connect()
         # The RPC's own deadline leaves the server time to answer DEADLINE_EXCEEDED itself.
         timeout = deadline_s + 30.0 if deadline_s else None
         try:
             response: services_pb2.SolveResponse = self._stub.Solve(
-                request, timeout=timeout, wait_for_ready=True
+                request, timeout=timeout, wait_for_ready=True, metadata=self._metadata
             )
         except grpc.RpcError as exc:
             code = exc.code()
@@ -65,6 +76,20 @@ class SolveClient:
             raise SolveRpcError(message, code=code.name) from exc
         return response
 
+    def _connect(self) -> None:
+        if self._connected:
+            return
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=self.connect_timeout_s)
+        except grpc.FutureTimeoutError as exc:
+            raise SolveUnavailableError(
+                f"no Solve server at {self.address} (nothing answered in "
+                f"{self.connect_timeout_s:g}s): start one with `codejury up`, or pass the "
+                "address it printed with --target",
+                code="UNAVAILABLE",
+            ) from exc
+        self._connected = True
+
     def close(self) -> None:
         self._channel.close()
 
@@ -73,3 +98,9 @@ class SolveClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def token_of(settings: Settings) -> str | None:
+    """The bearer token this process sends (``pipeline.token``), if any."""
+    token = settings.pipeline.token
+    return None if token is None else token.get_secret_value()

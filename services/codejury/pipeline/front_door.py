@@ -17,7 +17,8 @@ import grpc
 from codejury.bus.producer import EventProducer
 from codejury.bus.tail import TopicTail
 from codejury.bus.topics import SOLVE_COMPLETED, SOLVE_REQUESTED
-from codejury.core.grpc import make_server
+from codejury.core.errors import ConfigurationError
+from codejury.core.grpc import BearerTokenInterceptor, make_server
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
 from codejury.pipeline.completions import PendingCompletions
@@ -111,6 +112,27 @@ def register(servicer: SolveServicer) -> Callable[[grpc.Server], None]:
     return add
 
 
+_HOW = "send `authorization: Bearer <token>` (codejury solve: CODEJURY_PIPELINE__TOKEN)"
+
+
+def accepted_tokens(settings: Settings) -> list[str]:
+    """The bearer tokens the front door accepts: ``pipeline.auth_tokens`` (comma-separated)
+    and the lines of ``pipeline.auth_tokens_file``. None: no authentication."""
+    pipeline = settings.pipeline
+    tokens = []
+    if pipeline.auth_tokens is not None:
+        tokens += pipeline.auth_tokens.get_secret_value().split(",")
+    if pipeline.auth_tokens_file is not None:
+        try:
+            tokens += pipeline.auth_tokens_file.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"pipeline.auth_tokens_file={pipeline.auth_tokens_file}: cannot be read "
+                f"({exc.strerror}): mount the Secret there or unset it"
+            ) from exc
+    return [t.strip() for t in tokens if t.strip()]
+
+
 class SolveFrontDoor:
     """The Solve server with its producer and completion tail, started and stopped as one."""
 
@@ -139,14 +161,27 @@ class SolveFrontDoor:
         )
         # More threads than slots: the request beyond the limit must reach the servicer to
         # be refused, rather than wait in gRPC's queue.
+        tokens = accepted_tokens(settings)
+        self.authenticated = bool(tokens)
         self._server = make_server(
             [register(self.servicer)],
             host=pipeline.grpc_host,
             port=pipeline.grpc_port if port is None else port,
             max_workers=pipeline.max_in_flight + 4,
+            interceptors=[BearerTokenInterceptor(tokens, how=_HOW)] if tokens else [],
         )
         self.host = pipeline.grpc_host
         self.port = self._server.port
+        if not tokens:
+            # Zero-config on loopback is the embedded deployment's promise; anywhere else
+            # an open door runs strangers' code: say so where the operator looks.
+            log.warning(
+                "solve.unauthenticated",
+                host=self.host,
+                port=self.port,
+                fix="set CODEJURY_PIPELINE__AUTH_TOKENS or _AUTH_TOKENS_FILE before "
+                "listening beyond loopback",
+            )
 
     def start(self) -> SolveFrontDoor:
         self._tail.start()

@@ -8,17 +8,22 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import grpc
 import pytest
 from codejury.bus.embedded import EmbeddedBroker
 from codejury.bus.envelope import Event
 from codejury.bus.producer import EventProducer
 from codejury.bus.tail import TopicTail
 from codejury.bus.topics import SOLVE_COMPLETED, SOLVE_REQUESTED
-from codejury.core.settings import Settings, load_settings
+from codejury.core.errors import ConfigurationError
+from codejury.core.settings import Settings, load_settings, with_group
 from codejury.pipeline.client import SolveClient, SolveRpcError, SolveUnavailableError
 from codejury.pipeline.front_door import SolveFrontDoor
 from codejury.proto.v1 import domain_pb2, events_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import SecretStr
 
 PROBLEM = domain_pb2.Problem(problem_id="p", language="python", prompt="def f():\n    ")
 
@@ -144,3 +149,58 @@ def test_beyond_max_in_flight_is_resource_exhausted_and_deadlines_free_the_slot(
             client.solve(PROBLEM, 0)
         with pytest.raises(SolveRpcError, match="DEADLINE_EXCEEDED"):
             client.solve(PROBLEM, 1, deadline_s=0.2)
+
+
+def test_with_tokens_only_a_right_bearer_token_reaches_kafka(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """No token or a wrong one: UNAUTHENTICATED, with how to send one, and nothing is
+    published. The right one (from the setting or the Secret file): the request is
+    published. Health checks need no token (probes carry none)."""
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text("from-the-file\n\n")
+    guarded = with_group(
+        settings,
+        "pipeline",
+        auth_tokens=SecretStr("s3cret-one, s3cret-two"),
+        auth_tokens_file=tokens_file,
+    )
+    published: list[str] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event.payload, events_pb2.SolveRequested):
+            published.append(event.payload.request_id)
+
+    tail = TopicTail(settings.bus, SOLVE_REQUESTED, on_event, start="beginning", name="test")
+    tail.start()
+    try:
+        with SolveFrontDoor(guarded) as door:
+            address = f"127.0.0.1:{door.port}"
+            for token, why in ((None, "no bearer token"), ("s3cret", "not accepted")):
+                with (
+                    SolveClient(address, token=token) as client,
+                    pytest.raises(SolveRpcError, match=f"UNAUTHENTICATED: .*{why}.*Bearer"),
+                ):
+                    client.solve(PROBLEM, 2, deadline_s=2, request_id=f"refused-{token}")
+            for i, token in enumerate(("s3cret-two", "from-the-file")):
+                with (
+                    SolveClient(address, token=token) as client,
+                    pytest.raises(SolveRpcError, match="DEADLINE_EXCEEDED"),  # no stage runs
+                ):
+                    client.solve(PROBLEM, 2, deadline_s=1, request_id=f"let-in-{i}")
+            with grpc.insecure_channel(address) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        time.sleep(1.0)  # what the tail would still see
+    finally:
+        tail.stop()
+    # (the broker is the session's: other tests' requests are on the topic too)
+    assert not [r for r in published if r.startswith("refused-")]
+    assert {"let-in-0", "let-in-1"} <= set(published)
+
+
+def test_an_unreadable_tokens_file_is_one_clear_error(settings: Settings, tmp_path: Path) -> None:
+    missing = with_group(settings, "pipeline", auth_tokens_file=tmp_path / "nope")
+    with pytest.raises(ConfigurationError, match=r"auth_tokens_file=.*nope: cannot be read"):
+        SolveFrontDoor(missing)

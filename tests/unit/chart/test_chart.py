@@ -214,13 +214,17 @@ def test_the_settings_configmap_loads(profile: str, monkeypatch: pytest.MonkeyPa
 
 
 def test_the_schema_knows_every_setting_and_only_those() -> None:
+    """Secrets (the Solve tokens) are not among them: `settings:` lands in a ConfigMap, so
+    they go in the Secret named by existingSecret."""
     import json
 
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
-    assert schema["properties"]["settings"]["propertyNames"]["enum"] == env_names(), (
+    enum = schema["properties"]["settings"]["propertyNames"]["enum"]
+    assert enum == env_names(secrets=False), (
         "charts/codejury/values.schema.json settings.propertyNames: regenerate the enum "
-        "from codejury.core.settings.env_names()"
+        "from codejury.core.settings.env_names(secrets=False)"
     )
+    assert "CODEJURY_PIPELINE__AUTH_TOKENS" in set(env_names()) - set(enum)
 
 
 def test_only_the_sandbox_worker_runs_privileged_by_default() -> None:
