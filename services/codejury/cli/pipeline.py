@@ -14,6 +14,7 @@ from codejury.cli.app import (
     app,
     bench_app,
     console,
+    err_console,
     quiet_run,
     read_input,
     serve_app,
@@ -75,7 +76,10 @@ def up(ctx: typer.Context) -> None:
             highlight=False,
         )
         print(f"READY port={pipeline.front_door.port if pipeline.front_door else 0}", flush=True)
-        stop.wait()
+        # a service that dies is reported and started again (with backoff) until Ctrl-C
+        while not stop.wait(1.0):
+            for line in pipeline.supervise():
+                err_console.print(line, highlight=False, markup=False)
     finally:
         with console.status("stopping") as status:
             pipeline.progress = status.update

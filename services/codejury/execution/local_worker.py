@@ -46,6 +46,11 @@ class LocalWorker:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def returncode(self) -> int | None:
+        """None while the worker runs; its exit code once it ended."""
+        return None if self._process is None else self._process.poll()
+
     def start(self) -> LocalWorker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **settings_env(self._settings)}

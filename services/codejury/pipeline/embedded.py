@@ -11,27 +11,36 @@
 The services start together (the generator's model load is the long pole) and stop in
 the reverse order of the data flow's needs: the front door first (no new requests), then
 the stages, each finishing its in-flight event and committing, then the worker and tansu.
+
+While it runs, ``supervise`` (every second under ``codejury up``) starts a service or the
+worker that died again, with backoff, and has the front door refuse new requests at once
+meanwhile (UNAVAILABLE, naming the stage) rather than let them wait out their deadline.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from codejury.bus.embedded import EmbeddedBroker
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings, settings_env, with_group
 from codejury.execution.celery_app import make_celery_app
-from codejury.execution.local_worker import LocalWorker
+from codejury.execution.local_worker import LocalWorker, WorkerStartError
+from codejury.pipeline.errors import ServiceStartError
 from codejury.pipeline.front_door import SolveFrontDoor
 from codejury.pipeline.processes import ServiceProcess
+from codejury.pipeline.supervision import Outage, outage_after_exit, outage_after_failed_start
 from codejury.reranking.bootstrap import ensure_stable
 from codejury.reranking.registry import ModelRegistry, registry_uri
 
 log = get_logger(__name__)
 
 SERVICES = ("generation", "execution", "reranking")
+WORKER = "worker"  # the Celery sandbox worker, supervised as the services are
 
 
 def metrics_port_for(settings: Settings, offset: int) -> Settings:
@@ -76,6 +85,10 @@ class EmbeddedPipeline:
         self.front_door: SolveFrontDoor | None = None
         self.settings = settings  # the shared settings once the broker runs
         self.reranker_version: str | None = None
+        # supervision: what is down, since when each child runs, the attempt it came from
+        self.outages: dict[str, Outage] = {}
+        self._up_since: dict[str, float] = {}
+        self._attempt: dict[str, int] = {}
 
     # -- start -------------------------------------------------------------------------
 
@@ -99,12 +112,12 @@ class EmbeddedPipeline:
         for name in SERVICES:
             self.services[name] = self._service(name).launch()
         self.progress("starting a Celery sandbox worker")
-        self.worker = LocalWorker(
-            metrics_port_for(settings, 1 + len(SERVICES)), make_celery_app(settings)
-        ).start()
+        self.worker = self._new_worker().start()
         for name in SERVICES:
             self.progress(f"waiting for the {name} service")
             self.services[name].wait_ready()
+            self._up_since[name] = time.monotonic()
+        self._up_since[WORKER] = time.monotonic()
         self.progress("starting the Solve front door")
         self.front_door = SolveFrontDoor(settings).start()
 
@@ -121,6 +134,79 @@ class EmbeddedPipeline:
         self.settings = with_group(self.settings, "reranking", canary_weight=weight)
         self.progress(f"restarting the reranking service (canary weight {weight:.0%})")
         self.restart("reranking")
+
+    def _new_worker(self) -> LocalWorker:
+        settings = self.settings
+        return LocalWorker(metrics_port_for(settings, 1 + len(SERVICES)), make_celery_app(settings))
+
+    # -- supervision (codejury up) -----------------------------------------------------
+
+    def supervise(self) -> list[str]:
+        """One look at every child process: a service or the worker that exited is
+        reported, the front door refuses new requests at once (UNAVAILABLE, naming it),
+        and it is started again with backoff (``pipeline.supervision``). Returns what
+        happened, one line each. ``codejury up`` calls it every second."""
+        said: list[str] = []
+        now = time.monotonic()
+        for name in (*SERVICES, WORKER):
+            outage = self.outages.get(name)
+            if outage is None:
+                code = self._exit_code(name)
+                if code is None:
+                    continue
+                outage = outage_after_exit(
+                    f"exited with code {code}",
+                    now=now,
+                    up_for_s=now - self._up_since.get(name, now),
+                    previous_attempt=self._attempt.get(name, 0),
+                )
+                self.outages[name] = outage
+                if self.front_door is not None:
+                    self.front_door.servicer.stage_down(name, f"{outage.why}; restarting")
+                said.append(
+                    f"{name} {outage.why}; starting it again in "
+                    f"{outage.retry_at - now:g}s (attempt {outage.attempt}); its log: "
+                    f"{self._log_of(name)}"
+                )
+                log.warning("service.died", service=name, why=outage.why, attempt=outage.attempt)
+            elif now >= outage.retry_at:
+                said.append(self._start_again(name, outage))
+        return said
+
+    def _start_again(self, name: str, outage: Outage) -> str:
+        self.progress(f"starting {name} again (attempt {outage.attempt})")
+        try:
+            if name == WORKER:
+                if self.worker is not None:
+                    self.worker.stop()
+                self.worker = self._new_worker().start()
+            else:
+                self.restart(name)
+        except (ServiceStartError, WorkerStartError) as exc:
+            self.outages[name] = later = outage_after_failed_start(outage, now=time.monotonic())
+            first_line = str(exc).splitlines()[0]
+            return (
+                f"{name} did not start ({first_line}); next try in "
+                f"{later.retry_at - time.monotonic():.0f}s"
+            )
+        del self.outages[name]
+        self._attempt[name] = outage.attempt
+        self._up_since[name] = time.monotonic()
+        if self.front_door is not None:
+            self.front_door.servicer.stage_up(name)
+        log.info("service.restarted", service=name, attempt=outage.attempt)
+        return f"{name} is running again (attempt {outage.attempt})"
+
+    def _exit_code(self, name: str) -> int | None:
+        if name == WORKER:
+            return None if self.worker is None else self.worker.returncode
+        service = self.services.get(name)
+        return None if service is None else service.returncode
+
+    def _log_of(self, name: str) -> Path | None:
+        if name == WORKER:
+            return None if self.worker is None else self.worker.log_path
+        return self.services[name].log_path
 
     def _service(self, name: str) -> ServiceProcess:
         """``codejury serve NAME --kafka-stage`` with the shared settings."""

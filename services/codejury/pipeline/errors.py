@@ -5,6 +5,7 @@ PipelineError
 ├── SolveFailedError           the pipeline answered with an error (FAILED_PRECONDITION)
 ├── TooManyRequestsError       the in-flight limit is reached (RESOURCE_EXHAUSTED)
 ├── SolveDeadlineError         no completion before the deadline (DEADLINE_EXCEEDED)
+├── StageDownError             a stage of ``codejury up`` is down and restarting (UNAVAILABLE)
 └── ServiceStartError          ``codejury up`` could not start a service (names its log)
 """
 
@@ -17,6 +18,7 @@ from codejury.core.errors import (
     InvalidArgumentError,
     PermanentError,
     ResourceExhaustedError,
+    TemporaryError,
 )
 
 
@@ -42,3 +44,8 @@ class SolveDeadlineError(PipelineError, DeadlineExceededError):
 
 class ServiceStartError(PipelineError, PermanentError):
     """A child service exited or did not report ready in time."""
+
+
+class StageDownError(PipelineError, TemporaryError):
+    """A stage has no live consumer (its process died; ``codejury up`` is restarting it):
+    the request is refused at once instead of waiting out its deadline."""

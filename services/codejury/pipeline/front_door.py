@@ -26,6 +26,7 @@ from codejury.pipeline.errors import (
     InvalidSolveRequestError,
     SolveDeadlineError,
     SolveFailedError,
+    StageDownError,
     TooManyRequestsError,
 )
 from codejury.pipeline.requests import SolveLimits, check_solve_request, deadline_of, response_of
@@ -49,6 +50,17 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
         self._pending = pending
         self._max_in_flight = max_in_flight
         self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._down: dict[str, str] = {}  # stage -> why (codejury up's supervisor says)
+        self._down_lock = threading.Lock()
+
+    def stage_down(self, stage: str, why: str) -> None:
+        """Refuse new requests at once while ``stage`` has no live consumer."""
+        with self._down_lock:
+            self._down[stage] = why
+
+    def stage_up(self, stage: str) -> None:
+        with self._down_lock:
+            self._down.pop(stage, None)
 
     @property
     def in_flight(self) -> int:
@@ -58,6 +70,16 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
         self, request: services_pb2.SolveRequest, context: grpc.ServicerContext
     ) -> services_pb2.SolveResponse:
         check_solve_request(request, self._limits)
+        with self._down_lock:
+            down = dict(self._down)
+        if down:
+            # In-flight requests keep waiting: the restarted stage resumes from its last
+            # committed offset and answers them. A new one would only wait out its deadline.
+            reasons = "; ".join(f"{stage}: {why}" for stage, why in sorted(down.items()))
+            raise StageDownError(
+                f"this deployment is restarting a stage ({reasons}): retry in a few seconds",
+                delay_s=2.0,
+            )
         if not self._slots.acquire(blocking=False):
             raise TooManyRequestsError(
                 f"{self._max_in_flight} solve requests are already in flight "

@@ -55,6 +55,11 @@ class ServiceProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the process ended (negative: the signal that ended it)."""
+        return None if self._process is None else self._process.poll()
+
     def launch(self) -> ServiceProcess:
         """Start the process; ``wait_ready`` waits for it (start several, then wait)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import pytest
 from codejury.bus.envelope import unwrap
 from codejury.bus.topics import FEEDBACK
 from codejury.core.metrics import serve_metrics
-from codejury.pipeline.client import SolveClient, SolveRpcError
+from codejury.pipeline.client import SolveClient, SolveRpcError, SolveUnavailableError
 from codejury.pipeline.embedded import EmbeddedPipeline
 from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2
 from kafka import KafkaConsumer
@@ -302,3 +302,26 @@ def test_every_service_s_metrics_move_as_requests_flow(pipeline: EmbeddedPipelin
     # the runs happen in the worker's pool processes, counted through its multiprocess files
     assert moved("worker", "codejury_sandbox_runs_total", language="python") == 2 * N
     assert moved("worker", "codejury_sandbox_run_seconds_count", language="python") == 2 * N
+
+
+def test_a_killed_stage_is_restarted_and_the_front_door_fails_fast_meanwhile(
+    pipeline: EmbeddedPipeline,
+) -> None:
+    """Issue 16: SIGKILL of the generation process under `codejury up` went unnoticed and a
+    Solve waited out its deadline. Now the supervisor reports it, the front door refuses at
+    once naming the stage, and the stage is started again and answers."""
+    pipeline.services["generation"].kill()
+    said = pipeline.supervise()
+    assert len(said) == 1 and said[0].startswith("generation exited with code -9; starting")
+    with SolveClient(pipeline.solve_address) as client:
+        started = time.monotonic()
+        with pytest.raises(SolveUnavailableError, match=r"UNAVAILABLE: .*generation: exited"):
+            client.solve(problem(400), N, deadline_s=240)
+        assert time.monotonic() - started < 5
+        deadline = time.monotonic() + 240
+        while "generation" in pipeline.outages and time.monotonic() < deadline:
+            said += pipeline.supervise()
+            time.sleep(0.5)
+        assert said[-1] == "generation is running again (attempt 1)", said
+        check_completed(client.solve(problem(401), N, deadline_s=240), with_tests=True)
+    assert pipeline.supervise() == []  # all is well: nothing to say
