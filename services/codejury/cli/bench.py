@@ -145,6 +145,13 @@ def bench_sandbox(
                     "median_ratio_to_plain": round(ratio, 3) if ratio else None,
                 }
             )
+        hardening = report.ratio("sandbox", "sandbox-unhardened")
+        if hardening:
+            console.print(
+                f"{report.language}: seccomp filter and no nested user namespaces cost "
+                f"{hardening:.3f}x per program (median, hardened / unhardened)",
+                highlight=False,
+            )
         if "sandbox-no-pch" in report.modes:
             speedup = report.ratio("sandbox-no-pch", "sandbox")
             console.print(f"C++ precompiled header: {speedup:.2f}x faster per program (median)")

@@ -110,6 +110,11 @@ class ExecutionSettings(_Group):
     sandbox_uid: int = Field(65534, ge=1, description="Unprivileged uid programs run as.")
     sandbox_gid: int = Field(65534, ge=1, description="Unprivileged gid programs run as.")
     cgroup_parent: str = Field("codejury", description="Parent cgroup of the per-run groups.")
+    sandbox_hardening: bool = Field(
+        True,
+        description="Beyond namespaces: a seccomp filter (ptrace, bpf, keyctl, mount, "
+        "io_uring... refused) and no nested user namespaces. Off only to measure the cost.",
+    )
     cache_dir: Path | None = Field(
         None,
         description="Compile cache; default: /var/cache/codejury/execution when sandboxed "

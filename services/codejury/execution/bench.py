@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from codejury.core.stats import percentile
@@ -30,6 +30,7 @@ from codejury.proto.v1 import domain_pb2
 
 PLAIN, SANDBOX, SANDBOX_NO_PCH = "plain", "sandbox", "sandbox-no-pch"
 SANDBOX_BATCH = "sandbox-batch"  # a round's programs compiled together first (Java)
+SANDBOX_UNHARDENED = "sandbox-unhardened"  # no seccomp filter, nested user namespaces allowed
 # Programs per core in one round of a mode before the next mode takes its turn.
 ROUND_PER_CORE = 4
 
@@ -161,16 +162,25 @@ def bench_language(
     limits: Limits,
     scratch: Path,
 ) -> LanguageReport:
-    sandbox = Sandbox(sandbox_config)
-    sandbox.check()
     if not programs:
         raise ValueError(f"programs: no programs to measure for {language}")
+    sandbox = Sandbox(replace(sandbox_config, hardened=True))
+    sandbox.check()
+    # the same sandbox without the seccomp filter and --disable-userns: what they cost
+    unhardened = Sandbox(replace(sandbox_config, hardened=False))
+    unhardened.check()
     modes: dict[str, ModeResult] = {}
     runners: list[tuple[str, Callable[[str], bool]]] = [
         (PLAIN, plain_runner(language, limits.timeout_s)),
         (
             SANDBOX,
             sandbox_runner(sandbox, scratch / f"{language}-pch", language, limits, use_pch=True),
+        ),
+        (
+            SANDBOX_UNHARDENED,
+            sandbox_runner(
+                unhardened, scratch / f"{language}-unhardened", language, limits, use_pch=True
+            ),
         ),
     ]
     # Before a round's runs, the batch mode compiles the round's programs together; that
@@ -217,6 +227,7 @@ def bench_language(
                 latencies[mode].extend(t + shared / len(chunk) for t in times)
     finally:
         sandbox.close()
+        unhardened.close()
     for mode in walls:
         modes[mode] = ModeResult(
             language, mode, len(programs), passes[mode], walls[mode], tuple(latencies[mode])

@@ -49,6 +49,7 @@ def make_executor(settings: Settings, *, warm: bool = True) -> Executor:
             cgroup_parent=ex.cgroup_parent,
             unsafe_no_sandbox=ex.unsafe_no_sandbox,
             warm_pool=ex.warm_sandboxes if warm else 0,
+            hardened=ex.sandbox_hardening,
         )
     )
     sandbox.check()

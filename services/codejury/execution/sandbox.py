@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,7 @@ from codejury.execution.cgroups import RunCgroup, check_writable, detect_version
 from codejury.execution.errors import InvalidRequestError, SandboxUnavailableError
 from codejury.execution.process_io import Pumped, StatusReader, pump, read_all
 from codejury.execution.reaper import Reaper
+from codejury.execution.seccomp import filter_for_this_machine
 
 if TYPE_CHECKING:
     from codejury.execution.warm_pool import WarmPool
@@ -120,6 +122,9 @@ class SandboxConfig:
     warm_pool: int = 0
     # Where the launcher is built; must be searchable by the sandbox user.
     state_dir: Path = Path("/var/cache/codejury")
+    # Beyond namespaces: the seccomp filter of ``execution.seccomp`` and no nested user
+    # namespaces (bubblewrap >= 0.8). Off only to measure what they cost.
+    hardened: bool = True
 
 
 class PreparedSandbox:
@@ -174,6 +179,7 @@ class Sandbox:
         self._bwrap = shutil.which("bwrap")
         self._launcher: Path | None = None
         self._fixed_argv: list[str] | None = None
+        self._seccomp: bytes | None = None  # the BPF program every run gets (hardened)
         self._pool: WarmPool | None = None
         self._reaper = Reaper()
 
@@ -200,6 +206,16 @@ class Sandbox:
             self._fixed_argv = _fixed_bwrap_argv(
                 self._bwrap, self._launcher, self.config.extra_ro_paths
             )
+            self._seccomp = None
+            if self.config.hardened:
+                self._fixed_argv += _no_nested_user_namespaces(self._bwrap)
+                self._seccomp = filter_for_this_machine()
+                if self._seccomp is None:
+                    log.warning(
+                        "sandbox.no_seccomp_filter",
+                        machine=platform.machine(),
+                        why="the filter's system call numbers are x86-64's",
+                    )
         if self.config.warm_pool and self._pool is None:
             from codejury.execution.warm_pool import WarmPool
 
@@ -269,12 +285,22 @@ class Sandbox:
                     ours[name] = write_end
                     theirs.append(read_end)
             status_w, control_r, error_w = theirs
+            seccomp_r = None
+            if self._seccomp is not None:
+                # a few hundred bytes: the pipe holds them until bubblewrap reads them
+                seccomp_r, seccomp_w = os.pipe()
+                theirs.append(seccomp_r)
+                try:
+                    _write_all(seccomp_w, self._seccomp)
+                finally:
+                    os.close(seccomp_w)
             argv = self._bwrap_argv(
                 mounts,
                 workdir_bytes=workdir_bytes,
                 status_fd=status_w,
                 control_fd=control_r,
                 error_fd=error_w,
+                seccomp_fd=seccomp_r,
             )
             if self._launcher is None:
                 raise SandboxUnavailableError("Sandbox.check() must succeed before a run")
@@ -367,6 +393,7 @@ class Sandbox:
         status_fd: int,
         control_fd: int,
         error_fd: int,
+        seccomp_fd: int | None = None,
     ) -> list[str]:
         if self._fixed_argv is None:
             raise SandboxUnavailableError("Sandbox.check() must succeed before a run")
@@ -379,6 +406,8 @@ class Sandbox:
         # (the work dir and /tmp are their own mounts and stay writable).
         argv += ["--remount-ro", "/", "--clearenv", "--chdir", WORKDIR]
         argv += ["--json-status-fd", str(status_fd)]
+        if seccomp_fd is not None:
+            argv += ["--seccomp", str(seccomp_fd)]
         argv += ["--", launcher.IN_SANDBOX, str(control_fd), str(error_fd)]
         return argv
 
@@ -401,6 +430,24 @@ def _fixed_bwrap_argv(bwrap: str, launcher_path: Path, extra_ro_paths: Sequence[
     argv += ["--ro-bind", str(launcher_path), launcher.IN_SANDBOX]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     return argv
+
+
+def _no_nested_user_namespaces(bwrap: str) -> list[str]:
+    """bubblewrap's flags that keep the program from creating user namespaces of its own
+    (in one it would be uid 0, and could mount over its own /etc), where bubblewrap has
+    them (0.8 and later); else none, said in the log."""
+    try:
+        usage = subprocess.run(
+            [bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        usage = ""
+    if "--disable-userns" in usage:
+        return ["--unshare-user", "--disable-userns"]
+    log.warning(
+        "sandbox.nested_userns_allowed", why="bubblewrap before 0.8 has no --disable-userns"
+    )
+    return []
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -284,3 +284,54 @@ def test_a_program_that_cannot_start_is_our_error_not_a_label(sandbox: Sandbox) 
     outcome = sandbox.run(SandboxRequest(argv=["/usr/bin/no-such-interpreter", "main.x"]))
     assert outcome.sandbox_error is not None
     assert "no-such-interpreter" in outcome.sandbox_error
+
+
+# Issue 16, tried as an attacker would: inside the sandbox a candidate could create a
+# nested user namespace and be uid 0 in it (`unshare -rm`, then mount a tmpfs over its own
+# /etc), and could ptrace the sandbox's own pid 1 (which stopped it: TIMEOUT, not FAILED).
+_LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+
+
+def _refused(executor: Executor, call: str) -> str:
+    """Runs ``call`` (a libc call returning -1 on failure) and prints the errno's name."""
+    code = (
+        _LIBC
+        + f"result = {call}\n"
+        + "import errno\n"
+        + "print('allowed' if result != -1 else errno.errorcode[ctypes.get_errno()])\n"
+    )
+    result = run_python(executor, code)
+    assert STATUS(result.status) == "PASSED", result.stderr
+    return result.stdout.strip()
+
+
+def test_a_nested_user_namespace_is_refused(executor: Executor) -> None:
+    CLONE_NEWUSER, SIGCHLD = 0x10000000, 17
+    assert _refused(executor, f"libc.unshare({CLONE_NEWUSER})") == "EPERM"
+    # clone() itself, with the flag: the seccomp filter lets clone through (threads need
+    # it), so bubblewrap's --disable-userns is what refuses this one
+    pid = _refused(executor, f"libc.syscall(56, {CLONE_NEWUSER | SIGCHLD}, 0, 0, 0, 0)")
+    assert pid in ("ENOSPC", "EPERM", "EUSERS"), pid
+    result = run_python(
+        executor,
+        "import subprocess\n"
+        "r = subprocess.run(['unshare', '-rm', 'true'], capture_output=True, text=True)\n"
+        "print(r.returncode, r.stderr.strip())\n",
+    )
+    code, _, why = result.stdout.strip().partition(" ")
+    assert code != "0" and "unshare failed" in why, result.stdout
+
+
+def test_ptrace_of_the_sandbox_s_own_processes_is_refused(executor: Executor) -> None:
+    PTRACE_ATTACH = 16
+    assert _refused(executor, f"libc.ptrace({PTRACE_ATTACH}, 1, 0, 0)") == "EPERM"
+    assert _refused(executor, "libc.syscall(310, 1, 0, 0, 0, 0, 0)") == "EPERM"  # vm_readv
+
+
+@pytest.mark.parametrize(
+    ("name", "number"), [("keyctl", 250), ("bpf", 321), ("perf_event_open", 298), ("mount", 165)]
+)
+def test_kernel_interfaces_a_program_has_no_use_for_are_refused(
+    executor: Executor, name: str, number: int
+) -> None:
+    assert _refused(executor, f"libc.syscall({number}, 0, 0, 0, 0, 0)") == "EPERM", name
