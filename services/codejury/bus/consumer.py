@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+import structlog
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
@@ -289,23 +290,35 @@ class EventConsumer:
             envelope=envelope,
             payload=payload,
         )
-        started = time.monotonic()
-        outputs, failure = self._handle_with_retries(record, event)
-        metrics.HANDLING_SECONDS.labels(self.name, record.topic).observe(time.monotonic() - started)
-        if failure is not None:  # dead-lettered: do not handle it again
-            outputs = self._dead_letter_replies(event, failure)
-        for index, out in enumerate(outputs):
-            self._producer.publish(
-                out.topic,
-                out.payload,
-                key=out.key,
-                event_id=derived_event_id(envelope.event_id, index),
-                trace_id=envelope.trace_id,
-                causation_id=envelope.event_id,
-            )
-        if failure is None:
-            self.stats.handled += 1
-            metrics.EVENTS.labels(self.name, record.topic, "handled").inc()
+        # Every log line while this event is handled names its trace: one Solve is one
+        # trace id across the front door and every stage's log.
+        with structlog.contextvars.bound_contextvars(trace_id=envelope.trace_id):
+            started = time.monotonic()
+            outputs, failure = self._handle_with_retries(record, event)
+            took_s = time.monotonic() - started
+            metrics.HANDLING_SECONDS.labels(self.name, record.topic).observe(took_s)
+            if failure is not None:  # dead-lettered: do not handle it again
+                outputs = self._dead_letter_replies(event, failure)
+            for index, out in enumerate(outputs):
+                self._producer.publish(
+                    out.topic,
+                    out.payload,
+                    key=out.key,
+                    event_id=derived_event_id(envelope.event_id, index),
+                    trace_id=envelope.trace_id,
+                    causation_id=envelope.event_id,
+                )
+            if failure is None:
+                self.stats.handled += 1
+                metrics.EVENTS.labels(self.name, record.topic, "handled").inc()
+                log.info(
+                    "consumer.handled",
+                    consumer=self.name,
+                    topic=record.topic,
+                    key=record.key.decode(errors="replace") if record.key else None,
+                    outputs=len(outputs),
+                    ms=round(took_s * 1000, 1),
+                )
         return envelope.event_id
 
     def _dead_letter_replies(self, event: Event, failure: BaseException) -> list[Outgoing]:

@@ -118,10 +118,15 @@ class EventProducer:
         return len(pending)
 
     def publish_now(
-        self, topic: str, payload: message.Message, *, key: str | None = None
+        self,
+        topic: str,
+        payload: message.Message,
+        *,
+        key: str | None = None,
+        trace_id: str | None = None,
     ) -> events_pb2.Envelope:
         """Publish one event and wait for its acknowledgement."""
-        env = self.publish(topic, payload, key=key)
+        env = self.publish(topic, payload, key=key, trace_id=trace_id)
         self.flush()
         return env
 

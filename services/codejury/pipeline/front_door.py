@@ -8,11 +8,13 @@ completion finds no waiter and is dropped, so nothing stays behind.
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
+import structlog
 
 from codejury.bus.producer import EventProducer
 from codejury.bus.tail import TopicTail
@@ -85,15 +87,21 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
                 f"{self._max_in_flight} solve requests are already in flight "
                 "(pipeline.max_in_flight); retry with backoff"
             )
+        trace_id = trace_id_of(context.invocation_metadata())
+        # the caller can find its request in every stage's log by this id
+        context.set_trailing_metadata(((TRACE_HEADER, trace_id),))
         try:
-            return self._solve(
-                request, deadline_of(request, self._limits, context.time_remaining())
-            )
+            with structlog.contextvars.bound_contextvars(trace_id=trace_id):
+                return self._solve(
+                    request,
+                    deadline_of(request, self._limits, context.time_remaining()),
+                    trace_id,
+                )
         finally:
             self._slots.release()
 
     def _solve(
-        self, request: services_pb2.SolveRequest, deadline_s: float
+        self, request: services_pb2.SolveRequest, deadline_s: float, trace_id: str
     ) -> services_pb2.SolveResponse:
         request_id = request.request_id or uuid.uuid4().hex
         try:
@@ -110,7 +118,9 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
                 sampling=request.sampling,
             )
             with self._publish_lock:
-                self._producer.publish_now(SOLVE_REQUESTED, requested, key=request_id)
+                self._producer.publish_now(
+                    SOLVE_REQUESTED, requested, key=request_id, trace_id=trace_id
+                )
             completed = waiter.wait(deadline_s)
         finally:
             self._pending.discard(request_id)
@@ -132,6 +142,22 @@ def register(servicer: SolveServicer) -> Callable[[grpc.Server], None]:
         services_pb2_grpc.add_SolveServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 
     return add
+
+
+#: The response's trailing metadata key that carries the request's trace id.
+TRACE_HEADER = "x-codejury-trace-id"
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def trace_id_of(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    """The trace id of a W3C ``traceparent`` the caller sent (its tracing system's), else
+    a new one of the same form (32 hex digits)."""
+    for key, value in metadata or ():
+        if key == "traceparent" and isinstance(value, str):
+            found = _TRACEPARENT.match(value.strip().lower())
+            if found and found.group(1) != "0" * 32:
+                return found.group(1)
+    return uuid.uuid4().hex
 
 
 _HOW = "send `authorization: Bearer <token>` (codejury solve: CODEJURY_PIPELINE__TOKEN)"

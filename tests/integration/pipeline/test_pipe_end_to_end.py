@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+import grpc
 import pytest
 from codejury.bus.envelope import unwrap
 from codejury.bus.topics import FEEDBACK
 from codejury.core.metrics import serve_metrics
 from codejury.pipeline.client import SolveClient, SolveRpcError, SolveUnavailableError
-from codejury.pipeline.embedded import EmbeddedPipeline
-from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2
+from codejury.pipeline.embedded import SERVICES, EmbeddedPipeline
+from codejury.pipeline.front_door import TRACE_HEADER
+from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2, services_pb2_grpc
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -325,3 +328,27 @@ def test_a_killed_stage_is_restarted_and_the_front_door_fails_fast_meanwhile(
         assert said[-1] == "generation is running again (attempt 1)", said
         check_completed(client.solve(problem(401), N, deadline_s=240), with_tests=True)
     assert pipeline.supervise() == []  # all is well: nothing to say
+
+
+def test_one_solve_is_one_trace_id_in_the_log_of_every_stage(pipeline: EmbeddedPipeline) -> None:
+    """The caller's W3C traceparent (or a new id) travels in every event's envelope; each
+    stage binds it to its log lines while it handles the event, and the caller gets it
+    back in the response's trailing metadata."""
+    trace = uuid.uuid4().hex
+    request = services_pb2.SolveRequest(problem=problem(500), n=N, deadline_s=240)
+    with grpc.insecure_channel(pipeline.solve_address) as channel:
+        stub = services_pb2_grpc.SolveStub(channel)
+        _, call = stub.Solve.with_call(
+            request, timeout=270, metadata=[("traceparent", f"00-{trace}-{'1' * 16}-01")]
+        )
+        assert dict(call.trailing_metadata())[TRACE_HEADER] == trace
+        _, call = stub.Solve.with_call(
+            services_pb2.SolveRequest(problem=problem(501), n=N), timeout=400
+        )
+        fresh = dict(call.trailing_metadata())[TRACE_HEADER]
+    assert len(fresh) == 32 and fresh != trace
+    for name in SERVICES:
+        log_text = pipeline.services[name].log_path.read_text()
+        handled = [line for line in log_text.splitlines() if "consumer.handled" in line]
+        assert any(trace in line for line in handled), f"{name}: no line with trace {trace}"
+        assert any(fresh in line for line in handled), f"{name}: no line with trace {fresh}"
