@@ -29,6 +29,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import FrameType
 
 import structlog
@@ -38,7 +39,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from codejury.bus.admin import unavailable
-from codejury.bus.envelope import Event, Outgoing, derived_event_id, unwrap
+from codejury.bus.envelope import Event, Outgoing, deadline_of, derived_event_id, unwrap
 from codejury.bus.errors import EnvelopeError, PublishError
 from codejury.bus.processed import MemoryProcessedIds, ProcessedIds
 from codejury.bus.producer import EventProducer, check_fits
@@ -64,6 +65,7 @@ class ConsumerStats:
 
     handled: int = 0
     duplicates: int = 0
+    expired: int = 0
     dead_lettered: int = 0
     published: int = 0
     retries: int = 0
@@ -106,6 +108,7 @@ class EventConsumer:
         processed: ProcessedIds | None = None,
         producer: EventProducer | None = None,
         on_dead_letter: DeadLetterReply | None = None,
+        drop_expired: bool = False,
     ) -> None:
         if not topics:
             raise ValueError("topics: give at least one topic to consume")
@@ -114,6 +117,9 @@ class EventConsumer:
         self.topics = tuple(topics)
         self._handler = handler
         self._on_dead_letter = on_dead_letter
+        # A request-path stage: an event past its envelope's deadline has nobody waiting
+        # for its answer (the front door said DEADLINE_EXCEEDED), so it is not handled.
+        self._drop_expired = drop_expired
         self.name = name
         self._processed = (
             processed
@@ -282,6 +288,17 @@ class EventConsumer:
             metrics.EVENTS.labels(self.name, record.topic, "duplicate").inc()
             log.debug("consumer.duplicate", consumer=self.name, event_id=envelope.event_id)
             return None
+        deadline = deadline_of(envelope)
+        if self._drop_expired and deadline is not None and deadline < datetime.now(UTC):
+            self.stats.expired += 1
+            metrics.EVENTS.labels(self.name, record.topic, "expired").inc()
+            log.info(
+                "consumer.expired",
+                consumer=self.name,
+                trace_id=envelope.trace_id,
+                late_s=round((datetime.now(UTC) - deadline).total_seconds(), 3),
+            )
+            return envelope.event_id
         event = Event(
             topic=record.topic,
             partition=record.partition,
@@ -307,6 +324,7 @@ class EventConsumer:
                     event_id=derived_event_id(envelope.event_id, index),
                     trace_id=envelope.trace_id,
                     causation_id=envelope.event_id,
+                    deadline=deadline,
                 )
             if failure is None:
                 self.stats.handled += 1

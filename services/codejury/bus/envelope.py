@@ -41,6 +41,7 @@ def wrap(
     trace_id: str | None = None,
     causation_id: str = "",
     created_at: datetime | None = None,
+    deadline: datetime | None = None,
 ) -> events_pb2.Envelope:
     """Put ``payload`` in a new envelope (fresh event id and trace id unless given)."""
     env = events_pb2.Envelope(
@@ -52,6 +53,8 @@ def wrap(
         causation_id=causation_id,
     )
     env.created_at.FromDatetime(created_at or datetime.now(UTC))
+    if deadline is not None:
+        env.deadline.FromDatetime(deadline)
     env.payload.Pack(payload)
     return env
 
@@ -117,3 +120,10 @@ class Outgoing:
     topic: str
     payload: message.Message
     key: str | None = None
+
+
+def deadline_of(envelope: events_pb2.Envelope) -> datetime | None:
+    """The envelope's deadline (timezone-aware), or None when it has none."""
+    if not envelope.HasField("deadline"):
+        return None
+    return envelope.deadline.ToDatetime(tzinfo=UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from google.protobuf import message
 from kafka import KafkaProducer
@@ -69,6 +70,7 @@ class EventProducer:
         event_id: str | None = None,
         trace_id: str | None = None,
         causation_id: str = "",
+        deadline: datetime | None = None,
     ) -> events_pb2.Envelope:
         """Queue ``payload`` for ``topic`` in a new envelope and return the envelope;
         RecordTooLargeError, before anything is queued, when it cannot fit a record."""
@@ -79,6 +81,7 @@ class EventProducer:
             event_id=event_id,
             trace_id=trace_id,
             causation_id=causation_id,
+            deadline=deadline,
         )
         self.send_raw(topic, env.SerializeToString(), key=key.encode() if key else None)
         return env
@@ -124,9 +127,10 @@ class EventProducer:
         *,
         key: str | None = None,
         trace_id: str | None = None,
+        deadline: datetime | None = None,
     ) -> events_pb2.Envelope:
         """Publish one event and wait for its acknowledgement."""
-        env = self.publish(topic, payload, key=key, trace_id=trace_id)
+        env = self.publish(topic, payload, key=key, trace_id=trace_id, deadline=deadline)
         self.flush()
         return env
 

@@ -163,6 +163,7 @@ def serve_execution(
                 ),
                 name="execution-stage",
                 on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
+                drop_expired=True,  # past its deadline nobody waits for the answer
             )
         with running_stage(
             consumer, join_timeout_s=settings.celery.result_timeout_s, stop=stop

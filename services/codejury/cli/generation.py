@@ -83,6 +83,7 @@ def serve_generation(
             handler=make_handler(generator),
             name="generation-stage",
             on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
+            drop_expired=True,  # past its deadline nobody waits for the answer
         )
     # A generation can take minutes: let the in-flight one finish and commit.
     with running_stage(consumer, join_timeout_s=600, stop=stop) as watch:

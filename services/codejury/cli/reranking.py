@@ -232,6 +232,8 @@ def serve_reranking(
                     ranker, RankLimits.from_settings(rr), model_name=rr.model_name
                 ),
                 name="reranking-stage",
+                # no drop_expired: ranking is cheap, and the feedback it publishes (executed,
+                # labelled candidates) is training data whether or not the caller waited
             )
         with running_stage(consumer, join_timeout_s=rr.request_timeout_s, stop=stop) as watch:
             served.start()

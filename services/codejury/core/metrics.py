@@ -52,7 +52,7 @@ GRPC_SECONDS = Histogram(
 EVENTS = Counter(
     "codejury_consumer_events_total",
     "Events a stage's consumer finished with, by outcome: handled, duplicate (already "
-    "handled; dropped) or dead_lettered.",
+    "handled; dropped), expired (past the request's deadline; dropped) or dead_lettered.",
     ["consumer", "topic", "outcome"],
 )
 HANDLING_SECONDS = Histogram(

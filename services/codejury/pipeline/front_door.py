@@ -12,6 +12,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import structlog
@@ -119,7 +120,12 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
             )
             with self._publish_lock:
                 self._producer.publish_now(
-                    SOLVE_REQUESTED, requested, key=request_id, trace_id=trace_id
+                    SOLVE_REQUESTED,
+                    requested,
+                    key=request_id,
+                    trace_id=trace_id,
+                    # the stages drop it once nobody waits for its answer
+                    deadline=datetime.now(UTC) + timedelta(seconds=deadline_s),
                 )
             completed = waiter.wait(deadline_s)
         finally:

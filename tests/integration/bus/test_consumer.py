@@ -7,11 +7,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from codejury.bus.consumer import EventConsumer
-from codejury.bus.envelope import Event, Outgoing, unwrap
+from codejury.bus.envelope import Event, Outgoing, deadline_of, unwrap
 from codejury.bus.processed import SqliteProcessedIds
 from codejury.bus.producer import EventProducer
 from codejury.bus.topics import dlq
@@ -308,3 +309,52 @@ def test_an_output_too_large_for_a_record_is_dead_lettered_once_and_answered(
     assert "RecordTooLargeError" in unwrap(letter.value)[1].error_type
     (reply,) = collect([answers], 1)
     assert unwrap(reply.value)[1].request_id == big
+
+
+def test_a_request_stage_drops_what_is_past_its_deadline_and_passes_the_deadline_on(
+    bus: BusSettings,
+    fresh_topics: Callable[..., list[str]],
+    group_id: str,
+    collect: Callable[..., list],
+) -> None:
+    """Issue 16: SolveRequested carries the caller's deadline; a stage drops work whose
+    deadline has passed (counted) instead of spending a generator or sandboxes on it, and
+    what it publishes carries the same deadline on."""
+    topic, out = fresh_topics("deadline-in", "deadline-out")
+    now = datetime.now(UTC)
+    later = now + timedelta(minutes=5)
+    with EventProducer(bus, name="test-publisher") as producer:
+        producer.publish(
+            topic,
+            events_pb2.SolveRequested(request_id="gone"),
+            key="a",
+            deadline=now - timedelta(seconds=1),
+        )
+        producer.publish(
+            topic, events_pb2.SolveRequested(request_id="waited"), key="a", deadline=later
+        )
+        producer.publish(topic, events_pb2.SolveRequested(request_id="no-deadline"), key="a")
+        producer.flush()
+    handled: list[str] = []
+
+    def handle(event: Event) -> list[Outgoing]:
+        handled.append(event.payload.request_id)  # type: ignore[attr-defined]
+        return [Outgoing(out, event.payload, key="a")]
+
+    stage = EventConsumer(
+        bus, group_id=group_id, topics=[topic], handler=handle, name="stage", drop_expired=True
+    )
+    stats = stage.run(max_records=3, idle_timeout_s=30)
+    assert handled == ["waited", "no-deadline"]
+    assert stats.expired == 1 and stats.handled == 2
+    published = {}
+    for record in collect([out], 2):
+        envelope, payload = unwrap(record.value)
+        published[payload.request_id] = deadline_of(envelope)  # type: ignore[attr-defined]
+    assert published["waited"] == later
+    assert published["no-deadline"] is None
+    # a consumer off the request path (the feedback consumer) handles everything
+    again = EventConsumer(
+        bus, group_id=f"{group_id}-all", topics=[topic], handler=lambda e: [], name="all"
+    )
+    assert again.run(max_records=3, idle_timeout_s=30).handled == 3

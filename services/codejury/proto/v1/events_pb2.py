@@ -28,27 +28,27 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from codejury.proto.v1 import domain_pb2 as codejury_dot_v1_dot_domain__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63odejury/v1/events.proto\x12\x0b\x63odejury.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18\x63odejury/v1/domain.proto\"\xd9\x01\n\x08\x45nvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x16\n\x0eschema_version\x18\x03 \x01(\x05\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07payload\x18\x06 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x10\n\x08producer\x18\x07 \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\x08 \x01(\t\"\x85\x01\n\x0eSolveRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07problem\x18\x02 \x01(\x0b\x32\x14.codejury.v1.Problem\x12\t\n\x01n\x18\x03 \x01(\x05\x12-\n\x08sampling\x18\x04 \x01(\x0b\x32\x1b.codejury.v1.SamplingParams\"|\n\x13\x43\x61ndidatesGenerated\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07problem\x18\x02 \x01(\x0b\x32\x14.codejury.v1.Problem\x12*\n\ncandidates\x18\x03 \x03(\x0b\x32\x16.codejury.v1.Candidate\"\xaa\x01\n\x12\x43\x61ndidatesExecuted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07problem\x18\x02 \x01(\x0b\x32\x14.codejury.v1.Problem\x12*\n\ncandidates\x18\x03 \x03(\x0b\x32\x16.codejury.v1.Candidate\x12-\n\x07results\x18\x04 \x03(\x0b\x32\x1c.codejury.v1.ExecutionResult\"\x89\x02\n\x0eSolveCompleted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07problem\x18\x02 \x01(\x0b\x32\x14.codejury.v1.Problem\x12*\n\ncandidates\x18\x03 \x03(\x0b\x32\x16.codejury.v1.Candidate\x12-\n\x07results\x18\x04 \x03(\x0b\x32\x1c.codejury.v1.ExecutionResult\x12\"\n\x06scores\x18\x05 \x03(\x0b\x32\x12.codejury.v1.Score\x12\x14\n\x0c\x63hosen_index\x18\x06 \x01(\x05\x12\x18\n\x10reranker_version\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"\xa5\x02\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nproblem_id\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12)\n\tcandidate\x18\x04 \x01(\x0b\x32\x16.codejury.v1.Candidate\x12,\n\x06result\x18\x05 \x01(\x0b\x32\x1c.codejury.v1.ExecutionResult\x12!\n\x05score\x18\x06 \x01(\x0b\x32\x12.codejury.v1.Score\x12\x0e\n\x06\x63hosen\x18\x07 \x01(\x08\x12\x18\n\x10reranker_version\x18\x08 \x01(\t\x12)\n\x05label\x18\t \x01(\x0e\x32\x1a.codejury.v1.FeedbackLabel\x12\x0e\n\x06prompt\x18\n \x01(\t\"\xeb\x01\n\nDeadLetter\x12\x14\n\x0csource_topic\x18\x01 \x01(\t\x12\x18\n\x10source_partition\x18\x02 \x01(\x05\x12\x15\n\rsource_offset\x18\x03 \x01(\x03\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\r\n\x05value\x18\x05 \x01(\x0c\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\nerror_type\x18\x07 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x16\n\x0e\x63onsumer_group\x18\t \x01(\t\x12-\n\tfailed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x84\x01\n\rFeedbackLabel\x12\x1e\n\x1a\x46\x45\x45\x44\x42\x41\x43K_LABEL_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46\x45\x45\x44\x42\x41\x43K_LABEL_PASSED\x10\x01\x12\x19\n\x15\x46\x45\x45\x44\x42\x41\x43K_LABEL_FAILED\x10\x02\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_LABEL_UNLABELLED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63odejury/v1/events.proto\x12\x0b\x63odejury.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18\x63odejury/v1/domain.proto\"\x87\x02\n\x08\x45nvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x16\n\x0eschema_version\x18\x03 \x01(\x05\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07payload\x18\x06 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x10\n\x08producer\x18\x07 \x01(\t\x12\x14\n\x0c\x63\x61usation_id\x18\x08 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x01\n\x0eSolveRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07problem\x18\x02 \x01(\x0b\x32\x14.codejury.v1.Problem\x12\t\n\x01n\x18\x03 \x01(\x05\x12-\n\x08sampling\x18\x04 \x01(\x0b\x32\x1b.codejury.v1.SamplingParams\"|\n\x13\x43\x61ndidatesGenerated\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07problem\x18\x02 \x01(\x0b\x32\x14.codejury.v1.Problem\x12*\n\ncandidates\x18\x03 \x03(\x0b\x32\x16.codejury.v1.Candidate\"\xaa\x01\n\x12\x43\x61ndidatesExecuted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07problem\x18\x02 \x01(\x0b\x32\x14.codejury.v1.Problem\x12*\n\ncandidates\x18\x03 \x03(\x0b\x32\x16.codejury.v1.Candidate\x12-\n\x07results\x18\x04 \x03(\x0b\x32\x1c.codejury.v1.ExecutionResult\"\x89\x02\n\x0eSolveCompleted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07problem\x18\x02 \x01(\x0b\x32\x14.codejury.v1.Problem\x12*\n\ncandidates\x18\x03 \x03(\x0b\x32\x16.codejury.v1.Candidate\x12-\n\x07results\x18\x04 \x03(\x0b\x32\x1c.codejury.v1.ExecutionResult\x12\"\n\x06scores\x18\x05 \x03(\x0b\x32\x12.codejury.v1.Score\x12\x14\n\x0c\x63hosen_index\x18\x06 \x01(\x05\x12\x18\n\x10reranker_version\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\"\xa5\x02\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nproblem_id\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12)\n\tcandidate\x18\x04 \x01(\x0b\x32\x16.codejury.v1.Candidate\x12,\n\x06result\x18\x05 \x01(\x0b\x32\x1c.codejury.v1.ExecutionResult\x12!\n\x05score\x18\x06 \x01(\x0b\x32\x12.codejury.v1.Score\x12\x0e\n\x06\x63hosen\x18\x07 \x01(\x08\x12\x18\n\x10reranker_version\x18\x08 \x01(\t\x12)\n\x05label\x18\t \x01(\x0e\x32\x1a.codejury.v1.FeedbackLabel\x12\x0e\n\x06prompt\x18\n \x01(\t\"\xeb\x01\n\nDeadLetter\x12\x14\n\x0csource_topic\x18\x01 \x01(\t\x12\x18\n\x10source_partition\x18\x02 \x01(\x05\x12\x15\n\rsource_offset\x18\x03 \x01(\x03\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\r\n\x05value\x18\x05 \x01(\x0c\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\nerror_type\x18\x07 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x16\n\x0e\x63onsumer_group\x18\t \x01(\t\x12-\n\tfailed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x84\x01\n\rFeedbackLabel\x12\x1e\n\x1a\x46\x45\x45\x44\x42\x41\x43K_LABEL_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46\x45\x45\x44\x42\x41\x43K_LABEL_PASSED\x10\x01\x12\x19\n\x15\x46\x45\x45\x44\x42\x41\x43K_LABEL_FAILED\x10\x02\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_LABEL_UNLABELLED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'codejury.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FEEDBACKLABEL']._serialized_start=1585
-  _globals['_FEEDBACKLABEL']._serialized_end=1717
+  _globals['_FEEDBACKLABEL']._serialized_start=1631
+  _globals['_FEEDBACKLABEL']._serialized_end=1763
   _globals['_ENVELOPE']._serialized_start=128
-  _globals['_ENVELOPE']._serialized_end=345
-  _globals['_SOLVEREQUESTED']._serialized_start=348
-  _globals['_SOLVEREQUESTED']._serialized_end=481
-  _globals['_CANDIDATESGENERATED']._serialized_start=483
-  _globals['_CANDIDATESGENERATED']._serialized_end=607
-  _globals['_CANDIDATESEXECUTED']._serialized_start=610
-  _globals['_CANDIDATESEXECUTED']._serialized_end=780
-  _globals['_SOLVECOMPLETED']._serialized_start=783
-  _globals['_SOLVECOMPLETED']._serialized_end=1048
-  _globals['_FEEDBACK']._serialized_start=1051
-  _globals['_FEEDBACK']._serialized_end=1344
-  _globals['_DEADLETTER']._serialized_start=1347
-  _globals['_DEADLETTER']._serialized_end=1582
+  _globals['_ENVELOPE']._serialized_end=391
+  _globals['_SOLVEREQUESTED']._serialized_start=394
+  _globals['_SOLVEREQUESTED']._serialized_end=527
+  _globals['_CANDIDATESGENERATED']._serialized_start=529
+  _globals['_CANDIDATESGENERATED']._serialized_end=653
+  _globals['_CANDIDATESEXECUTED']._serialized_start=656
+  _globals['_CANDIDATESEXECUTED']._serialized_end=826
+  _globals['_SOLVECOMPLETED']._serialized_start=829
+  _globals['_SOLVECOMPLETED']._serialized_end=1094
+  _globals['_FEEDBACK']._serialized_start=1097
+  _globals['_FEEDBACK']._serialized_end=1390
+  _globals['_DEADLETTER']._serialized_start=1393
+  _globals['_DEADLETTER']._serialized_end=1628
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ FEEDBACK_LABEL_FAILED: FeedbackLabel
 FEEDBACK_LABEL_UNLABELLED: FeedbackLabel
 
 class Envelope(_message.Message):
-    __slots__ = ("event_id", "event_type", "schema_version", "trace_id", "created_at", "payload", "producer", "causation_id")
+    __slots__ = ("event_id", "event_type", "schema_version", "trace_id", "created_at", "payload", "producer", "causation_id", "deadline")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class Envelope(_message.Message):
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_FIELD_NUMBER: _ClassVar[int]
     CAUSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     event_type: str
     schema_version: int
@@ -42,7 +43,8 @@ class Envelope(_message.Message):
     payload: _any_pb2.Any
     producer: str
     causation_id: str
-    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., schema_version: _Optional[int] = ..., trace_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., producer: _Optional[str] = ..., causation_id: _Optional[str] = ...) -> None: ...
+    deadline: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., schema_version: _Optional[int] = ..., trace_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., producer: _Optional[str] = ..., causation_id: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SolveRequested(_message.Message):
     __slots__ = ("request_id", "problem", "n", "sampling")
