@@ -141,6 +141,8 @@ class EventConsumer:
                 auto_offset_reset="earliest",
                 session_timeout_ms=settings.session_timeout_ms,
                 heartbeat_interval_ms=settings.heartbeat_interval_ms,
+                max_poll_records=settings.max_poll_records,
+                max_poll_interval_ms=settings.max_poll_interval_ms,
                 request_timeout_ms=max(
                     settings.request_timeout_ms, settings.session_timeout_ms + 5000
                 ),

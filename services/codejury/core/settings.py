@@ -43,6 +43,18 @@ class BusSettings(_Group):
         10.0, gt=0, description="How long to wait for the broker before giving up."
     )
     poll_timeout_ms: int = Field(500, ge=10, description="Consumer poll wait.")
+    # A stage's handler takes seconds to minutes (32 candidates generated on a CPU): the
+    # group must not count it dead mid-batch. Batch time is records x handler time.
+    max_poll_records: int = Field(
+        16, ge=1, description="Most records one poll hands a consumer (one batch)."
+    )
+    max_poll_interval_ms: int = Field(
+        1_800_000,
+        ge=10_000,
+        description="Longest a consumer may take over one batch before the group hands its "
+        "partitions to another member (kafka-python's default, 5 min, is less than 16 slow "
+        "generations).",
+    )
     fetch_max_wait_ms: int = Field(
         20,
         ge=0,
