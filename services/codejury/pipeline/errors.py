@@ -6,6 +6,8 @@ PipelineError
 ├── TooManyRequestsError       the in-flight limit is reached (RESOURCE_EXHAUSTED)
 ├── SolveDeadlineError         no completion before the deadline (DEADLINE_EXCEEDED)
 ├── StageDownError             a stage of ``codejury up`` is down and restarting (UNAVAILABLE)
+├── StageUnavailableError      a stage gave up on the request for now (UNAVAILABLE)
+├── SolveInternalError         a stage failed on it by a fault of ours (INTERNAL; redacted)
 └── ServiceStartError          ``codejury up`` could not start a service (names its log)
 """
 
@@ -49,3 +51,13 @@ class ServiceStartError(PipelineError, PermanentError):
 class StageDownError(PipelineError, TemporaryError):
     """A stage has no live consumer (its process died; ``codejury up`` is restarting it):
     the request is refused at once instead of waiting out its deadline."""
+
+
+class StageUnavailableError(PipelineError, TemporaryError):
+    """A stage gave up on the request after its retries (its workers did not answer, say):
+    the same request may succeed later."""
+
+
+class SolveInternalError(PipelineError):
+    """A stage failed on the request by a fault of ours; the message names the stage and
+    the trace id, never the internals. gRPC INTERNAL (``core.grpc.status_for``)."""

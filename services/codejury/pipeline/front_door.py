@@ -29,7 +29,9 @@ from codejury.pipeline.errors import (
     InvalidSolveRequestError,
     SolveDeadlineError,
     SolveFailedError,
+    SolveInternalError,
     StageDownError,
+    StageUnavailableError,
     TooManyRequestsError,
 )
 from codejury.pipeline.requests import SolveLimits, check_solve_request, deadline_of, response_of
@@ -137,7 +139,12 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
                 "deadline_s, lower n, or check that every service of the pipeline is running"
             )
         if completed.error:
-            raise SolveFailedError(f"request {request_id} failed: {completed.error}")
+            message = f"request {request_id} failed: {completed.error}"
+            if completed.error_kind == "unavailable":
+                raise StageUnavailableError(message, delay_s=2.0)
+            if completed.error_kind == "internal":
+                raise SolveInternalError(message)
+            raise SolveFailedError(message)
         return response_of(completed)
 
 

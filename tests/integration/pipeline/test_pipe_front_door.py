@@ -95,9 +95,15 @@ def test_the_reply_is_the_completion_with_the_request_s_id(
     assert door.pending.unmatched >= 1 and door.servicer.in_flight == 0
 
 
-def test_a_completion_with_an_error_fails_the_rpc(door: SolveFrontDoor, settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [("", "FAILED_PRECONDITION"), ("unavailable", "UNAVAILABLE"), ("internal", "INTERNAL")],
+)
+def test_a_completion_with_an_error_fails_the_rpc_with_the_code_of_its_kind(
+    door: SolveFrontDoor, settings: Settings, kind: str, code: str
+) -> None:
     request_id = f"err-{uuid.uuid4().hex[:8]}"
-    errors: list[BaseException] = []
+    errors: list[SolveRpcError] = []
 
     def call() -> None:
         with SolveClient(f"127.0.0.1:{door.port}") as client:
@@ -112,11 +118,13 @@ def test_a_completion_with_an_error_fails_the_rpc(door: SolveFrontDoor, settings
     with EventProducer(settings.bus, name="test-stage") as producer:
         producer.publish_now(
             SOLVE_COMPLETED,
-            events_pb2.SolveCompleted(request_id=request_id, error="candidates[0] is too long"),
+            events_pb2.SolveCompleted(
+                request_id=request_id, error="candidates[0] is too long", error_kind=kind
+            ),
         )
     caller.join(timeout=30)
     assert len(errors) == 1
-    assert "FAILED_PRECONDITION" in str(errors[0]) and "too long" in str(errors[0])
+    assert errors[0].code == code and "too long" in str(errors[0])
 
 
 def test_beyond_max_in_flight_is_resource_exhausted_and_deadlines_free_the_slot(

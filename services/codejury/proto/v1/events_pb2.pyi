@@ -81,7 +81,7 @@ class CandidatesExecuted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ...) -> None: ...
 
 class SolveCompleted(_message.Message):
-    __slots__ = ("request_id", "problem", "candidates", "results", "scores", "chosen_index", "reranker_version", "error")
+    __slots__ = ("request_id", "problem", "candidates", "results", "scores", "chosen_index", "reranker_version", "error", "error_kind")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,7 @@ class SolveCompleted(_message.Message):
     CHOSEN_INDEX_FIELD_NUMBER: _ClassVar[int]
     RERANKER_VERSION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     problem: _domain_pb2.Problem
     candidates: _containers.RepeatedCompositeFieldContainer[_domain_pb2.Candidate]
@@ -98,7 +99,8 @@ class SolveCompleted(_message.Message):
     chosen_index: int
     reranker_version: str
     error: str
-    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[_domain_pb2.Score, _Mapping]]] = ..., chosen_index: _Optional[int] = ..., reranker_version: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    error_kind: str
+    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[_domain_pb2.Score, _Mapping]]] = ..., chosen_index: _Optional[int] = ..., reranker_version: _Optional[str] = ..., error: _Optional[str] = ..., error_kind: _Optional[str] = ...) -> None: ...
 
 class Feedback(_message.Message):
     __slots__ = ("request_id", "problem_id", "language", "candidate", "result", "score", "chosen", "reranker_version", "label", "prompt")
