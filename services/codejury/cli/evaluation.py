@@ -93,14 +93,14 @@ def _run(
 ) -> list[ProblemOutcome]:
     from codejury.evaluation.metrics import summarize
     from codejury.evaluation.report import write_report
-    from codejury.pipeline.client import SolveClient, token_of
+    from codejury.pipeline.client import client_for
     from codejury.pipeline.evaluate import EvalPlan, evaluate
 
     quiet_run(settings)
     plan = EvalPlan(n=n, greedy=greedy, seed=seed)
     with (
         _solve_address(settings, target) as address,
-        SolveClient(address, token=token_of(settings)) as client,
+        client_for(address, settings) as client,
         Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -129,6 +129,7 @@ def serve_execution(
 ) -> None:
     """The Execution gRPC service (Execute, ExecuteBatch, ListLanguages) until SIGTERM/Ctrl-C."""
     from codejury.core.grpc import make_server
+    from codejury.core.tls import server_credentials
     from codejury.execution.factory import default_limits, open_backend
     from codejury.execution.service import ExecutionServicer, register
 
@@ -142,6 +143,7 @@ def serve_execution(
             host=settings.execution.grpc_host,
             port=settings.execution.grpc_port if port is None else port,
             max_workers=max(4, settings.execution.max_batch // 16),
+            credentials=server_credentials(settings.tls),
         )
         stop = stop_signal()
         consumer = None

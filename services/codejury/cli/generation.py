@@ -55,6 +55,7 @@ def serve_generation(
 
     The model is loaded first; if it does not load, the command stops with the reason."""
     from codejury.core.grpc import make_server
+    from codejury.core.tls import server_credentials
     from codejury.generation.factory import make_generator
     from codejury.generation.service import GenerationServicer, register
 
@@ -67,6 +68,7 @@ def serve_generation(
         host=gen.grpc_host,
         port=gen.grpc_port if port is None else port,
         max_workers=4,
+        credentials=server_credentials(settings.tls),
     )
     stop = stop_signal()
     consumer = None

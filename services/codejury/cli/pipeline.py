@@ -110,7 +110,7 @@ def solve(
 ) -> None:
     """Ask the pipeline for a program: N candidates, run against the tests if given,
     ranked by the reranker. Prints the chosen one and a table of all of them."""
-    from codejury.pipeline.client import SolveClient, token_of
+    from codejury.pipeline.client import client_for
 
     settings = settings_of(ctx)
     text = read_input(prompt, "PROMPT")
@@ -123,7 +123,7 @@ def solve(
     address = target or f"{settings.pipeline.grpc_host}:{settings.pipeline.grpc_port}"
     sampling = domain_pb2.SamplingParams(temperature=temperature, seed=seed)
     with (
-        SolveClient(address, token=token_of(settings)) as client,
+        client_for(address, settings) as client,
         console.status(f"solving ({n} candidates)"),
     ):
         response = client.solve(problem, n, sampling=sampling, deadline_s=deadline)

@@ -187,6 +187,7 @@ def serve_reranking(
     """The Reranking gRPC service (Rank) until SIGTERM/Ctrl-C. Embedded mode: starts a loopback
     KServe model server for the stable and the canary version and splits traffic by weight."""
     from codejury.core.grpc import make_server
+    from codejury.core.tls import server_credentials
     from codejury.reranking.factory import reward_router
     from codejury.reranking.model import apply_torch_threads
     from codejury.reranking.requests import RankLimits
@@ -217,6 +218,7 @@ def serve_reranking(
             host=rr.grpc_host,
             port=rr.grpc_port if port is None else port,
             max_workers=8,
+            credentials=server_credentials(settings.tls),
         )
         consumer = None
         if kafka_stage:

@@ -226,6 +226,7 @@ def make_server(
     max_workers: int,
     max_message_bytes: int = 64 << 20,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> GrpcServer:
     """A server (not started) with the error interceptor and ``grpc.health.v1``.
 
@@ -246,7 +247,12 @@ def make_server(
     checker = health.HealthServicer(experimental_non_blocking=False)
     checker.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    # credentials: TLS only on this port (core.tls); else plain text
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
     if bound == 0:
         raise CodeJuryError(f"cannot listen on {host}:{port}: is the port in use?")
     return GrpcServer(server, bound, checker)

@@ -408,6 +408,26 @@ class PipelineSettings(_Group):
     )
 
 
+class TlsSettings(_Group):
+    """TLS for CodeJury's gRPC servers and clients; mTLS with ``client_auth``. Unset: plain
+    text (the embedded deployment on loopback)."""
+
+    cert_file: Path | None = Field(
+        None,
+        description="PEM certificate (chain) of this process: its servers present it, and "
+        "its clients too when a server asks (mTLS). With key_file, servers speak TLS only.",
+    )
+    key_file: Path | None = Field(None, description="PEM private key of cert_file.")
+    ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle that signs the peers: clients verify servers with it "
+        "(set, clients speak TLS), servers verify clients with it (client_auth).",
+    )
+    client_auth: bool = Field(
+        False, description="Servers require a client certificate signed by ca_file (mTLS)."
+    )
+
+
 class MetricsSettings(_Group):
     port: int | None = Field(
         None,
@@ -457,6 +477,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
 
 
 def _unknown_env_names(environ: Mapping[str, str]) -> list[str]:

@@ -30,18 +30,26 @@ class SolveClient:
     waiting out the request's deadline for a server that is not there)."""
 
     def __init__(
-        self, address: str, *, connect_timeout_s: float = 5.0, token: str | None = None
+        self,
+        address: str,
+        *,
+        connect_timeout_s: float = 5.0,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.address = address
         self.connect_timeout_s = connect_timeout_s
         self._connected = False
         self._metadata = [("authorization", f"Bearer {token}")] if token else []
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-            ],
+        self._tls = credentials is not None
+        options = [
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+        ]
+        self._channel = (
+            grpc.insecure_channel(address, options=options)
+            if credentials is None
+            else grpc.secure_channel(address, credentials, options=options)
         )
         self._stub = services_pb2_grpc.SolveStub(self._channel)  # type: ignore[no-untyped-call]
 
@@ -82,10 +90,16 @@ class SolveClient:
         try:
             grpc.channel_ready_future(self._channel).result(timeout=self.connect_timeout_s)
         except grpc.FutureTimeoutError as exc:
+            hint = (
+                "; or the server does not speak TLS, or does not trust this client's "
+                "certificate: check tls.* on both sides"
+                if self._tls
+                else "; or the server speaks TLS only: set CODEJURY_TLS__CA_FILE"
+            )
             raise SolveUnavailableError(
                 f"no Solve server at {self.address} (nothing answered in "
                 f"{self.connect_timeout_s:g}s): start one with `codejury up`, or pass the "
-                "address it printed with --target",
+                f"address it printed with --target{hint}",
                 code="UNAVAILABLE",
             ) from exc
         self._connected = True
@@ -98,6 +112,15 @@ class SolveClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def client_for(address: str, settings: Settings) -> SolveClient:
+    """A client with this process's token and TLS settings."""
+    from codejury.core.tls import channel_credentials
+
+    return SolveClient(
+        address, token=token_of(settings), credentials=channel_credentials(settings.tls)
+    )
 
 
 def token_of(settings: Settings) -> str | None:

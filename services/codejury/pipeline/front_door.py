@@ -24,6 +24,7 @@ from codejury.core.errors import ConfigurationError
 from codejury.core.grpc import BearerTokenInterceptor, make_server
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
+from codejury.core.tls import server_credentials
 from codejury.pipeline.completions import PendingCompletions
 from codejury.pipeline.errors import (
     InvalidSolveRequestError,
@@ -229,6 +230,7 @@ class SolveFrontDoor:
             host=pipeline.grpc_host,
             port=pipeline.grpc_port if port is None else port,
             max_workers=pipeline.max_in_flight + 4,
+            credentials=server_credentials(settings.tls),
             interceptors=[BearerTokenInterceptor(tokens, how=_HOW)] if tokens else [],
         )
         self.host = pipeline.grpc_host

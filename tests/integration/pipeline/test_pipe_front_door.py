@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -19,11 +20,19 @@ from codejury.bus.tail import TopicTail
 from codejury.bus.topics import SOLVE_COMPLETED, SOLVE_REQUESTED
 from codejury.core.errors import ConfigurationError
 from codejury.core.settings import Settings, load_settings, with_group
-from codejury.pipeline.client import SolveClient, SolveRpcError, SolveUnavailableError
+from codejury.core.tls import channel_credentials
+from codejury.pipeline.client import (
+    SolveClient,
+    SolveRpcError,
+    SolveUnavailableError,
+    client_for,
+)
 from codejury.pipeline.front_door import SolveFrontDoor
 from codejury.proto.v1 import domain_pb2, events_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
+
+from tests.certificates import make_pki
 
 PROBLEM = domain_pb2.Problem(problem_id="p", language="python", prompt="def f():\n    ")
 
@@ -212,3 +221,59 @@ def test_an_unreadable_tokens_file_is_one_clear_error(settings: Settings, tmp_pa
     missing = with_group(settings, "pipeline", auth_tokens_file=tmp_path / "nope")
     with pytest.raises(ConfigurationError, match=r"auth_tokens_file=.*nope: cannot be read"):
         SolveFrontDoor(missing)
+
+
+def _tls(settings: Settings, **fields: Any) -> Settings:
+    return with_group(settings, "tls", **fields)
+
+
+def test_tls_and_mtls_round_trips(settings: Settings, tmp_path: Path) -> None:
+    """The front door (as every CodeJury gRPC server) speaks TLS only once it has a
+    certificate, and with client_auth only to clients whose certificate its CA signed."""
+    pki = make_pki(tmp_path / "pki")
+    server = _tls(settings, cert_file=pki.server_cert, key_file=pki.server_key)
+    trusting = _tls(settings, ca_file=pki.ca)
+    with SolveFrontDoor(server) as door:
+        address = f"127.0.0.1:{door.port}"
+        with (
+            client_for(address, trusting) as client,
+            pytest.raises(SolveRpcError, match="DEADLINE_EXCEEDED"),  # in: no stage runs
+        ):
+            client.solve(PROBLEM, 2, deadline_s=1)
+        with (
+            SolveClient(address, connect_timeout_s=2) as plain,
+            pytest.raises(SolveUnavailableError, match="speaks TLS only"),
+        ):
+            plain.solve(PROBLEM, 2, deadline_s=1)
+    mutual = _tls(server, ca_file=pki.ca, client_auth=True)
+    with SolveFrontDoor(mutual) as door:
+        address = f"127.0.0.1:{door.port}"
+        without = SolveClient(
+            address, connect_timeout_s=2, credentials=channel_credentials(trusting.tls)
+        )
+        with without, pytest.raises(SolveUnavailableError, match="does not trust"):
+            without.solve(PROBLEM, 2, deadline_s=1)
+        holder = _tls(trusting, cert_file=pki.client_cert, key_file=pki.client_key)
+        with (
+            client_for(address, holder) as client,
+            pytest.raises(SolveRpcError, match="DEADLINE_EXCEEDED"),
+        ):
+            client.solve(PROBLEM, 2, deadline_s=1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"cert_file": Path("server.pem")}, r"tls\.key_file is unset while its pair is set"),
+        ({"client_auth": True}, r"tls\.client_auth needs the server's own certificate"),
+        (
+            {"cert_file": Path("nope.pem"), "key_file": Path("nope-key.pem")},
+            r"tls\.key_file=.*cannot be read",
+        ),
+    ],
+)
+def test_half_configured_tls_is_one_clear_error(
+    settings: Settings, tmp_path: Path, fields: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        SolveFrontDoor(_tls(settings, **fields))
