@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from codejury.core.errors import ConfigurationError
@@ -136,6 +136,22 @@ class ExecutionSettings(_Group):
     memory_mb: int = Field(1024, ge=16, description="Default memory limit per run (MiB).")
     max_processes: int = Field(128, ge=1, description="Default process/thread limit per run.")
     max_output_kb: int = Field(1024, ge=1, description="Output beyond this kills the run.")
+    # What a request may ask for at most (ExecutionLimits); beyond: INVALID_ARGUMENT.
+    ceiling_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest wall-clock limit a request may ask for; below "
+        "celery.task_soft_time_limit_s, or Celery would end the run first.",
+    )
+    ceiling_memory_mb: int = Field(
+        8192, ge=16, description="Most memory a request may ask for per run (MiB)."
+    )
+    ceiling_processes: int = Field(
+        1024, ge=1, description="Most processes/threads a request may ask for per run."
+    )
+    ceiling_output_kb: int = Field(
+        16384, ge=1, description="Most output a request may allow a run before it is killed."
+    )
     max_program_kb: int = Field(1024, ge=1, description="Largest program accepted (KiB).")
     max_batch: int = Field(256, ge=1, description="Most candidates in one ExecuteBatch.")
     parallelism: int = Field(2, ge=1, description="Concurrent runs in one in-process executor.")
@@ -454,6 +470,10 @@ class Settings(BaseSettings):
         extra="forbid",
     )
 
+    @model_validator(mode="after")
+    def _limits_agree(self) -> Settings:
+        return _check_limits(self)
+
     run_dir: Path = Field(
         Path(".codejury"), description="Where runs keep their state, logs and artefacts."
     )
@@ -478,6 +498,36 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
+
+
+def _check_limits(settings: Settings) -> Settings:
+    """Rules across groups: the defaults within the ceilings, and no run longer than the
+    Celery task that carries it may live."""
+    ex, celery = settings.execution, settings.celery
+    pairs = (
+        ("timeout_s", ex.timeout_s, "ceiling_timeout_s", ex.ceiling_timeout_s),
+        ("memory_mb", ex.memory_mb, "ceiling_memory_mb", ex.ceiling_memory_mb),
+        ("max_processes", ex.max_processes, "ceiling_processes", ex.ceiling_processes),
+        ("max_output_kb", ex.max_output_kb, "ceiling_output_kb", ex.ceiling_output_kb),
+    )
+    for name, value, ceiling_name, ceiling in pairs:
+        if value > ceiling:
+            raise ValueError(
+                f"execution.{name}={value} is above execution.{ceiling_name}={ceiling}: a "
+                "default a request could not ask for; lower it or raise the ceiling"
+            )
+    if ex.ceiling_timeout_s >= celery.task_soft_time_limit_s:
+        raise ValueError(
+            f"execution.ceiling_timeout_s={ex.ceiling_timeout_s:g} is not below "
+            f"celery.task_soft_time_limit_s={celery.task_soft_time_limit_s:g}: Celery would "
+            "end such a run before its own limit; lower the ceiling or raise the Celery limits"
+        )
+    if celery.task_soft_time_limit_s >= celery.task_time_limit_s:
+        raise ValueError(
+            f"celery.task_soft_time_limit_s={celery.task_soft_time_limit_s:g} is not below "
+            f"celery.task_time_limit_s={celery.task_time_limit_s:g}: the soft limit must come first"
+        )
+    return settings
 
 
 def _unknown_env_names(environ: Mapping[str, str]) -> list[str]:

@@ -14,6 +14,17 @@ from codejury.execution.executor import Executor, ExecutorConfig
 from codejury.execution.sandbox import Limits, Sandbox, SandboxConfig
 
 
+def ceiling_limits(settings: Settings) -> Limits:
+    """The most a request may ask for (``execution.ceiling_*``)."""
+    ex = settings.execution
+    return Limits(
+        timeout_s=ex.ceiling_timeout_s,
+        memory_bytes=ex.ceiling_memory_mb << 20,
+        max_processes=ex.ceiling_processes,
+        max_output_bytes=ex.ceiling_output_kb << 10,
+    )
+
+
 def default_limits(settings: Settings) -> Limits:
     ex = settings.execution
     return Limits(

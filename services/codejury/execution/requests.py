@@ -11,7 +11,6 @@ from codejury.execution.languages import Language, get_language
 from codejury.execution.sandbox import Limits
 from codejury.proto.v1 import domain_pb2, services_pb2
 
-MAX_TIMEOUT_S = 600.0
 
 
 def check_language(problem: domain_pb2.Problem) -> Language:
@@ -26,17 +25,21 @@ def check_language(problem: domain_pb2.Problem) -> Language:
     return language
 
 
-def limits_from_proto(limits: services_pb2.ExecutionLimits, defaults: Limits) -> Limits:
-    """Request limits over the defaults; unset (zero) fields keep the default."""
-    for name in ("timeout_s", "memory_bytes", "max_processes", "max_output_bytes"):
-        if getattr(limits, name) < 0:
+def limits_from_proto(
+    limits: services_pb2.ExecutionLimits, defaults: Limits, ceilings: Limits
+) -> Limits:
+    """Request limits over the defaults; unset (zero) fields keep the default, and none
+    may exceed the server's ceiling (``execution.ceiling_*``)."""
+    fields = ("timeout_s", "memory_bytes", "max_processes", "max_output_bytes")
+    for name in fields:
+        value = getattr(limits, name)
+        if value < 0:
+            raise InvalidRequestError(f"limits.{name} must be >= 0 (0 = default), got {value}")
+        ceiling = getattr(ceilings, name)
+        if value > ceiling:
             raise InvalidRequestError(
-                f"limits.{name} must be >= 0 (0 = default), got {getattr(limits, name)}"
+                f"limits.{name} must be <= {ceiling:g} (this server's ceiling), got {value:g}"
             )
-    if limits.timeout_s > MAX_TIMEOUT_S:
-        raise InvalidRequestError(
-            f"limits.timeout_s must be <= {MAX_TIMEOUT_S:g}, got {limits.timeout_s:g}"
-        )
     if limits.memory_bytes and limits.memory_bytes < (16 << 20):
         raise InvalidRequestError(
             f"limits.memory_bytes must be >= 16 MiB, got {limits.memory_bytes}"

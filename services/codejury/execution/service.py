@@ -8,7 +8,7 @@ import grpc
 
 from codejury.core.settings import Settings
 from codejury.execution.backends import ExecutionBackend
-from codejury.execution.factory import default_limits
+from codejury.execution.factory import ceiling_limits, default_limits
 from codejury.execution.languages import LANGUAGES
 from codejury.execution.requests import check_candidates, check_language, limits_from_proto
 from codejury.proto.v1 import domain_pb2, services_pb2, services_pb2_grpc
@@ -19,6 +19,7 @@ class ExecutionServicer(services_pb2_grpc.ExecutionServicer):
         self._settings = settings
         self._backend = backend
         self._defaults = default_limits(settings)
+        self._ceilings = ceiling_limits(settings)
 
     def Execute(
         self, request: services_pb2.ExecuteRequest, context: grpc.ServicerContext
@@ -31,7 +32,7 @@ class ExecutionServicer(services_pb2_grpc.ExecutionServicer):
             max_program_bytes=self._settings.execution.max_program_kb << 10,
             field="candidate",
         )
-        limits = limits_from_proto(request.limits, self._defaults)
+        limits = limits_from_proto(request.limits, self._defaults, self._ceilings)
         (result,) = self._backend.execute_batch(request.problem, [request.candidate], limits)
         return result
 
@@ -45,7 +46,7 @@ class ExecutionServicer(services_pb2_grpc.ExecutionServicer):
             max_batch=self._settings.execution.max_batch,
             max_program_bytes=self._settings.execution.max_program_kb << 10,
         )
-        limits = limits_from_proto(request.limits, self._defaults)
+        limits = limits_from_proto(request.limits, self._defaults, self._ceilings)
         results = self._backend.execute_batch(request.problem, request.candidates, limits)
         return services_pb2.ExecuteBatchResponse(results=results)
 
