@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -25,6 +26,23 @@ def unavailable(settings: BusSettings, exc: BaseException | None = None) -> Brok
     )
 
 
+def security_options(settings: BusSettings) -> dict[str, Any]:
+    """kafka-python's security arguments for ``settings`` (every client takes them)."""
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_check_hostname"] = True
+        if settings.ssl_cafile is not None:
+            options["ssl_cafile"] = str(settings.ssl_cafile)
+        if settings.ssl_certfile is not None and settings.ssl_keyfile is not None:
+            options["ssl_certfile"] = str(settings.ssl_certfile)
+            options["ssl_keyfile"] = str(settings.ssl_keyfile)
+    if settings.sasl_mechanism is not None and settings.sasl_password is not None:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
+
+
 def admin_client(settings: BusSettings) -> KafkaAdminClient:
     """An admin client, or BrokerUnavailableError after ``connect_timeout_s``."""
     try:
@@ -33,6 +51,7 @@ def admin_client(settings: BusSettings) -> KafkaAdminClient:
             client_id=f"{settings.client_id}-admin",
             request_timeout_ms=settings.request_timeout_ms,
             bootstrap_timeout_ms=max(1000, int(settings.connect_timeout_s * 1000)),
+            **security_options(settings),
         )
     except (KafkaError, OSError) as exc:
         raise unavailable(settings, exc) from exc

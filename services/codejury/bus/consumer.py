@@ -38,7 +38,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from codejury.bus.admin import unavailable
+from codejury.bus.admin import security_options, unavailable
 from codejury.bus.envelope import Event, Outgoing, deadline_of, derived_event_id, unwrap
 from codejury.bus.errors import EnvelopeError, PublishError
 from codejury.bus.processed import MemoryProcessedIds, ProcessedIds
@@ -147,6 +147,7 @@ class EventConsumer:
                     settings.request_timeout_ms, settings.session_timeout_ms + 5000
                 ),
                 bootstrap_timeout_ms=max(1000, int(settings.connect_timeout_s * 1000)),
+                **security_options(settings),
             )
         except KafkaError as exc:
             if self._own_producer:

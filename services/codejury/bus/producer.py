@@ -10,7 +10,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
-from codejury.bus.admin import unavailable
+from codejury.bus.admin import security_options, unavailable
 from codejury.bus.envelope import wrap
 from codejury.bus.errors import PublishError, RecordTooLargeError
 from codejury.core.settings import BusSettings
@@ -56,6 +56,7 @@ class EventProducer:
                 max_block_ms=int(settings.produce_timeout_s * 1000),
                 bootstrap_timeout_ms=max(1000, int(settings.connect_timeout_s * 1000)),
                 linger_ms=2,
+                **security_options(settings),
             )
         except KafkaError as exc:
             raise unavailable(settings, exc) from exc

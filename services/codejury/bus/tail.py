@@ -21,7 +21,7 @@ from typing import Literal
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from codejury.bus.admin import unavailable
+from codejury.bus.admin import security_options, unavailable
 from codejury.bus.envelope import Event, unwrap
 from codejury.bus.errors import EnvelopeError
 from codejury.core.logging import get_logger
@@ -57,6 +57,7 @@ class TopicTail:
                 fetch_max_wait_ms=settings.fetch_max_wait_ms,
                 request_timeout_ms=settings.request_timeout_ms,
                 bootstrap_timeout_ms=max(1000, int(settings.connect_timeout_s * 1000)),
+                **security_options(settings),
             )
         except KafkaError as exc:
             raise unavailable(settings, exc) from exc

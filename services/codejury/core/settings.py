@@ -75,6 +75,41 @@ class BusSettings(_Group):
     processed_ids_capacity: int = Field(
         100_000, ge=1, description="How many processed event ids a consumer remembers."
     )
+    # Kafka's own security: TLS and SASL (what a managed Kafka or Strimzi's listeners ask).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers."
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="PEM CA bundle that signs the brokers' certificates (SSL, SASL_SSL)."
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate, for brokers that require one (mTLS)."
+    )
+    ssl_keyfile: Path | None = Field(None, description="PEM private key of ssl_certfile.")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (SASL_PLAINTEXT, SASL_SSL)."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (a Secret).")
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> BusSettings:
+        uses_sasl = self.security_protocol.startswith("SASL_")
+        if uses_sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"bus.security_protocol={self.security_protocol} needs bus.sasl_mechanism, "
+                "bus.sasl_username and bus.sasl_password"
+            )
+        if not uses_sasl and self.sasl_mechanism:
+            raise ValueError(
+                f"bus.sasl_mechanism is set but bus.security_protocol={self.security_protocol} "
+                "does not use SASL: set SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError(
+                "bus.ssl_certfile and bus.ssl_keyfile go together: set both or neither"
+            )
+        return self
 
 
 class EmbeddedBrokerSettings(_Group):
@@ -90,13 +125,16 @@ class EmbeddedBrokerSettings(_Group):
 class CelerySettings(_Group):
     """Celery fans sandbox runs out to workers. Kafka is not Celery's broker."""
 
-    broker_url: str | None = Field(
+    broker_url: SecretStr | None = Field(
         None,
         description="Celery broker, e.g. redis://host:6379/0; default: filesystem:// "
-        "under the run directory (works across local processes, no server).",
+        "under the run directory (works across local processes, no server). Secret: the URL "
+        "carries Redis's password (redis://:PASSWORD@host:6379/0; rediss:// for TLS).",
     )
-    result_backend: str | None = Field(
-        None, description="Celery result backend; default: file:// under the run directory."
+    result_backend: SecretStr | None = Field(
+        None,
+        description="Celery result backend; default: file:// under the run directory. "
+        "Secret: a redis:// or rediss:// URL carries its password (rediss: TLS).",
     )
     task_time_limit_s: float = Field(
         300.0, gt=0, description="Hard limit per task; the worker process is killed."

@@ -39,7 +39,8 @@ HEALTH_TASK = "codejury.health"
 
 
 def broker_url(settings: Settings) -> str:
-    return settings.celery.broker_url or "filesystem://localhost//"
+    url = settings.celery.broker_url
+    return url.get_secret_value() if url is not None else "filesystem://localhost//"
 
 
 def _filesystem_dirs(settings: Settings) -> tuple[Path, Path, Path]:
@@ -51,7 +52,8 @@ def _filesystem_dirs(settings: Settings) -> tuple[Path, Path, Path]:
 
 
 def result_backend(settings: Settings) -> str:
-    configured = settings.celery.result_backend
+    secret = settings.celery.result_backend
+    configured = None if secret is None else secret.get_secret_value()
     if configured and configured.startswith("file://"):
         # Celery's own file backend lets a poller read a result half-written
         return celery_transport.result_backend_url(configured.removeprefix("file://"))

@@ -12,6 +12,7 @@ from types import TracebackType
 
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
+from kombu.utils.url import maybe_sanitize_url
 
 from codejury.core.errors import PermanentError
 from codejury.core.logging import get_logger
@@ -22,6 +23,11 @@ from codejury.execution.celery_app import HEALTH_TASK
 log = get_logger(__name__)
 
 _STOP_TIMEOUT_S = 20.0
+
+
+def _shown(url: object) -> str:
+    """A broker or backend URL as it may be printed: its password masked."""
+    return str(maybe_sanitize_url(str(url)))
 
 
 class WorkerStartError(PermanentError):
@@ -90,13 +96,14 @@ class LocalWorker:
             raise
         except Exception as exc:  # kombu / redis / backend errors, converted once here
             raise WorkerStartError(
-                f"cannot reach the Celery broker {self._app.conf.broker_url} or result backend "
-                f"{self._app.conf.result_backend} ({type(exc).__name__}: {str(exc).strip()}): "
+                f"cannot reach the Celery broker {_shown(self._app.conf.broker_url)} or result "
+                f"backend {_shown(self._app.conf.result_backend)} "
+                f"({type(exc).__name__}: {str(exc).strip()}): "
                 "start it or fix CODEJURY_CELERY__BROKER_URL / CODEJURY_CELERY__RESULT_BACKEND"
             ) from exc
         raise WorkerStartError(
             f"Celery worker did not answer a health task within {self._startup_timeout_s:g}s "
-            f"(broker {self._app.conf.broker_url}); its log: {self.log_path}"
+            f"(broker {_shown(self._app.conf.broker_url)}); its log: {self.log_path}"
         )
 
     def stop(self) -> None:

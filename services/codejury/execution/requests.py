@@ -12,7 +12,6 @@ from codejury.execution.sandbox import Limits
 from codejury.proto.v1 import domain_pb2, services_pb2
 
 
-
 def check_language(problem: domain_pb2.Problem) -> Language:
     if not problem.language:
         raise InvalidRequestError("problem.language is empty: set it, e.g. 'python'")

@@ -210,7 +210,8 @@ def test_the_settings_configmap_loads(profile: str, monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv(name, value)
     settings = load_settings()
     assert settings.generation.grpc_host == "0.0.0.0"
-    assert settings.celery.broker_url.startswith("redis://")
+    assert settings.celery.broker_url is not None
+    assert settings.celery.broker_url.get_secret_value().startswith("redis://")
 
 
 def test_the_schema_knows_every_setting_and_only_those() -> None:
