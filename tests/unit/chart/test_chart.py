@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,11 @@ def test_monitoring_serves_metrics_from_every_service_pod_and_a_pod_monitor_scra
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         if labels["app.kubernetes.io/component"] in serving:
             assert selector.items() <= labels.items()
+    (dashboard,) = [
+        o for o in rendered.of_kind("ConfigMap") if "codejury.json" in o.get("data", {})
+    ]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["codejury.json"])["uid"] == "codejury-overview"
     # off by default: no port, no monitor, no setting (and so no endpoint in any process)
     default = _render("default")
     assert not default.of_kind("PodMonitor")
@@ -329,3 +335,30 @@ def test_the_chart_installs_the_operators_crd() -> None:
     ).read_text()
     # one file: operators/crds/ links to the chart's (Helm cannot read outside the chart)
     assert chart_crd == operator_crd, "operators/crds/selftrainingrun.yaml must link to it"
+
+
+def test_the_dashboard_queries_only_metrics_codejury_serves() -> None:
+    """A renamed metric would leave a panel empty without an error anywhere: every name a
+    query uses is one core.metrics defines (histograms by their _bucket series)."""
+    from codejury.core import metrics
+    from prometheus_client import Counter, Histogram
+    from prometheus_client import metrics as prom
+
+    dashboard = json.loads((CHART_DIR / "files/dashboards/codejury.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    served = set()
+    for value in vars(metrics).values():
+        if isinstance(value, prom.MetricWrapperBase):
+            name = value._name
+            if isinstance(value, Counter):
+                served.add(f"{name}_total")
+            elif isinstance(value, Histogram):
+                served |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+            else:
+                served.add(name)
+    # the series' names: what is left once label matchers and groupings are taken out
+    bare = [re.sub(r"\{[^}]*\}|by \([^)]*\)", "", e) for e in exprs]
+    used = {m for e in bare for m in re.findall(r"\b(?:codejury|grpc)_[a-z_]+\b", e)}
+    assert used and used <= served, used - served
+    panels = {p["title"] for p in dashboard["panels"]}
+    assert any("Canary" in t for t in panels) and any("latency" in t for t in panels)
