@@ -109,7 +109,7 @@ class RunController:
             saved = run.get("status") or {}
             if (
                 result.status != status
-                or "run" not in saved
+                or "phase" not in saved  # a new run: its first status
                 or saved.get("observedGeneration") != generation
             ):
                 self.client.patch(

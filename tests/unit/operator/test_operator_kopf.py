@@ -174,6 +174,10 @@ async def start_canary(api: KubeClient) -> dict[str, Any]:
     )
 
 
+def status_patches(emulator: kmock.KubernetesEmulator) -> list[Any]:
+    return [r for r in emulator if r.method.name == "PATCH" and str(r.url.path).endswith("/status")]
+
+
 async def test_creating_a_run_creates_its_training_job(
     kmock: kmock.KubernetesEmulator, api: KubeClient
 ) -> None:
@@ -182,6 +186,11 @@ async def test_creating_a_run_creates_its_training_job(
         (job,) = await eventually(lambda: jobs_of(api), "the training Job")
         status = await eventually(lambda: status_of(api).get("phase") == "Training", "Training")
         assert status
+        # settled: ticks (every 0.2 s) that change nothing write nothing (a status patch on
+        # every tick once made the operator slow to stop, and loads the API server)
+        patches = len(status_patches(kmock))
+        await asyncio.sleep(1.0)
+        assert len(status_patches(kmock)) == patches
     assert job["metadata"]["name"] == "nightly-i1-a1"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-nightly"
     assert job["spec"]["backoffLimit"] == 0
