@@ -236,9 +236,11 @@ class SolveFrontDoor:
         self.host = pipeline.grpc_host
         self.port = self._server.port
         if not tokens:
-            # Zero-config on loopback is the embedded deployment's promise; anywhere else
-            # an open door runs strangers' code: say so where the operator looks.
-            log.warning(
+            # Zero-config on loopback is the embedded deployment's promise (said, quietly);
+            # anywhere else an open door runs strangers' code: a warning where the
+            # operator looks.
+            loopback = self.host in ("127.0.0.1", "localhost", "::1")
+            (log.info if loopback else log.warning)(
                 "solve.unauthenticated",
                 host=self.host,
                 port=self.port,
