@@ -72,6 +72,15 @@ class ConsumerStats:
     commits: int = 0
 
 
+#: The metric's outcome label for each ``ConsumerStats`` field that counts events.
+_OUTCOME_LABELS = {
+    "handled": "handled",
+    "duplicates": "duplicate",
+    "expired": "expired",
+    "dead_lettered": "dead_lettered",
+}
+
+
 @dataclass
 class _Pending:
     """Records handled since the last commit."""
@@ -208,6 +217,12 @@ class EventConsumer:
         log.info("consumer.stopped", consumer=self.name, **vars(self.stats))
         return self.stats
 
+    def _count(self, topic: str, outcome: str) -> None:
+        """One event finished with ``outcome`` (a ``ConsumerStats`` field): counted in the
+        stats and in ``codejury_consumer_events_total``."""
+        setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+        metrics.EVENTS.labels(self.name, topic, _OUTCOME_LABELS[outcome]).inc()
+
     def _record_lag(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Each polled partition's lag behind the broker, counting this batch as consumed
         (the fetch response carried the high watermark)."""
@@ -287,14 +302,12 @@ class EventConsumer:
             self._dead_letter(record, exc, attempts=0)
             return None
         if envelope.event_id in self._processed or envelope.event_id in batch_ids:
-            self.stats.duplicates += 1
-            metrics.EVENTS.labels(self.name, record.topic, "duplicate").inc()
+            self._count(record.topic, "duplicates")
             log.debug("consumer.duplicate", consumer=self.name, event_id=envelope.event_id)
             return None
         deadline = deadline_of(envelope)
         if self._drop_expired and deadline is not None and deadline < datetime.now(UTC):
-            self.stats.expired += 1
-            metrics.EVENTS.labels(self.name, record.topic, "expired").inc()
+            self._count(record.topic, "expired")
             log.info(
                 "consumer.expired",
                 consumer=self.name,
@@ -330,8 +343,7 @@ class EventConsumer:
                     deadline=deadline,
                 )
             if failure is None:
-                self.stats.handled += 1
-                metrics.EVENTS.labels(self.name, record.topic, "handled").inc()
+                self._count(record.topic, "handled")
                 log.info(
                     "consumer.handled",
                     consumer=self.name,
@@ -412,8 +424,7 @@ class EventConsumer:
             letter,
             key=record.key.decode(errors="replace") if record.key else None,
         )
-        self.stats.dead_lettered += 1
-        metrics.EVENTS.labels(self.name, record.topic, "dead_lettered").inc()
+        self._count(record.topic, "dead_lettered")
         metrics.DEAD_LETTERS.labels(self.name, record.topic, type(exc).__name__).inc()
         log.error(
             "consumer.dead_lettered",

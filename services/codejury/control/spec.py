@@ -171,7 +171,6 @@ class SpecModel(BaseModel):
         alias_generator=to_camel,
         validate_by_alias=True,
         validate_by_name=True,
-        validate_default=False,
     )
 
 
@@ -509,7 +508,7 @@ def spec_error(exc: ValidationError, path: str) -> InvalidSpecError:
     errors = exc.errors(include_url=False)
     first = errors[0]
     loc = first["loc"]
-    where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+    where = field_path(path, loc)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     owner, name = _field_owner(loc)
     kind = first["type"]
@@ -538,6 +537,11 @@ def spec_error(exc: ValidationError, path: str) -> InvalidSpecError:
         problem = pydantic_problem(first["msg"])
     help_text = _description(owner, name) or "see docs/control.md"
     return InvalidSpecError(where, value, problem + more, help_text.rstrip("."))
+
+
+def field_path(path: str, loc: tuple[int | str, ...]) -> str:
+    """pydantic's error location as the mapping's path: ``spec.tolerations[0].key``."""
+    return path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
 
 
 def pydantic_problem(message: str) -> str:

@@ -22,7 +22,7 @@ from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, ValidationEr
 from pydantic.alias_generators import to_camel
 
 from codejury.control.errors import InvalidStatusError
-from codejury.control.spec import pydantic_problem
+from codejury.control.spec import field_path, pydantic_problem
 
 HISTORY_LIMIT = 50
 
@@ -34,7 +34,6 @@ _CAMEL = ConfigDict(
 )
 # A count: strict, so "3" or True in a saved status is refused, not read as 3 or 1.
 Count = Annotated[int, Field(strict=True, ge=0)]
-Time = AwareDatetime
 
 
 class Phase(StrEnum):
@@ -90,7 +89,7 @@ class Condition:
     status: ConditionStatus
     reason: str
     message: str
-    last_transition_time: Time
+    last_transition_time: AwareDatetime
 
 
 @dataclass(frozen=True)
@@ -102,11 +101,11 @@ class IterationRecord:
 
     iteration: Count
     attempts: Count
-    started_at: Time
+    started_at: AwareDatetime
     version: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     outcome: IterationOutcome | None = None
-    finished_at: Time | None = None
+    finished_at: AwareDatetime | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class Decision:
 
     __pydantic_config__: ClassVar[ConfigDict] = _CAMEL
 
-    at: Time
+    at: AwareDatetime
     iteration: Count
     kind: DecisionKind
     reason: str
@@ -138,8 +137,8 @@ class RunStatus:
     canary_step: Count | None = None  # index into spec.canary.steps
     # percent of traffic on canary_version
     canary_weight: Annotated[int, Field(strict=True, ge=0, le=100)] = 0
-    step_started_at: Time | None = None  # canary traffic is counted from here
-    iteration_finished_at: Time | None = None  # the trigger's schedule counts from here
+    step_started_at: AwareDatetime | None = None  # canary traffic is counted from here
+    iteration_finished_at: AwareDatetime | None = None  # the trigger's schedule counts from here
     iterations: tuple[IterationRecord, ...] = ()
     conditions: tuple[Condition, ...] = ()
     history: tuple[Decision, ...] = ()
@@ -163,9 +162,7 @@ class RunStatus:
             status: RunStatus = _ADAPTER.validate_python(data, by_alias=True, by_name=False)
         except ValidationError as exc:
             error = exc.errors(include_url=False)[0]
-            where = path + "".join(
-                f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]
-            )
+            where = field_path(path, error["loc"])
             if error["type"] == "unexpected_keyword_argument":
                 raise InvalidStatusError(
                     f"{where}={error.get('input')!r}: is not a field of the status; it was "

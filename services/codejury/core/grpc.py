@@ -128,17 +128,9 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return call
 
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                wrap_unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return _replaced(handler, wrap_unary(handler.unary_unary))
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                wrap_stream(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return _replaced(handler, wrap_stream(handler.unary_stream))
         return handler
 
 
@@ -176,17 +168,25 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         def refuse(_request: Any, _context: grpc.ServicerContext) -> Any:
             raise refusal
 
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                refuse,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return grpc.unary_unary_rpc_method_handler(
-            refuse,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return _replaced(handler, refuse)
+
+
+def _replaced(
+    handler: grpc.RpcMethodHandler, behaviour: Callable[..., Any]
+) -> grpc.RpcMethodHandler:
+    """A handler like ``handler`` (its kind, its (de)serializers) that runs ``behaviour``:
+    a server stream stays one; anything else answers once (CodeJury serves no client
+    streams)."""
+    make = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.unary_unary_rpc_method_handler
+    )
+    return make(
+        behaviour,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode:

@@ -110,7 +110,8 @@ RERANKS = Counter(
 RERANK_PICKS = Counter(
     "codejury_reranker_picks_total",
     "Solve answers, by the reranker version that picked them and whether the pick passed "
-    "its tests (passed, failed, or unlabelled when the request had no tests).",
+    "its tests: passed, failed, or unlabelled (no tests, or a sandbox fault of ours), as "
+    "the feedback's label for training says.",
     ["version", "outcome"],
 )
 

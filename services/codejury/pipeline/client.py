@@ -6,6 +6,7 @@ import grpc
 
 from codejury.core.errors import TemporaryError
 from codejury.core.settings import Settings
+from codejury.core.tls import channel_credentials
 from codejury.pipeline.errors import PipelineError
 from codejury.proto.v1 import domain_pb2, services_pb2, services_pb2_grpc
 
@@ -116,8 +117,6 @@ class SolveClient:
 
 def client_for(address: str, settings: Settings) -> SolveClient:
     """A client with this process's token and TLS settings."""
-    from codejury.core.tls import channel_credentials
-
     return SolveClient(
         address, token=token_of(settings), credentials=channel_credentials(settings.tls)
     )

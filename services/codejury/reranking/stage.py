@@ -25,6 +25,14 @@ from codejury.reranking.routing import draw_for_key
 log = get_logger(__name__)
 
 
+#: ``codejury_reranker_picks_total``'s outcome label for each feedback label.
+_PICK = {
+    events_pb2.FEEDBACK_LABEL_PASSED: "passed",
+    events_pb2.FEEDBACK_LABEL_FAILED: "failed",
+    events_pb2.FEEDBACK_LABEL_UNLABELLED: "unlabelled",
+}
+
+
 def label_for(result: domain_pb2.ExecutionResult | None) -> events_pb2.FeedbackLabel:
     """The training label of a candidate: only its own program's outcome counts."""
     if result is None:
@@ -68,8 +76,7 @@ def make_handler(
         completed.chosen_index = ranking.chosen_index
         completed.reranker_version = ranking.version
         results = {r.candidate_id: r for r in executed.results if r.candidate_id}
-        chosen = executed.candidates[ranking.chosen_index] if executed.candidates else None
-        _count_pick(ranking.version, results.get(chosen.candidate_id) if chosen else None)
+        metrics.RERANKS.labels(ranking.version).inc()
         outgoing = [Outgoing(SOLVE_COMPLETED, completed, key=key)]
         for i, (candidate, score) in enumerate(zip(executed.candidates, scores, strict=True)):
             result = results.get(candidate.candidate_id)
@@ -86,18 +93,10 @@ def make_handler(
             )
             if result is not None:
                 feedback.result.CopyFrom(result)
+            if feedback.chosen:
+                # the canary's pass rate in PromQL, by the same label training gets
+                metrics.RERANK_PICKS.labels(ranking.version, _PICK[feedback.label]).inc()
             outgoing.append(Outgoing(FEEDBACK, feedback, key=key))
         return outgoing
 
     return handle
-
-
-def _count_pick(version: str, chosen: domain_pb2.ExecutionResult | None) -> None:
-    """The pick per version, passed or failed when the request had tests: the canary's
-    pass rate in PromQL (``codejury_reranker_picks_total``)."""
-    metrics.RERANKS.labels(version).inc()
-    if chosen is None or chosen.status == domain_pb2.EXECUTION_STATUS_UNSPECIFIED:
-        outcome = "unlabelled"
-    else:
-        outcome = "passed" if chosen.status == domain_pb2.PASSED else "failed"
-    metrics.RERANK_PICKS.labels(version, outcome).inc()

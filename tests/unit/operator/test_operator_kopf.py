@@ -63,9 +63,7 @@ async def operator(url: str) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        # A tick may be mid-call (1 s timeouts, retried) when the stop comes; on a loaded
-        # 2-core machine its finishing took over 15 s once (CI), so the bound is generous.
-        await asyncio.wait_for(task, 45)
+        await asyncio.wait_for(task, 15)
         own.close()
 
 
