@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -87,6 +88,41 @@ def up(ctx: typer.Context) -> None:
         console.print("stopped")
 
 
+class SelectionChoice(StrEnum):
+    AUTO = "auto"
+    EXECUTION_FIRST = "execution-first"
+    RERANKER_ONLY = "reranker-only"
+
+    @property
+    def proto(self) -> domain_pb2.Selection:
+        return {
+            SelectionChoice.AUTO: domain_pb2.SELECTION_UNSPECIFIED,
+            SelectionChoice.EXECUTION_FIRST: domain_pb2.SELECTION_EXECUTION_FIRST,
+            SelectionChoice.RERANKER_ONLY: domain_pb2.SELECTION_RERANKER_ONLY,
+        }[self]
+
+
+def selection_note(response: services_pb2.SolveResponse) -> str:
+    """One line: how the answer was picked, and the reward model's own pick where the
+    tests overruled it."""
+    if response.selection != domain_pb2.SELECTION_EXECUTION_FIRST:
+        return "selection: reranker only (the reward model's top score)"
+    chosen = next(
+        (r for r in response.results if r.candidate_id == response.chosen.candidate_id), None
+    )
+    if chosen is not None and chosen.status == domain_pb2.PASSED:
+        note = "selection: execution first (the best-scored candidate that passed the tests)"
+    else:
+        note = "selection: execution first, but no candidate passed: the best-scored of the rest"
+    if not response.scores:
+        return note
+    top = max(response.scores, key=lambda s: s.score)
+    if top.candidate_id != response.chosen.candidate_id:
+        index = next(c.index for c in response.candidates if c.candidate_id == top.candidate_id)
+        note += f"; the reward model alone would have picked #{index}"
+    return note
+
+
 @app.command()
 def solve(
     ctx: typer.Context,
@@ -104,12 +140,21 @@ def solve(
     deadline: Annotated[float, typer.Option(min=0, help="Seconds; 0: the server's default.")] = 0,
     temperature: Annotated[float, typer.Option(min=0, help="0: the generator's default.")] = 0,
     seed: Annotated[int, typer.Option(min=0, help="0: derived from the request id.")] = 0,
+    selection: Annotated[
+        SelectionChoice,
+        typer.Option(
+            help="How the answer is picked: auto (execution first when --tests is given), "
+            "execution-first (the best-scored PASSED candidate) or reranker-only (the "
+            "reward model's pick, tests or not: the paper's setting)."
+        ),
+    ] = SelectionChoice.AUTO,
     output_json: Annotated[
         bool, typer.Option("--json", help="Print the whole SolveResponse as JSON.")
     ] = False,
 ) -> None:
     """Ask the pipeline for a program: N candidates, run against the tests if given,
-    ranked by the reranker. Prints the chosen one and a table of all of them."""
+    ranked by the reranker (by default a candidate that passed the tests wins over one
+    the reranker liked better). Prints the chosen one and a table of all of them."""
     from codejury.pipeline.client import client_for
 
     settings = settings_of(ctx)
@@ -126,7 +171,9 @@ def solve(
         client_for(address, settings) as client,
         console.status(f"solving ({n} candidates)"),
     ):
-        response = client.solve(problem, n, sampling=sampling, deadline_s=deadline)
+        response = client.solve(
+            problem, n, sampling=sampling, deadline_s=deadline, selection=selection.proto
+        )
     if output_json:
         print(json.dumps(json_format.MessageToDict(response), indent=2))
         return
@@ -150,6 +197,7 @@ def print_response(response: services_pb2.SolveResponse) -> None:
             "*" if candidate.candidate_id == response.chosen.candidate_id else "",
         )
     console.print(table)
+    console.print(selection_note(response))
     console.rule("chosen completion")
     console.print(response.chosen.completion, markup=False, highlight=False)
 

@@ -41,6 +41,7 @@ def make_handler(
             request_id=generated.request_id,
             problem=generated.problem,
             candidates=generated.candidates,
+            selection=generated.selection,
         )
         if generated.problem.tests.strip() and generated.candidates:
             check_language(generated.problem)

@@ -40,7 +40,10 @@ def make_handler(generator: Generator) -> Callable[[Event], Iterable[Outgoing]]:
             seed_if_unset=request_seed(key),
         )
         generated = events_pb2.CandidatesGenerated(
-            request_id=requested.request_id, problem=requested.problem, candidates=candidates
+            request_id=requested.request_id,
+            problem=requested.problem,
+            candidates=candidates,
+            selection=requested.selection,
         )
         return [Outgoing(CANDIDATES_GENERATED, generated, key=key)]
 

@@ -62,13 +62,17 @@ class SolveClient:
         sampling: domain_pb2.SamplingParams | None = None,
         deadline_s: float = 0.0,
         request_id: str = "",
+        selection: domain_pb2.Selection = domain_pb2.SELECTION_UNSPECIFIED,
     ) -> services_pb2.SolveResponse:
+        """One Solve. ``selection`` left UNSPECIFIED lets the server pick: execution first
+        when ``problem.tests`` is set, the reward model alone otherwise."""
         request = services_pb2.SolveRequest(
             request_id=request_id,
             problem=problem,
             n=n,
             sampling=sampling or domain_pb2.SamplingParams(),
             deadline_s=deadline_s,
+            selection=selection,
         )
         self._connect()
         # The RPC's own deadline leaves the server time to answer DEADLINE_EXCEEDED itself.

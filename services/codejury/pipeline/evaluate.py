@@ -106,6 +106,8 @@ def evaluate(
             sampling=sampling,
             deadline_s=plan.deadline_s,
             request_id=request,
+            # the paper's setting: the benchmark's tests grade the pick, never make it
+            selection=domain_pb2.SELECTION_RERANKER_ONLY,
         )
         greedy = None
         if plan.greedy:

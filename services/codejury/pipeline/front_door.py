@@ -37,6 +37,7 @@ from codejury.pipeline.errors import (
 )
 from codejury.pipeline.requests import SolveLimits, check_solve_request, deadline_of, response_of
 from codejury.proto.v1 import events_pb2, services_pb2, services_pb2_grpc
+from codejury.reranking.ranking import resolve_selection
 
 log = get_logger(__name__)
 
@@ -120,6 +121,7 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
                 problem=request.problem,
                 n=request.n,
                 sampling=request.sampling,
+                selection=resolve_selection(request.selection, request.problem),
             )
             with self._publish_lock:
                 self._producer.publish_now(

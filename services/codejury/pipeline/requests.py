@@ -9,7 +9,7 @@ from codejury.core.settings import Settings
 from codejury.execution.errors import UnknownLanguageError
 from codejury.execution.languages import get_language
 from codejury.pipeline.errors import InvalidSolveRequestError
-from codejury.proto.v1 import events_pb2, services_pb2
+from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,11 @@ def check_solve_request(request: services_pb2.SolveRequest, limits: SolveLimits)
         raise InvalidSolveRequestError(
             f"n: {request.n} is out of range; ask for 1 to {limits.max_n} candidates"
         )
+    if request.selection not in domain_pb2.Selection.values():
+        raise InvalidSolveRequestError(
+            f"selection: {request.selection} is not a Selection; give "
+            + ", ".join(domain_pb2.Selection.keys())
+        )
     if request.deadline_s < 0 or request.deadline_s > limits.max_deadline_s:
         raise InvalidSolveRequestError(
             f"deadline_s: {request.deadline_s:g} is out of range; give 0 (the default, "
@@ -74,6 +79,7 @@ def response_of(completed: events_pb2.SolveCompleted) -> services_pb2.SolveRespo
         results=completed.results,
         scores=completed.scores,
         reranker_version=completed.reranker_version,
+        selection=completed.selection,
     )
     if 0 <= completed.chosen_index < len(completed.candidates):
         response.chosen.CopyFrom(completed.candidates[completed.chosen_index])

@@ -1,4 +1,5 @@
-"""A ranking and the rule that picks a candidate from scores (pure)."""
+"""A ranking, the rule that picks a candidate from scores, and the Solve's selection
+policy that may put execution results first (all pure)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,55 @@ def choose_index(scores: Sequence[float]) -> int:
         if not math.isnan(score) and score > best_score:
             best, best_score = i, score
     return best
+
+
+#: Tiers of execution-first selection, best first: a candidate that passed the caller's
+#: tests; one the sandbox could not judge (a fault of ours says nothing against the
+#: program); one that failed, timed out or did not compile.
+_PASSED, _UNJUDGED, _FAILED = 0, 1, 2
+_UNJUDGED_STATUSES = (domain_pb2.SANDBOX_ERROR, domain_pb2.EXECUTION_STATUS_UNSPECIFIED)
+
+
+def resolve_selection(
+    selection: domain_pb2.Selection, problem: domain_pb2.Problem
+) -> domain_pb2.Selection:
+    """The policy a request gets: UNSPECIFIED becomes execution first when the problem
+    carries tests (the caller sent them to be used), reranker only when it has none."""
+    if selection != domain_pb2.SELECTION_UNSPECIFIED:
+        return selection
+    if problem.tests.strip():
+        return domain_pb2.SELECTION_EXECUTION_FIRST
+    return domain_pb2.SELECTION_RERANKER_ONLY
+
+
+def _tier(result: domain_pb2.ExecutionResult | None) -> int:
+    if result is None or result.status in _UNJUDGED_STATUSES:
+        return _UNJUDGED
+    return _PASSED if result.status == domain_pb2.PASSED else _FAILED
+
+
+def select_index(
+    ranking: Ranking,
+    results: Sequence[domain_pb2.ExecutionResult | None],
+    selection: domain_pb2.Selection,
+) -> int:
+    """The candidate a Solve answers with. Reranker only: the ranking's own pick.
+    Execution first: the best tier present (passed, then unjudged, then failed), and the
+    reward model's choice within it, so its scores still decide among passing programs.
+    ``results`` are the candidates' (same order; None where a candidate has none)."""
+    if selection != domain_pb2.SELECTION_EXECUTION_FIRST or not results:
+        return ranking.chosen_index
+    if len(results) != len(ranking.scores):
+        raise ValueError(f"{len(results)} results for {len(ranking.scores)} scores")
+    tiers = [_tier(result) for result in results]
+    best = min(tiers)
+    within = [
+        score if tier == best else -math.inf
+        for score, tier in zip(ranking.scores, tiers, strict=True)
+    ]
+    if all(score == -math.inf or math.isnan(score) for score in within):
+        return tiers.index(best)  # every score in the tier is NaN: its first candidate
+    return choose_index(within)
 
 
 def ranking_of(scores: Sequence[float], version: str, channel: str = "") -> Ranking:

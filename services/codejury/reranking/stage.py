@@ -1,6 +1,10 @@
 """The Kafka stage: ``codejury.candidates.executed`` -> ``codejury.solve.completed`` plus one
 ``codejury.feedback`` per candidate (labels, scores, reranker version).
 
+The answer (``chosen_index``) follows the request's selection policy; the feedback's
+``chosen`` is always the reward model's own pick, so the canary is judged by the model,
+not by the tests that may have overruled it.
+
 A request the ranker refuses for good (bad input, a corrupt or unserved version) is
 still answered: a SolveCompleted with ``error`` set, so the caller waiting on the Solve
 RPC hears back; no feedback is published for it. An endpoint that does not answer
@@ -18,7 +22,7 @@ from codejury.core.errors import PermanentError
 from codejury.core.logging import get_logger
 from codejury.proto.v1 import domain_pb2, events_pb2
 from codejury.reranking.errors import InvalidRequestError
-from codejury.reranking.ranking import Ranker, scores_of
+from codejury.reranking.ranking import Ranker, resolve_selection, scores_of, select_index
 from codejury.reranking.requests import RankLimits, check_candidates
 from codejury.reranking.routing import draw_for_key
 
@@ -59,6 +63,7 @@ def make_handler(
             problem=executed.problem,
             candidates=executed.candidates,
             results=executed.results,
+            selection=resolve_selection(executed.selection, executed.problem),
         )
         try:
             check_candidates(executed.problem, executed.candidates, limits)
@@ -73,9 +78,13 @@ def make_handler(
             return [Outgoing(SOLVE_COMPLETED, completed, key=key)]
         scores = scores_of(ranking, executed.candidates, model_name=model_name)
         completed.scores.extend(scores)
-        completed.chosen_index = ranking.chosen_index
         completed.reranker_version = ranking.version
         results = {r.candidate_id: r for r in executed.results if r.candidate_id}
+        completed.chosen_index = select_index(
+            ranking,
+            [results.get(c.candidate_id) for c in executed.candidates] if results else [],
+            completed.selection,
+        )
         metrics.RERANKS.labels(ranking.version).inc()
         outgoing = [Outgoing(SOLVE_COMPLETED, completed, key=key)]
         for i, (candidate, score) in enumerate(zip(executed.candidates, scores, strict=True)):

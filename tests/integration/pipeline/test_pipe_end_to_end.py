@@ -78,8 +78,13 @@ def check_completed(response: services_pb2.SolveResponse, *, with_tests: bool) -
             c.candidate_id for c in response.candidates
         ]
         assert all(r.status != domain_pb2.EXECUTION_STATUS_UNSPECIFIED for r in response.results)
+        # the caller's tests decide first: a passing candidate is the answer when there is one
+        assert response.selection == domain_pb2.SELECTION_EXECUTION_FIRST
+        passed = {r.candidate_id for r in response.results if r.status == domain_pb2.PASSED}
+        assert not passed or response.chosen.candidate_id in passed
     else:
         assert not response.results
+        assert response.selection == domain_pb2.SELECTION_RERANKER_ONLY
 
 
 @pytest.mark.slow  # ~30 s; one request end to end stays in the default lane
@@ -105,7 +110,10 @@ def test_twenty_requests_complete_with_feedback_one_to_one(pipeline: EmbeddedPip
     by_request = {r.request_id: r for r in responses}
     for _, f in mine:
         response = by_request[f.request_id]
-        assert f.chosen == (f.candidate.candidate_id == response.chosen.candidate_id)
+        # the feedback's pick is the reward model's own (its top score, earliest on ties),
+        # whatever the tests made the answer: that is what a canary is judged by
+        top = max(response.scores, key=lambda s: s.score).candidate_id
+        assert f.chosen == (f.candidate.candidate_id == top)
         assert f.reranker_version == "v0"
         if response.results:
             result = next(r for r in response.results if r.candidate_id == f.candidate.candidate_id)
@@ -140,6 +148,19 @@ def test_killed_execution_service_loses_nothing(pipeline: EmbeddedPipeline) -> N
     ]
     assert len(events) == count * N
     assert len({(f.request_id, f.candidate.candidate_id) for _, f in events}) == count * N
+
+
+def test_reranker_only_is_carried_through_every_stage(pipeline: EmbeddedPipeline) -> None:
+    """The caller's explicit choice reaches the reranking stage (which would otherwise
+    resolve the problem's tests to execution first): the answer is the top score."""
+    with SolveClient(pipeline.solve_address) as client:
+        response = client.solve(
+            problem(210), N, deadline_s=240, selection=domain_pb2.SELECTION_RERANKER_ONLY
+        )
+    assert response.selection == domain_pb2.SELECTION_RERANKER_ONLY
+    assert len(response.results) == N  # the tests still ran; they only did not pick
+    top = max(response.scores, key=lambda s: s.score).candidate_id
+    assert response.chosen.candidate_id == top
 
 
 def test_deadline_exceeded_leaves_nothing_in_flight(pipeline: EmbeddedPipeline) -> None:

@@ -84,6 +84,8 @@ def test_the_reply_is_the_completion_with_the_request_s_id(
         caller.start()
         published = wait_for_request(settings, request_id)
         assert published.n == 2 and published.problem == PROBLEM
+        # resolved before it is published: no tests, so the reward model alone picks
+        assert published.selection == domain_pb2.SELECTION_RERANKER_ONLY
         candidates = [domain_pb2.Candidate(candidate_id=f"{request_id}-{i}") for i in range(2)]
         with EventProducer(settings.bus, name="test-stage") as producer:
             producer.publish(SOLVE_COMPLETED, events_pb2.SolveCompleted(request_id="stranger"))

@@ -55,6 +55,7 @@ def test_a_good_request_passes() -> None:
         (request(n=17), "n: 17 is out of range"),
         (request(deadline_s=-1.0), "deadline_s: -1 is out of range"),
         (request(deadline_s=601.0), "deadline_s: 601 is out of range"),
+        (request(selection=7), "selection: 7 is not a Selection; give SELECTION_UNSPECIFIED"),
     ],
 )
 def test_bad_requests_name_the_field(bad: services_pb2.SolveRequest, field: str) -> None:
@@ -78,10 +79,15 @@ def test_deadline_is_the_request_s_the_default_or_the_rpc_s_whichever_is_first()
 def test_the_reply_names_the_chosen_candidate() -> None:
     candidates = [domain_pb2.Candidate(candidate_id=f"c{i}") for i in range(3)]
     completed = events_pb2.SolveCompleted(
-        request_id="r", candidates=candidates, chosen_index=2, reranker_version="v7"
+        request_id="r",
+        candidates=candidates,
+        chosen_index=2,
+        reranker_version="v7",
+        selection=domain_pb2.SELECTION_EXECUTION_FIRST,
     )
     reply = response_of(completed)
     assert reply.chosen.candidate_id == "c2" and reply.reranker_version == "v7"
+    assert reply.selection == domain_pb2.SELECTION_EXECUTION_FIRST
     assert len(reply.candidates) == 3
     completed.chosen_index = 5  # out of range: no chosen candidate rather than a wrong one
     assert not response_of(completed).HasField("chosen")

@@ -116,3 +116,25 @@ def test_temporary_errors_and_wrong_event_types_raise() -> None:
         list(handle(_event(_executed([None]))))
     with pytest.raises(InvalidRequestError, match=r"expected CandidatesExecuted"):
         list(handle(_event(events_pb2.SolveCompleted())))
+
+
+@pytest.mark.parametrize(
+    ("asked", "served", "chosen"),
+    [
+        (domain_pb2.SELECTION_UNSPECIFIED, domain_pb2.SELECTION_EXECUTION_FIRST, 1),
+        (domain_pb2.SELECTION_EXECUTION_FIRST, domain_pb2.SELECTION_EXECUTION_FIRST, 1),
+        (domain_pb2.SELECTION_RERANKER_ONLY, domain_pb2.SELECTION_RERANKER_ONLY, 3),
+    ],
+)
+def test_the_caller_s_tests_pick_the_answer_but_feedback_keeps_the_model_s_own_pick(
+    asked: int, served: int, chosen: int
+) -> None:
+    executed = _executed([domain_pb2.FAILED, domain_pb2.PASSED, domain_pb2.SANDBOX_ERROR, None])
+    executed.problem.tests = "assert f() == 1"
+    executed.selection = asked  # type: ignore[assignment]
+    out = list(make_handler(LengthRanker(), LIMITS, model_name="r")(_event(executed)))
+    completed = out[0].payload
+    assert isinstance(completed, events_pb2.SolveCompleted)
+    assert (completed.selection, completed.chosen_index) == (served, chosen)
+    # the reward model's top score (the longest completion, #3) is what a canary judges
+    assert [f.chosen for f in (o.payload for o in out[1:])] == [False, False, False, True]  # type: ignore[attr-defined]

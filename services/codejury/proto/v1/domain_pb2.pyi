@@ -8,6 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Selection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SELECTION_UNSPECIFIED: _ClassVar[Selection]
+    SELECTION_EXECUTION_FIRST: _ClassVar[Selection]
+    SELECTION_RERANKER_ONLY: _ClassVar[Selection]
+
 class ProgramAssembly(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PROGRAM_ASSEMBLY_UNSPECIFIED: _ClassVar[ProgramAssembly]
@@ -33,6 +39,9 @@ class ExecutionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEMORY_LIMIT: _ClassVar[ExecutionStatus]
     OUTPUT_LIMIT: _ClassVar[ExecutionStatus]
     SANDBOX_ERROR: _ClassVar[ExecutionStatus]
+SELECTION_UNSPECIFIED: Selection
+SELECTION_EXECUTION_FIRST: Selection
+SELECTION_RERANKER_ONLY: Selection
 PROGRAM_ASSEMBLY_UNSPECIFIED: ProgramAssembly
 PROGRAM_ASSEMBLY_MULTIPL_E: ProgramAssembly
 PROGRAM_ASSEMBLY_MBXP: ProgramAssembly

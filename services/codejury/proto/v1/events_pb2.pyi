@@ -47,41 +47,47 @@ class Envelope(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., schema_version: _Optional[int] = ..., trace_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., producer: _Optional[str] = ..., causation_id: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SolveRequested(_message.Message):
-    __slots__ = ("request_id", "problem", "n", "sampling")
+    __slots__ = ("request_id", "problem", "n", "sampling", "selection")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     problem: _domain_pb2.Problem
     n: int
     sampling: _domain_pb2.SamplingParams
-    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[_domain_pb2.SamplingParams, _Mapping]] = ...) -> None: ...
+    selection: _domain_pb2.Selection
+    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[_domain_pb2.SamplingParams, _Mapping]] = ..., selection: _Optional[_Union[_domain_pb2.Selection, str]] = ...) -> None: ...
 
 class CandidatesGenerated(_message.Message):
-    __slots__ = ("request_id", "problem", "candidates")
+    __slots__ = ("request_id", "problem", "candidates", "selection")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     problem: _domain_pb2.Problem
     candidates: _containers.RepeatedCompositeFieldContainer[_domain_pb2.Candidate]
-    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ...) -> None: ...
+    selection: _domain_pb2.Selection
+    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., selection: _Optional[_Union[_domain_pb2.Selection, str]] = ...) -> None: ...
 
 class CandidatesExecuted(_message.Message):
-    __slots__ = ("request_id", "problem", "candidates", "results")
+    __slots__ = ("request_id", "problem", "candidates", "results", "selection")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     problem: _domain_pb2.Problem
     candidates: _containers.RepeatedCompositeFieldContainer[_domain_pb2.Candidate]
     results: _containers.RepeatedCompositeFieldContainer[_domain_pb2.ExecutionResult]
-    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ...) -> None: ...
+    selection: _domain_pb2.Selection
+    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ..., selection: _Optional[_Union[_domain_pb2.Selection, str]] = ...) -> None: ...
 
 class SolveCompleted(_message.Message):
-    __slots__ = ("request_id", "problem", "candidates", "results", "scores", "chosen_index", "reranker_version", "error", "error_kind")
+    __slots__ = ("request_id", "problem", "candidates", "results", "scores", "chosen_index", "reranker_version", "error", "error_kind", "selection")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +97,7 @@ class SolveCompleted(_message.Message):
     RERANKER_VERSION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     problem: _domain_pb2.Problem
     candidates: _containers.RepeatedCompositeFieldContainer[_domain_pb2.Candidate]
@@ -100,7 +107,8 @@ class SolveCompleted(_message.Message):
     reranker_version: str
     error: str
     error_kind: str
-    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[_domain_pb2.Score, _Mapping]]] = ..., chosen_index: _Optional[int] = ..., reranker_version: _Optional[str] = ..., error: _Optional[str] = ..., error_kind: _Optional[str] = ...) -> None: ...
+    selection: _domain_pb2.Selection
+    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[_domain_pb2.Score, _Mapping]]] = ..., chosen_index: _Optional[int] = ..., reranker_version: _Optional[str] = ..., error: _Optional[str] = ..., error_kind: _Optional[str] = ..., selection: _Optional[_Union[_domain_pb2.Selection, str]] = ...) -> None: ...
 
 class Feedback(_message.Message):
     __slots__ = ("request_id", "problem_id", "language", "candidate", "result", "score", "chosen", "reranker_version", "label", "prompt")

@@ -111,31 +111,35 @@ class RankResponse(_message.Message):
     def __init__(self, scores: _Optional[_Iterable[_Union[_domain_pb2.Score, _Mapping]]] = ..., chosen_index: _Optional[int] = ..., served_version: _Optional[str] = ...) -> None: ...
 
 class SolveRequest(_message.Message):
-    __slots__ = ("request_id", "problem", "n", "sampling", "deadline_s")
+    __slots__ = ("request_id", "problem", "n", "sampling", "deadline_s", "selection")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     problem: _domain_pb2.Problem
     n: int
     sampling: _domain_pb2.SamplingParams
     deadline_s: float
-    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[_domain_pb2.SamplingParams, _Mapping]] = ..., deadline_s: _Optional[float] = ...) -> None: ...
+    selection: _domain_pb2.Selection
+    def __init__(self, request_id: _Optional[str] = ..., problem: _Optional[_Union[_domain_pb2.Problem, _Mapping]] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[_domain_pb2.SamplingParams, _Mapping]] = ..., deadline_s: _Optional[float] = ..., selection: _Optional[_Union[_domain_pb2.Selection, str]] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
-    __slots__ = ("request_id", "chosen", "candidates", "results", "scores", "reranker_version")
+    __slots__ = ("request_id", "chosen", "candidates", "results", "scores", "reranker_version", "selection")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     RERANKER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     chosen: _domain_pb2.Candidate
     candidates: _containers.RepeatedCompositeFieldContainer[_domain_pb2.Candidate]
     results: _containers.RepeatedCompositeFieldContainer[_domain_pb2.ExecutionResult]
     scores: _containers.RepeatedCompositeFieldContainer[_domain_pb2.Score]
     reranker_version: str
-    def __init__(self, request_id: _Optional[str] = ..., chosen: _Optional[_Union[_domain_pb2.Candidate, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[_domain_pb2.Score, _Mapping]]] = ..., reranker_version: _Optional[str] = ...) -> None: ...
+    selection: _domain_pb2.Selection
+    def __init__(self, request_id: _Optional[str] = ..., chosen: _Optional[_Union[_domain_pb2.Candidate, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[_domain_pb2.Candidate, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[_domain_pb2.ExecutionResult, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[_domain_pb2.Score, _Mapping]]] = ..., reranker_version: _Optional[str] = ..., selection: _Optional[_Union[_domain_pb2.Selection, str]] = ...) -> None: ...
