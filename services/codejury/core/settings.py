@@ -381,6 +381,16 @@ class TrainingSettings(_Group):
         "python",
         description="Comma-separated MBXP languages a self-training iteration trains on.",
     )
+    cold_start_problems: int = Field(
+        20,
+        ge=0,
+        description="Iteration on an empty store: MBXP canonical solutions per language "
+        "mutated into failing negatives first (its coldstart step); 0: an empty store is "
+        "refused instead.",
+    )
+    cold_start_mutants: int = Field(
+        3, ge=1, le=32, description="Cold start: mutants run per canonical solution."
+    )
     problems_per_language: int | None = Field(
         40,
         ge=1,

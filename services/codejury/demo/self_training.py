@@ -1,10 +1,10 @@
 """The demo's last act: one self-training iteration and a canary decision, small enough
 for a laptop.
 
-1. cold start: MBXP Python canonical solutions and their failing mutants into the store
-   (once: skipped when the store has rows);
-2. ``run_iteration`` with small settings (a few training problems, two PPO steps);
-3. the canary decision on the demo's own labelled requests, replayed: each demo problem
+1. ``run_iteration`` with small settings (a few training problems, two PPO steps),
+   starting with its cold start (MBXP Python canonical solutions and their failing
+   mutants into the store, when it is empty);
+2. the canary decision on the demo's own labelled requests, replayed: each demo problem
    is one request; the stable arm's pick is the reward model's top candidate as the
    pipeline served it, the canary arm's is the new version's top candidate over the same
    samples (scored here); ``canary.analyse`` with the default policy decides, and a pass
@@ -31,7 +31,6 @@ from codejury.execution.backends import ExecutionBackend
 from codejury.pipeline.evaluate import REWARD_MODEL
 from codejury.reranking.factory import load_version
 from codejury.reranking.registry import ModelRegistry
-from codejury.training.coldstart import cold_start, mbxp_problems
 from codejury.training.iteration import IterationConfig, IterationDeps, run_iteration
 from codejury.training.scoring import score_fitting
 from codejury.training.store import TrainingStore
@@ -89,10 +88,8 @@ def demo_self_training(
     registry = ModelRegistry(settings.run_dir / "reranking" / "registry")
     store = TrainingStore.from_settings(settings)
     stable = registry.resolve("stable")
-    if not store.parts():
+    if not store.parts():  # the iteration's coldstart step seeds it
         report(f"cold start: mutating {size.cold_start_problems} MBXP Python canonical solutions")
-        mbxp = {"python": mbxp_problems(data_dir, "python", size.cold_start_problems)}
-        cold_start(settings, mbxp, store, per_problem=3)
     small = with_group(
         settings,
         "training",
@@ -103,6 +100,8 @@ def demo_self_training(
         ppo_batch_size=4,
         ppo_mini_batch_size=2,
         ppo_max_new_tokens=size.ppo_max_new_tokens,
+        cold_start_problems=size.cold_start_problems,
+        cold_start_mutants=3,
     )
     config = IterationConfig.from_settings(small, 1, base_version=stable)
     deps = IterationDeps(settings, store, registry, backend, data_dir)

@@ -1,5 +1,7 @@
 """One self-training iteration (RewardRanker, ECIR 2025), resumable step by step.
 
+    coldstart an empty store only: MBXP canonical solutions and their failing mutants,
+              labelled in the sandbox (``coldstart``), so the first reward model has pairs
     reward    snapshot the store; train the reward model from the parent version
     ppo       align the generator to that reward model (PPO, resumable checkpoints)
     sample    N samples per training problem from the aligned generator
@@ -44,7 +46,7 @@ from codejury.reranking.factory import scoring_config
 from codejury.reranking.model import RewardModel
 from codejury.reranking.registry import ModelRegistry
 from codejury.training.catalog import mbxp_prompts
-from codejury.training.coldstart import mbxp_problems, mutation_limits
+from codejury.training.coldstart import cold_start, mbxp_problems, mutation_limits
 from codejury.training.errors import (
     CheckpointNotFoundError,
     NoPairsError,
@@ -72,7 +74,7 @@ from codejury.training.workdir import (
 
 log = get_logger(__name__)
 
-STEPS = ("reward", "ppo", "sample", "execute", "mine", "retrain", "register")
+STEPS = ("coldstart", "reward", "ppo", "sample", "execute", "mine", "retrain", "register")
 
 StepEvent = Callable[[str, str], None]  # (step, "start" | "skip" | "done")
 Progress = Callable[[int, int | None], None]  # (done, total) within the current step
@@ -92,6 +94,8 @@ class IterationConfig:
     pairs: PairConfig
     base_version: str = "stable"  # the registry version the reward models start from
     policy: Path | None = None  # None: the previous iteration's aligned policy, or the base
+    cold_start_problems: int = 0  # per language, on an empty store; 0: refuse an empty store
+    cold_start_mutants: int = 3
     mark_canary: bool = False
     stop_after: str | None = None  # a step name: stop once it is complete
 
@@ -117,6 +121,8 @@ class IterationConfig:
             "problems_per_language": t.problems_per_language,
             "samples_per_problem": t.samples_per_problem,
             "mining_quantile": t.mining_quantile,
+            "cold_start_problems": t.cold_start_problems,
+            "cold_start_mutants": t.cold_start_mutants,
             "ppo": PPOConfig(
                 steps=t.ppo_steps,
                 batch_size=t.ppo_batch_size,
@@ -235,6 +241,7 @@ class _Iteration:
         problems = training_problems(self.deps.data_dir, c, c.pairs)
         self.dir.mkdir(parents=True, exist_ok=True)
         steps: dict[str, Callable[[Path], dict[str, Any]]] = {
+            "coldstart": self._cold_start,
             "reward": lambda out: self._reward(out, parent),
             "ppo": lambda out: self._ppo(out, policy, problems),
             "sample": lambda out: self._sample(out, problems),
@@ -293,6 +300,36 @@ class _Iteration:
         return previous
 
     # -- steps -----------------------------------------------------------------------
+
+    def _cold_start(self, out: Path) -> dict[str, Any]:
+        """Seed an empty store, as ``codejury train mutate`` would: without it the first
+        reward model has no pairs and the run fails (a fresh run directory, a new cluster)."""
+        c, store = self.config, self.deps.store
+        if store.parts() or c.cold_start_problems == 0:
+            return {"seeded": False}
+        problems = {
+            language: mbxp_problems(self.deps.data_dir, language, c.cold_start_problems)
+            for language in c.languages
+        }
+        progress = self.progress
+        reports = cold_start(
+            self.settings,
+            problems,
+            store,
+            per_problem=c.cold_start_mutants,
+            progress=None if progress is None else lambda _language, done: progress(done, None),
+        )
+        return {
+            "seeded": True,
+            "by_language": {
+                r.language: {
+                    "problems": r.problems,
+                    "canonical_passed": r.canonical_passed,
+                    "negatives": r.kept,
+                }
+                for r in reports
+            },
+        }
 
     def _reward(self, out: Path, parent: str) -> dict[str, Any]:
         snapshot = self.deps.store.snapshot()

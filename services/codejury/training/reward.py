@@ -97,7 +97,8 @@ def train_reward_model(
             f"no training pairs ({pairs.counts()}, {pairs.rows_without_prompt} rows without "
             f"a prompt, {pairs.refused_evaluation_rows} evaluation-only rows refused): a "
             "problem needs at least one passing and one failing candidate outside the "
-            "held-out split; add data (`codejury train mutate`) or lower "
+            "held-out split; add data (`codejury train mutate`; an iteration seeds an "
+            "empty store itself when training.cold_start_problems is above 0) or lower "
             "training.heldout_fraction"
         )
     try:

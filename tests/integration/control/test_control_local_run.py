@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 from codejury.core.settings import load_settings, settings_env
 from codejury.reranking.registry import ModelRegistry
-from codejury.training.coldstart import mbxp_problems, mine_mutants
-from codejury.training.store import TrainingStore
 
 pytest.importorskip("trl", reason="the run trains: it needs the train extra")
 
@@ -38,6 +36,9 @@ SETTINGS = {
         "ppo_max_new_tokens": 12,
         "epochs": 1,
         "torch_threads": 1,
+        # a fresh run directory: the first iteration seeds its own store (issue 18 item 9)
+        "cold_start_problems": 30,
+        "cold_start_mutants": 2,
     },
 }
 
@@ -69,9 +70,16 @@ SPEC = {
 }
 
 
-def _env(run_dir: Path, data_dir: Path) -> dict[str, str]:
+def _env(run_dir: Path, data_dir: Path, **training: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")}
-    settings = load_settings({"run_dir": run_dir, "data_dir": data_dir, **SETTINGS})
+    settings = load_settings(
+        {
+            "run_dir": run_dir,
+            "data_dir": data_dir,
+            **SETTINGS,
+            "training": {**SETTINGS["training"], **training},
+        }
+    )
     return env | settings_env(settings) | {"HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
 
 
@@ -99,13 +107,12 @@ def _wait(
 @pytest.mark.slow  # ~190 s; the demo-install test runs an iteration and a canary
 @pytest.mark.timeout(900)
 def test_a_continuous_run_trains_canaries_promotes_and_triggers_the_next_iteration(
-    tmp_path: Path, data_dir: Path, training_executor: Any
+    tmp_path: Path, data_dir: Path
 ) -> None:
+    """From an empty run directory: the store is seeded by the first iteration itself."""
     from codejury.generation.tiny import build_model_dir
 
     run_dir = tmp_path / "run"
-    store = TrainingStore(run_dir / "training" / "data")
-    mine_mutants(mbxp_problems(data_dir, "python", 30), training_executor, store, per_problem=2)
     spec = json.loads(json.dumps(SPEC))
     spec["spec"]["generator"] = str(build_model_dir(tmp_path / "tiny-lm", context=2048))
     config = tmp_path / "run.yaml"
@@ -187,8 +194,9 @@ def test_a_continuous_run_trains_canaries_promotes_and_triggers_the_next_iterati
 @pytest.mark.slow  # ~55 s (the timeout is its budget in bin/test's slow lane)
 @pytest.mark.timeout(150)
 def test_a_run_that_fails_exits_non_zero_with_the_reason(tmp_path: Path, data_dir: Path) -> None:
-    """An empty store has no training pairs: the only attempt fails, the run ends Failed,
-    and ``codejury run`` says why and exits 1 (it exited 0, as if the run had worked)."""
+    """An empty store with cold start turned off has no training pairs: the only attempt
+    fails, the run ends Failed, and ``codejury run`` says why and exits 1 (it exited 0, as
+    if the run had worked)."""
     from codejury.generation.tiny import build_model_dir
 
     spec = json.loads(json.dumps(SPEC))
@@ -199,7 +207,7 @@ def test_a_run_that_fails_exits_non_zero_with_the_reason(tmp_path: Path, data_di
     config.write_text(json.dumps(spec))
     result = subprocess.run(
         [sys.executable, "-m", "codejury", "run", "--config", str(config), "--tick", "0.5"],
-        env=_env(tmp_path / "run", data_dir),
+        env=_env(tmp_path / "run", data_dir, cold_start_problems=0),
         capture_output=True,
         text=True,
         timeout=140,

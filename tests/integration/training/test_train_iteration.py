@@ -228,15 +228,49 @@ def _nothing_written(run_dir: Path, iteration: int) -> bool:
     return not it.exists() or not any(it.iterdir())
 
 
-def test_a_snapshot_with_no_pairs_is_refused(
+def test_an_empty_store_without_cold_start_is_refused(
     tmp_path: Path, data_dir: Path, tiny_backbone: Path, policy_dir: Path
 ) -> None:
     settings = _settings(tmp_path / "run", policy_dir)
     _registry_with_stable(settings.run_dir, tiny_backbone)
-    config = IterationConfig.from_settings(settings, 1)
-    with pytest.raises(NoPairsError, match=r"no training pairs .*`codejury train mutate`"):
+    config = IterationConfig.from_settings(settings, 1, cold_start_problems=0)
+    with pytest.raises(
+        NoPairsError, match=r"no training pairs .*`codejury train mutate`.*cold_start_problems"
+    ):
         run_iteration(config, _deps(settings, data_dir))
-    assert _nothing_written(settings.run_dir, 1)
+    assert not (iteration_dir(settings.run_dir, 1) / "reward").exists()
+    assert not TrainingStore(settings.run_dir / "training" / "data").parts()
+
+
+def test_an_empty_store_is_cold_started_and_the_first_reward_model_trains(
+    tmp_path: Path, data_dir: Path, tiny_backbone: Path, policy_dir: Path
+) -> None:
+    """A fresh run directory (issue 18: both attempts failed with "no training pairs"):
+    the iteration seeds the store with MBXP canonical solutions and their failing mutants,
+    then trains on them."""
+    settings = _settings(tmp_path / "run", policy_dir)
+    _registry_with_stable(settings.run_dir, tiny_backbone)
+    config = IterationConfig.from_settings(
+        settings, 1, cold_start_problems=12, cold_start_mutants=2, stop_after="reward"
+    )
+    steps: list[tuple[str, str]] = []
+    result = run_iteration(config, _deps(settings, data_dir), on_step=lambda *e: steps.append(e))
+    assert result.ran == ("coldstart", "reward")
+    seeded = read_result(iteration_dir(settings.run_dir, 1) / "coldstart")
+    assert seeded["seeded"] is True
+    python = seeded["by_language"]["python"]
+    assert python["problems"] == 12 and python["canonical_passed"] >= 10
+    rows = TrainingStore(settings.run_dir / "training" / "data").rows()
+    sources = {r.source for r in rows}
+    assert sources == {Source.CANONICAL, Source.MUTATION}
+    assert sum(r.source is Source.MUTATION for r in rows) == python["negatives"] > 0
+    assert all(not r.passed for r in rows if r.source is Source.MUTATION)
+    reward = read_result(iteration_dir(settings.run_dir, 1) / "reward")
+    assert reward["metrics"]["train_pairs"] > 0
+    # resumed: the store is not seeded twice
+    again = run_iteration(config, _deps(settings, data_dir))
+    assert again.skipped == ("coldstart", "reward") and again.ran == ()
+    assert len(TrainingStore(settings.run_dir / "training" / "data").rows()) == len(rows)
 
 
 def test_a_language_without_its_toolchain_is_refused(

@@ -342,3 +342,23 @@ def test_the_evaluation_only_list_matches_the_training_loader() -> None:
     for dataset in Dataset:
         refused = evaluation_only_reason(dataset.value) is not None
         assert refused == (dataset in EVALUATION_ONLY), dataset
+
+
+def test_the_local_sample_names_only_models_installed_from_wheels() -> None:
+    """`codejury run` with the shipped local sample must not reach for the hub (issue 18:
+    the cluster sample names hub models, which cannot load offline)."""
+    from pathlib import Path
+
+    import yaml
+    from codejury.control.training_job import spec_languages
+    from codejury.core.settings import load_settings
+    from codejury.generation.backends.hf_loading import resolve_source
+    from codejury.reranking.backbones import minilm_path
+
+    root = Path(__file__).resolve().parents[3]
+    sample = yaml.safe_load((root / "operators/samples/selftrainingrun-local.yaml").read_text())
+    spec = parse_spec(sample["spec"])
+    settings = load_settings({"generation": {"model": spec.generator}})
+    assert resolve_source(settings.generation).kind == "demo"
+    assert spec.reward_model_backbone == "minilm" and minilm_path() is not None
+    assert spec.iterations == 1 and spec_languages(spec, "cpp") == "python"
