@@ -155,6 +155,17 @@ def test_an_unknown_dataset_lists_the_known_ones() -> None:
     assert "mbxp" in stderr and "multipl-e/humaneval" in stderr
 
 
+def test_eval_of_a_file_in_an_unknown_shape_names_the_fields_it_lacks(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"task_id": "T/1", "prompt": "p", "code": "c"}\n')
+    result = _codejury("--run-dir", str(tmp_path), "eval", "--file", str(path))
+    assert result.returncode == 1
+    stderr = _one_clear_error(result)
+    assert f"{path}: not a format codejury reads" in stderr
+    assert "MultiPL-E also needs name, language, tests, stop_tokens" in stderr
+    assert "EvalPlus (HumanEval+, MBPP+) also needs entry_point" in stderr
+
+
 def test_a_missing_optional_dependency_names_its_extra(tmp_path: Path) -> None:
     """As if the train extra were not installed: pyarrow cannot be imported."""
     code = (

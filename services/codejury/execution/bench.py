@@ -2,7 +2,8 @@
 
 For each language the same programs run three ways, each at the same concurrency:
 plain subprocesses (no isolation, same interpreter/compiler and flags), the sandbox,
-and for C++ the sandbox without the precompiled header. Every program is compiled and
+for C++ the sandbox without the precompiled header, and for TypeScript the sandbox with
+transpile-only esbuild instead of tsc's type check. Every program is compiled and
 run once per mode (a fresh compile cache per mode), so the ratios compare like with like.
 The modes take turns in small rounds of programs rather than one after the other, so a
 burst of load from another process on these shared cores falls on every mode alike.
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from codejury.core.settings import TypeScriptCheck
 from codejury.core.stats import percentile
 from codejury.execution.executor import Executor, ExecutorConfig
 from codejury.execution.languages import get_language
@@ -31,6 +33,8 @@ from codejury.proto.v1 import domain_pb2
 PLAIN, SANDBOX, SANDBOX_NO_PCH = "plain", "sandbox", "sandbox-no-pch"
 SANDBOX_BATCH = "sandbox-batch"  # a round's programs compiled together first (Java)
 SANDBOX_UNHARDENED = "sandbox-unhardened"  # no seccomp filter, nested user namespaces allowed
+# TypeScript transpiled by esbuild instead of type-checked by tsc (typescript_check=none)
+SANDBOX_TRANSPILE_ONLY = "sandbox-transpile-only"
 # Programs per core in one round of a mode before the next mode takes its turn.
 ROUND_PER_CORE = 4
 
@@ -131,20 +135,28 @@ def plain_runner(language_name: str, timeout_s: float) -> Callable[[str], bool]:
 
 
 def sandbox_executor(
-    sandbox: Sandbox, cache_dir: Path, language: str, limits: Limits, *, use_pch: bool
+    sandbox: Sandbox,
+    cache_dir: Path,
+    language: str,
+    limits: Limits,
+    *,
+    use_pch: bool,
+    typescript_check: TypeScriptCheck = "tsc",
 ) -> Executor:
     return Executor(
-        sandbox, ExecutorConfig(cache_dir=cache_dir, default_limits=limits, use_pch=use_pch)
+        sandbox,
+        ExecutorConfig(
+            cache_dir=cache_dir,
+            default_limits=limits,
+            use_pch=use_pch,
+            typescript_check=typescript_check,
+        ),
     )
 
 
-def sandbox_runner(
-    sandbox: Sandbox, cache_dir: Path, language: str, limits: Limits, *, use_pch: bool
-) -> Callable[[str], bool]:
-    executor = sandbox_executor(sandbox, cache_dir, language, limits, use_pch=use_pch)
-    if (
-        use_pch and language == "cpp"
-    ):  # build the header before timing: it is built once per toolchain
+def sandbox_runner(executor: Executor, language: str, limits: Limits) -> Callable[[str], bool]:
+    # build the header before timing: it is built once per toolchain
+    if executor.config.use_pch and language == "cpp":
         executor.run_program("cpp", "#include <bits/stdc++.h>\nint main() {}\n")
 
     def run(program: str) -> bool:
@@ -170,18 +182,24 @@ def bench_language(
     unhardened = Sandbox(replace(sandbox_config, hardened=False))
     unhardened.check()
     modes: dict[str, ModeResult] = {}
+
+    def runner(
+        box: Sandbox, cache: str, *, use_pch: bool = True, typescript_check: TypeScriptCheck = "tsc"
+    ) -> Callable[[str], bool]:
+        executor = sandbox_executor(
+            box,
+            scratch / f"{language}-{cache}",
+            language,
+            limits,
+            use_pch=use_pch,
+            typescript_check=typescript_check,
+        )
+        return sandbox_runner(executor, language, limits)
+
     runners: list[tuple[str, Callable[[str], bool]]] = [
         (PLAIN, plain_runner(language, limits.timeout_s)),
-        (
-            SANDBOX,
-            sandbox_runner(sandbox, scratch / f"{language}-pch", language, limits, use_pch=True),
-        ),
-        (
-            SANDBOX_UNHARDENED,
-            sandbox_runner(
-                unhardened, scratch / f"{language}-unhardened", language, limits, use_pch=True
-            ),
-        ),
+        (SANDBOX, runner(sandbox, "pch")),
+        (SANDBOX_UNHARDENED, runner(unhardened, "unhardened")),
     ]
     # Before a round's runs, the batch mode compiles the round's programs together; that
     # time is shared out over the round's programs (the cost of a batch of candidates).
@@ -199,15 +217,12 @@ def bench_language(
             )
         )
         prepares[SANDBOX_BATCH] = lambda chunk: batch.precompile(language, chunk, limits)
-    if language == "cpp":
+    if language == "typescript":
         runners.append(
-            (
-                SANDBOX_NO_PCH,
-                sandbox_runner(
-                    sandbox, scratch / f"{language}-nopch", language, limits, use_pch=False
-                ),
-            )
+            (SANDBOX_TRANSPILE_ONLY, runner(sandbox, "transpile-only", typescript_check="none"))
         )
+    if language == "cpp":
+        runners.append((SANDBOX_NO_PCH, runner(sandbox, "nopch", use_pch=False)))
     try:
         walls = dict.fromkeys((mode for mode, _ in runners), 0.0)
         passes = dict.fromkeys(walls, 0)

@@ -22,6 +22,7 @@ from threading import Lock
 
 from codejury.core import metrics
 from codejury.core.logging import get_logger
+from codejury.core.settings import TypeScriptCheck
 from codejury.execution.assembly import assemble
 from codejury.execution.compile_cache import (
     cache_path,
@@ -52,6 +53,7 @@ class ExecutorConfig:
     parallelism: int = 2
     max_program_bytes: int = 1 << 20
     use_pch: bool = True
+    typescript_check: TypeScriptCheck = "tsc"  # execution.typescript_check
 
 
 class Executor:
@@ -65,6 +67,10 @@ class Executor:
         # (kind, fingerprint); None when it could not be built
         self._built_lock = Lock()
         self._built: dict[tuple[str, str], Path | None] = {}
+
+    def _language(self, name: str) -> Language:
+        """The language as this executor's settings judge it (TypeScript's check)."""
+        return require_available(name, typescript_check=self.config.typescript_check)
 
     # -- public API --------------------------------------------------------------------
 
@@ -110,7 +116,7 @@ class Executor:
     ) -> domain_pb2.ExecutionResult:
         # Some languages build and run a program differently by its shape (Go test
         # files, Rust #[test] modules): the registry decides, from the text alone.
-        language = require_available(language_name).for_program(program)
+        language = self._language(language_name).for_program(program)
         self._validate(program)
         limits = limits or self.config.default_limits
         source = language.source_name(program)
@@ -221,7 +227,7 @@ class Executor:
         program the batch did not finish (the batch timed out, the helper failed) is
         simply compiled on its own when it runs."""
         limits = limits or self.config.default_limits
-        base = require_available(language_name)
+        base = self._language(language_name)
         # Variants of one language (Go test files, ...) compile apart; Language holds a
         # dict (env), so group by what makes a variant.
         groups: dict[tuple[str, tuple[str, ...]], tuple[Language, dict[Path, tuple[str, str]]]]

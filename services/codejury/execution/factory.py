@@ -72,6 +72,7 @@ def make_executor(settings: Settings, *, warm: bool = True) -> Executor:
             parallelism=ex.parallelism,
             max_program_bytes=ex.max_program_kb << 10,
             use_pch=ex.use_pch,
+            typescript_check=ex.typescript_check,
         ),
     )
 

@@ -27,7 +27,16 @@ from codejury.training.queries import hard_negative_ids
 from codejury.training.records import LabelledCandidate
 
 #: Datasets whose licence or overlap with the evaluation set forbids training on them.
-EVALUATION_ONLY_DATASETS = frozenset({"multipl-e/humaneval", "humaneval-x", "humaneval"})
+EVALUATION_ONLY_DATASETS = frozenset(
+    {
+        "multipl-e/humaneval",
+        "multipl-e/mbpp",
+        "humaneval-x",
+        "humaneval",
+        "evalplus/humaneval",
+        "evalplus/mbpp",
+    }
+)
 # MultiPL-E ("HumanEval_0_has_close_elements"), HumanEval ("HumanEval/0"), HumanEval-X ("CPP/0").
 _EVALUATION_ONLY_IDS = re.compile(
     r"^(HumanEval_\d+_|HumanEval/\d+$|(CPP|Go|Java|JavaScript|Python|Rust)/\d+$)"

@@ -2,7 +2,8 @@
 
 MultiPL-E is evaluation-only: its licence forbids training on it. HumanEval and
 HumanEval-X are the problems MultiPL-E translates, so training on them would leak the
-evaluation set into the model. ``load_for_training`` refuses all three with an error
+evaluation set into the model; EvalPlus's HumanEval+ and MBPP+ are evaluation sets too.
+``load_for_training`` refuses them all with an error
 that names the dataset, the reason and what to load instead; ``find_for_training``
 does the same for a (dataset, language) lookup. Row-level refusal (rows already in the
 store) is ``codejury.training.pairs.is_evaluation_only``.
@@ -22,6 +23,10 @@ EVALUATION_ONLY: dict[Dataset, str] = {
     "leaks the evaluation problems",
     Dataset.HUMANEVAL_X: "it translates HumanEval, the problems of MultiPL-E (the evaluation "
     "set): training on it leaks the evaluation problems",
+    Dataset.MULTIPL_E_MBPP: "MultiPL-E's licence forbids training on it (both halves)",
+    Dataset.EVALPLUS_HUMANEVAL: "HumanEval+ is HumanEval, the problems of MultiPL-E (the "
+    "evaluation set), with more tests: training on it leaks the evaluation problems",
+    Dataset.EVALPLUS_MBPP: "MBPP+ is an evaluation set: training on it leaks its problems",
 }
 
 

@@ -15,6 +15,7 @@ from codejury.evaluation.datasets import (
     DatasetFile,
     DatasetNotFoundError,
     dataset_files,
+    detect,
     find,
     load,
     load_humaneval_x,
@@ -200,3 +201,99 @@ def test_the_real_data_dir_loads_completely() -> None:
         if file.dataset == Dataset.HUMANEVAL_X:
             assert len(problems) == 164
             assert all(p.canonical_solution for p in problems)
+
+
+def multipl_e_row(name: str, language: str = "py", **fields: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "name": name,
+        "language": language,
+        "prompt": "def is_not_prime(n: int) -> bool:\n",
+        "doctests": "transform",
+        "original": "../mbpp/mbpp_3_is_not_prime.py",
+        "prompt_terminology": "reworded",
+        "tests": "def check(candidate):\n    assert candidate(2) == False\n",
+        "stop_tokens": ["\ndef", "\n#", "\nif", "\nclass"],
+    }
+    row.update(fields)
+    return row
+
+
+def test_multipl_e_mbpp_half_is_its_own_dataset(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "multipl-e" / "mbpp-ts-reworded.jsonl",
+        [multipl_e_row("mbpp_3_is_not_prime", "ts")],
+    )
+    write_jsonl(tmp_path / "multipl-e" / "humaneval-ts-reworded.jsonl", [])
+    assert [(f.dataset, f.language) for f in dataset_files(tmp_path)] == [
+        (Dataset.MULTIPL_E, "typescript"),
+        (Dataset.MULTIPL_E_MBPP, "typescript"),
+    ]
+    file = find(tmp_path, Dataset.MULTIPL_E_MBPP, "typescript")
+    assert file.path == path
+    (problem,) = load(file)
+    assert problem.problem.dataset == "multipl-e/mbpp"
+    assert problem.problem.entry_point == "is_not_prime"
+    assert problem.problem.language == "typescript"
+    assert problem.problem.assembly == domain_pb2.PROGRAM_ASSEMBLY_MULTIPL_E
+    with pytest.raises(DatasetNotFoundError, match=r"no multipl-e/mbpp file.*mbpp-\*-reworded"):
+        find(tmp_path, Dataset.MULTIPL_E_MBPP, "python")
+
+
+EVALPLUS_ROW: dict[str, object] = {
+    "task_id": "HumanEval/0",
+    "prompt": "def f(x):\n",
+    "entry_point": "f",
+    "canonical_solution": "    return x\n",
+    "test": "",
+    "contract": "",
+    "base_input": [[1]],
+    "plus_input": [[2]],
+    "atol": 0,
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "dataset", "language"),
+    [
+        ("anything.jsonl", multipl_e_row("mbpp_3_is_not_prime"), Dataset.MULTIPL_E_MBPP, "python"),
+        ("x.jsonl", multipl_e_row("HumanEval_0_f", "go_test.go"), Dataset.MULTIPL_E, "go"),
+        ("mine.jsonl", mbxp_row(language="php"), Dataset.MBXP, "php"),
+        ("HumanEvalPlus-v0.1.10.jsonl.gz", EVALPLUS_ROW, Dataset.EVALPLUS_HUMANEVAL, "python"),
+        ("m.jsonl", {**EVALPLUS_ROW, "task_id": "Mbpp/2"}, Dataset.EVALPLUS_MBPP, "python"),
+        (
+            "HumanEval.jsonl",
+            {k: v for k, v in mbxp_row().items() if k != "language"},
+            Dataset.HUMANEVAL,
+            "python",
+        ),
+        ("humaneval_rust.jsonl.gz", {"task_id": "Rust/0"}, Dataset.HUMANEVAL_X, "rust"),
+    ],
+)
+def test_detect_reads_the_format_from_the_fields(
+    tmp_path: Path, name: str, row: dict[str, object], dataset: Dataset, language: str
+) -> None:
+    path = write_jsonl(tmp_path / name, [row])
+    assert detect(path) == DatasetFile(dataset, language, path)
+
+
+def test_an_unknown_shape_names_the_fields_each_format_lacks(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "mine.jsonl", [{"task_id": "T/1", "prompt": "p", "code": "c"}])
+    with pytest.raises(DatasetError) as caught:
+        detect(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a format codejury reads: its first row has ")
+    assert "code, prompt, task_id" in message
+    assert "MultiPL-E also needs name, language, tests, stop_tokens" in message
+    assert "MBXP also needs language, test" in message
+    assert "EvalPlus (HumanEval+, MBPP+) also needs entry_point, canonical_solution, " in message
+    assert "base_input, plus_input, atol" in message
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DatasetError, match=r"has no rows"):
+        detect(empty)
+
+
+def test_an_evalplus_file_is_not_loaded_without_its_expected_outputs(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "HumanEvalPlus.jsonl", [EVALPLUS_ROW])
+    with pytest.raises(DatasetError, match=r"EvalPlus file.*codejury.evaluation.evalplus"):
+        load(detect(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from codejury.core.settings import TypeScriptCheck
 from codejury.execution.errors import LanguageUnavailableError, UnknownLanguageError
 from codejury.execution.languages import (
     bash,
@@ -51,12 +52,19 @@ def get_language(name: str) -> Language:
     return language
 
 
-def require_available(name: str) -> Language:
-    language = get_language(name)
+def with_settings(language: Language, *, typescript_check: TypeScriptCheck = "tsc") -> Language:
+    """``language`` as the execution settings judge it (TypeScript: type-checked or not)."""
+    if language.name == typescript.LANGUAGE.name and typescript_check == "none":
+        return typescript.TRANSPILE_ONLY
+    return language
+
+
+def require_available(name: str, *, typescript_check: TypeScriptCheck = "tsc") -> Language:
+    language = with_settings(get_language(name), typescript_check=typescript_check)
     ok, why = language.available()
     if not ok:
         raise LanguageUnavailableError(f"{language.name} is not available here: {why}")
     return language
 
 
-__all__ = ["LANGUAGES", "Language", "get_language", "require_available"]
+__all__ = ["LANGUAGES", "Language", "get_language", "require_available", "with_settings"]
