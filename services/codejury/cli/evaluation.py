@@ -4,6 +4,7 @@ paper's table (greedy, random pick, reranked by each ranker, oracle, gap closed)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import signal
 import time
@@ -19,13 +20,15 @@ from codejury.cli.app import app, console, data_dir, quiet_run, settings_of
 from codejury.core.errors import ConfigurationError
 from codejury.core.settings import Settings, with_group
 from codejury.evaluation.datasets import BenchmarkProblem
-from codejury.evaluation.metrics import EvalSummary, ProblemOutcome
+from codejury.evaluation.metrics import EvalSummary, ProblemOutcome, summarize
 
 if TYPE_CHECKING:
     from codejury.demo.self_training import DemoIterationSize
 
 # The paper's averages over 8 MultiPL-E languages (RewardRanker, ECIR 2025), shown under
 # the table for reference: different models, languages and sample sizes than the demo.
+SELF_TRAINED = "reward_model_iteration_1"  # the demo's extra ranker: the new version
+
 PAPER_REFERENCES = {
     "RewardRanker 6.7B generator + 6.7B reranker (paper)": {"average": 0.709},
     "single 33B model (paper)": {"average": 0.692},
@@ -145,12 +148,15 @@ def _run(
     output: Path,
     title: str,
 ) -> list[ProblemOutcome]:
-    from codejury.evaluation.metrics import summarize
     from codejury.evaluation.report import write_report
     from codejury.pipeline.client import client_for
     from codejury.pipeline.evaluate import EvalPlan, evaluate
 
     quiet_run(settings)
+    if target is None:  # the embedded pipeline serves the registry's stable reranker
+        from codejury.cli.training import ensure_first_reranker
+
+        ensure_first_reranker(settings)
     plan = EvalPlan(n=n, greedy=greedy, seed=seed)
     with (
         _solve_address(settings, target) as address,
@@ -180,7 +186,12 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-_SHORT = {"reward_model": "RM", "logprob": "logprob", "random_ranker": "rand rk"}
+_SHORT = {
+    "reward_model": "RM",
+    "logprob": "logprob",
+    "random_ranker": "rand rk",
+    SELF_TRAINED: "RM it1",
+}
 
 
 def _table(summary: EvalSummary, title: str) -> Table:
@@ -305,6 +316,8 @@ def demo(
         problems, n, max_new_tokens, self_training = min(problems, 3), min(n, 4), 128, False
     cache = settings.run_dir.resolve() / "cache" / "generation"
     settings = with_group(settings, "generation", cache_dir=cache, max_new_tokens=max_new_tokens)
+    # the first reranker's cold start (before the table) and the iteration's share one size
+    settings = with_group(settings, "training", cold_start_problems=cold_start_problems)
     try:
         data_dir(settings)
         dataset, names = "multipl-e/humaneval", list(DEMO_LANGUAGES)
@@ -388,6 +401,25 @@ def _demo_self_training(
     )
     table.add_row("hard negatives mined", "", str(result.hard_negatives))
     console.print(table)
+    # the demo's own problems again, with the new version as one more ranker beside the
+    # one that served them (the same samples: a paired comparison)
+    retable = [
+        dataclasses.replace(
+            outcome,
+            candidates=tuple(
+                dataclasses.replace(c, scores={**c.scores, SELF_TRAINED: score})
+                for c, score in zip(outcome.candidates, scores, strict=True)
+            ),
+        )
+        for outcome, scores in zip(outcomes, result.canary_scores, strict=True)
+    ]
+    console.print(
+        _table(
+            summarize(retable),
+            f"the demo's problems: RM = {result.stable_before} (served), "
+            f"RM it1 = {result.version} (after self-training)",
+        )
+    )
     verdict = "promoted to stable" if result.promoted else "not promoted (stable unchanged)"
     console.print(
         f"canary decision: {result.decision.verdict.value}: {verdict}; {result.decision.reason}",

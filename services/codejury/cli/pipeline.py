@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from google.protobuf import json_format
@@ -24,6 +24,9 @@ from codejury.cli.app import (
     stop_signal,
 )
 from codejury.proto.v1 import domain_pb2, services_pb2
+
+if TYPE_CHECKING:
+    from codejury.pipeline.embedded import EmbeddedPipeline
 
 
 @serve_app.command("solve")
@@ -50,22 +53,37 @@ def serve_solve(
         stop.wait()
 
 
+def _served(pipeline: EmbeddedPipeline) -> str:
+    """The served reranker version, marked when it is an untrained head."""
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+    from codejury.training.first_reranker import is_untrained
+
+    version = pipeline.reranker_version or "?"
+    registry = ModelRegistry.from_uri(registry_uri(pipeline.settings))
+    if pipeline.reranker_version and is_untrained(registry.get(pipeline.reranker_version)):
+        return f"{version}, UNTRAINED: picks are near-random"
+    return version
+
+
 @app.command()
 def up(ctx: typer.Context) -> None:
     """Start everything embedded: tansu, a Celery worker, the generation, execution and
     reranking services with their Kafka stages (and the KServe reranker), and the Solve
-    front door. Prints the addresses; Ctrl-C stops it all."""
+    front door. Prints the addresses; Ctrl-C stops it all. The first start trains the
+    reranker it serves (`codejury train first-reranker`) unless one is registered."""
+    from codejury.cli.training import ensure_first_reranker
     from codejury.pipeline.embedded import EmbeddedPipeline
 
     settings = settings_of(ctx)
     quiet_run(settings)
+    ensure_first_reranker(settings)
     stop = stop_signal()
     start_metrics(settings)  # this process: the Solve front door; the others count on
     with console.status("starting") as status:
         pipeline = EmbeddedPipeline(settings, progress=status.update)
         pipeline.start()
     try:
-        table = Table(title=f"codejury up (reranker {pipeline.reranker_version})")
+        table = Table(title=f"codejury up (reranker {_served(pipeline)})")
         for column in ("service", "address", ""):
             table.add_column(column)
         for endpoint in pipeline.endpoints():

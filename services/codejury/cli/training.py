@@ -7,6 +7,7 @@ codejury train reward-model --snapshot latest --base-version stable --epochs 1
 codejury train feedback            # the consumer filling the store from codejury.feedback
 codejury train ppo --output R/ppo --reward-version stable --steps 20
 codejury train iteration --run-dir R --iteration 1   # the whole iteration, resumable
+codejury train first-reranker      # cold start + reward model, stable (what up and demo serve)
 """
 
 from __future__ import annotations
@@ -222,11 +223,10 @@ def train_reward_model_command(
     missing = {r.language for r in loaded.rows if not r.prompt}
     if missing:
         prompts = mbxp_prompts(data_dir(settings, data), missing)
-    pair_config = PairConfig(
-        max_pairs_per_problem=max_pairs_per_problem or t.max_pairs_per_problem,
-        hard_negative_factor=hard_negative_factor or t.hard_negative_factor,
-        heldout_fraction=t.heldout_fraction,
-        split_seed=t.split_seed,
+    pair_config = PairConfig.from_settings(
+        settings,
+        max_pairs_per_problem=max_pairs_per_problem,
+        hard_negative_factor=hard_negative_factor,
     )
     pairs = build_pairs(loaded.rows, pair_config, prompts=prompts)
     console.print(
@@ -280,6 +280,107 @@ def train_reward_model_command(
         f"{loaded.snapshot_id}){' as canary' if mark_canary else ''}",
         highlight=False,
     )
+
+
+@train_app.command("first-reranker")
+def train_first_reranker(
+    ctx: typer.Context,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train even when a trained version is stable.")
+    ] = False,
+    data: DataDirOption = None,
+) -> None:
+    """The reranker `codejury up` and `codejury demo` serve: when the registry's stable
+    version is missing or an untrained head, seed an empty store with MBXP cold-start
+    data (training.cold_start_*), train the reward model on it, register it as iteration
+    0 and mark it stable. About a minute on 2 cores with the defaults."""
+    from codejury.reranking.model import apply_torch_threads
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+    from codejury.training.first_reranker import needs_training, train_first
+
+    settings = settings_of(ctx)
+    registry = ModelRegistry.from_uri(registry_uri(settings))
+    if not force and not needs_training(registry):
+        console.print(f"stable reranker {registry.channels().stable} is trained: nothing to do")
+        return
+    quiet_libraries(settings)
+    apply_torch_threads(settings.training.torch_threads)
+    with _progress() as progress:
+        task = progress.add_task("training the first reranker", total=None, visible=False)
+
+        def on_step(step: int, total: int | None) -> None:
+            progress.update(task, completed=step, total=total, visible=True)
+
+        train_first(
+            settings,
+            registry,
+            data_dir(settings, data),
+            backbone=settings.pipeline.reranker_backbone,
+            report=lambda line: progress.console.print(line, highlight=False),
+            progress=on_step,
+        )
+
+
+def ensure_first_reranker(settings: Settings) -> None:
+    """Before `up` or `demo` serve: a trained stable reranker, trained here in a child
+    process when there is none (``pipeline.first_reranker``), or a warning that says the
+    untrained head is what will answer and how to change that."""
+    import os
+    import subprocess
+    import sys
+
+    from codejury.cli.app import err_console
+    from codejury.core.errors import ConfigurationError
+    from codejury.core.settings import settings_env
+    from codejury.reranking.registry import ModelRegistry, registry_uri
+    from codejury.training.first_reranker import needs_training
+
+    registry = ModelRegistry.from_uri(registry_uri(settings))
+    if not needs_training(registry):
+        return
+    untrained = (
+        "the reranker will be an untrained score head (its scores are noise; picks are near-random)"
+    )
+    if settings.pipeline.first_reranker == "untrained":
+        err_console.print(
+            f"warning: {untrained}: pipeline.first_reranker is 'untrained'; unset it, or run "
+            "`codejury train first-reranker`",
+            highlight=False,
+        )
+        return
+    try:
+        data = data_dir(settings)
+    except ConfigurationError as exc:
+        err_console.print(
+            f"warning: {untrained}: no MBXP data to train one ({exc}); set "
+            "CODEJURY_DATA_DIR, then run `codejury train first-reranker`",
+            highlight=False,
+        )
+        return
+    console.print(
+        "no trained reranker in the registry: training one on MBXP cold-start data first "
+        "(once; `codejury train first-reranker`)",
+        highlight=False,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")}
+    env |= settings_env(settings.model_copy(update={"data_dir": data}))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "codejury", "train", "first-reranker"],
+            env=env,
+            check=False,
+            timeout=settings.pipeline.first_reranker_timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        failed = f"it took over {settings.pipeline.first_reranker_timeout_s:g}s"
+    else:
+        failed = "" if done.returncode == 0 else f"it exited {done.returncode} (see above)"
+    if failed:
+        err_console.print(
+            f"warning: {untrained}: training the first reranker failed: {failed}; fix it "
+            "and run `codejury train first-reranker`",
+            highlight=False,
+        )
 
 
 @train_app.command("feedback")

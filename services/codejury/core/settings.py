@@ -464,6 +464,15 @@ class PipelineSettings(_Group):
         description="codejury up: backbone of the first reranker version when the registry "
         "has no stable one ('minilm', 'tiny' or a model directory).",
     )
+    first_reranker: Literal["train", "untrained"] = Field(
+        "train",
+        description="codejury up and demo, when the registry has no trained stable reranker: "
+        "'train' trains one first on MBXP cold-start data (codejury train first-reranker, "
+        "about a minute on 2 cores); 'untrained' serves the bare score head, with a warning.",
+    )
+    first_reranker_timeout_s: float = Field(
+        1800.0, gt=0, description="How long codejury up waits for that training."
+    )
     auth_tokens: SecretStr | None = Field(
         None,
         description="Bearer tokens the Solve front door accepts, comma-separated (from a "

@@ -47,6 +47,7 @@ class DemoSelfTraining:
     canary: ArmStats
     decision: CanaryDecision
     promoted: bool
+    canary_scores: list[list[float]]  # the new version's, per demo problem and candidate
 
 
 def arm(outcomes: Sequence[ProblemOutcome], scores: Sequence[Sequence[float]]) -> ArmStats:
@@ -129,6 +130,7 @@ def demo_self_training(
         canary=canary_arm,
         decision=decision,
         promoted=promoted,
+        canary_scores=new,
     )
 
 

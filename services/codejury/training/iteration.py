@@ -136,12 +136,7 @@ class IterationConfig:
                 save_every=max(1, t.ppo_steps // 4),
             ),
             "reward": RewardTrainingConfig.from_settings(settings),
-            "pairs": PairConfig(
-                max_pairs_per_problem=t.max_pairs_per_problem,
-                hard_negative_factor=t.hard_negative_factor,
-                heldout_fraction=t.heldout_fraction,
-                split_seed=t.split_seed,
-            ),
+            "pairs": PairConfig.from_settings(settings),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from codejury.core.settings import Settings
 from codejury.training.errors import TrainingDataError
 from codejury.training.queries import hard_negative_ids
 from codejury.training.records import LabelledCandidate
@@ -69,6 +70,23 @@ class PairConfig:
     hard_negative_factor: int = 2
     heldout_fraction: float = 0.2
     split_seed: int = 0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        max_pairs_per_problem: int | None = None,
+        hard_negative_factor: int | None = None,
+    ) -> PairConfig:
+        """``training.*``'s pair settings; an argument left None keeps the setting."""
+        t = settings.training
+        return cls(
+            max_pairs_per_problem=max_pairs_per_problem or t.max_pairs_per_problem,
+            hard_negative_factor=hard_negative_factor or t.hard_negative_factor,
+            heldout_fraction=t.heldout_fraction,
+            split_seed=t.split_seed,
+        )
 
     def __post_init__(self) -> None:
         if self.max_pairs_per_problem < 1:

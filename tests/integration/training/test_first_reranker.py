@@ -1,0 +1,72 @@
+"""The first trained reranker (what `codejury up`, `eval` and `demo` serve on a fresh run
+directory instead of an untrained head): cold start into an empty store, the reward
+model trained from the bare head, registered as iteration 0 and made stable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from codejury.core.settings import load_settings, settings_env
+from codejury.reranking.bootstrap import ensure_stable
+from codejury.reranking.registry import ModelRegistry
+from codejury.training.first_reranker import is_untrained, needs_training, train_first
+from codejury.training.records import Source
+from codejury.training.store import TrainingStore
+
+pytest.importorskip("trl", reason="training the reward model needs the train extra")
+
+
+def test_a_fresh_registry_gets_a_trained_stable_reranker_once(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    settings = load_settings(
+        {
+            "run_dir": tmp_path / "run",
+            "data_dir": data_dir,
+            "pipeline": {"reranker_backbone": "tiny"},
+            "training": {
+                "cold_start_problems": 12,
+                "cold_start_mutants": 2,
+                "epochs": 1,
+                "batch_size": 8,
+                "learning_rate": 1e-3,
+                "torch_threads": 1,
+            },
+        }
+    )
+    registry = ModelRegistry(settings.run_dir / "reranking" / "registry")
+    assert needs_training(registry)  # empty
+    ensure_stable(registry, "tiny")
+    assert needs_training(registry)  # an untrained head is stable: still needs training
+    lines: list[str] = []
+    manifest = train_first(settings, registry, data_dir, backbone="tiny", report=lines.append)
+
+    assert registry.channels().stable == manifest.version_id
+    assert manifest.version_id.startswith("rm-i0-") and manifest.iteration == 0
+    assert manifest.parent == "v0" and is_untrained(registry.get("v0"))
+    assert not is_untrained(manifest) and not needs_training(registry)
+    assert manifest.metrics["train_pairs"] > 0
+    assert 0.0 <= manifest.metrics["heldout_pass_at_1"] <= 1.0
+    rows = TrainingStore.from_settings(settings).rows()
+    assert {r.source for r in rows} == {Source.CANONICAL, Source.MUTATION}
+    assert any("cold start" in line for line in lines)
+    assert any(f"registered {manifest.version_id} as stable" in line for line in lines)
+
+    # the command `up` and `demo` run: a trained stable version is left alone
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")}
+    env |= settings_env(settings) | {"COLUMNS": "200"}
+    again = subprocess.run(
+        [sys.executable, "-m", "codejury", "train", "first-reranker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"stable reranker {manifest.version_id} is trained: nothing to do" in again.stdout
+    assert {m.version_id for m in registry.versions()} == {"v0", manifest.version_id}
