@@ -6,6 +6,20 @@ run directory), gpu (dict or nil), env (list or nil).
 {{- define "codejury.grpcStage" -}}
 {{- $root := .root -}}
 {{- $name := include "codejury.name" . -}}
+{{- $tls := $root.Values.tls -}}
+{{- if and $tls.enabled (not $tls.secretName) -}}
+{{- fail "tls.enabled needs tls.secretName: a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt" -}}
+{{- end -}}
+{{- $probePort := ternary (add .port $tls.probePortOffset) .port $tls.enabled -}}
+{{- $env := default list .env -}}
+{{- if $tls.enabled -}}
+{{- $env = concat $env (list
+      (dict "name" "CODEJURY_TLS__CERT_FILE" "value" "/etc/codejury/tls/tls.crt")
+      (dict "name" "CODEJURY_TLS__KEY_FILE" "value" "/etc/codejury/tls/tls.key")
+      (dict "name" "CODEJURY_TLS__CA_FILE" "value" "/etc/codejury/tls/ca.crt")
+      (dict "name" "CODEJURY_TLS__CLIENT_AUTH" "value" (toString $tls.clientAuth))
+      (dict "name" "CODEJURY_TLS__PROBE_PORT" "value" (toString $probePort))) -}}
+{{- end -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -51,13 +65,18 @@ spec:
             - name: grpc
               containerPort: {{ .port }}
               protocol: TCP
+            {{- if $tls.enabled }}
+            - name: probe  # grpc.health.v1 alone, plain text: kubelet's probes
+              containerPort: {{ $probePort }}
+              protocol: TCP
+            {{- end }}
             {{- include "codejury.metricsPort" $root | nindent 12 }}
           {{- include "codejury.envFrom" . | nindent 10 }}
-          {{- with .env }}
+          {{- with $env }}
           env:
             {{- toYaml . | nindent 12 }}
           {{- end }}
-          {{- include "codejury.grpcProbes" (dict "port" .port "startupSeconds" .startupSeconds) | nindent 10 }}
+          {{- include "codejury.grpcProbes" (dict "port" $probePort "startupSeconds" .startupSeconds) | nindent 10 }}
           resources:
             {{- $resources := deepCopy .values.resources }}
             {{- if and .gpu .gpu.enabled }}
@@ -72,9 +91,19 @@ spec:
               mountPath: /tmp
             - name: runs
               mountPath: /var/lib/codejury
+            {{- if $tls.enabled }}
+            - name: tls
+              mountPath: /etc/codejury/tls
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir: {}
+        {{- if $tls.enabled }}
+        - name: tls
+          secret:
+            secretName: {{ $tls.secretName }}
+        {{- end }}
         {{- if .runs }}
         {{- include "codejury.runsVolume" $root | nindent 8 }}
         {{- else }}

@@ -144,6 +144,7 @@ def serve_execution(
             port=settings.execution.grpc_port if port is None else port,
             max_workers=max(4, settings.execution.max_batch // 16),
             credentials=server_credentials(settings.tls),
+            probe_port=settings.tls.probe_port,
         )
         stop = stop_signal()
         consumer = None

@@ -69,6 +69,7 @@ def serve_generation(
         port=gen.grpc_port if port is None else port,
         max_workers=4,
         credentials=server_credentials(settings.tls),
+        probe_port=settings.tls.probe_port,
     )
     stop = stop_signal()
     consumer = None

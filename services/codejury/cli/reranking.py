@@ -219,6 +219,7 @@ def serve_reranking(
             port=rr.grpc_port if port is None else port,
             max_workers=8,
             credentials=server_credentials(settings.tls),
+            probe_port=settings.tls.probe_port,
         )
         consumer = None
         if kafka_stage:

@@ -202,10 +202,14 @@ class GrpcServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    probe: grpc.Server | None = None  # grpc.health.v1 alone in plain text (a TLS server's)
+    probe_port: int | None = None
 
     def start(self, *, serving: bool = True) -> None:
         """Start answering; ``serving=False`` for a process that says when it is ready."""
         self.server.start()
+        if self.probe is not None:
+            self.probe.start()
         self.set_serving(serving)
 
     def set_serving(self, serving: bool) -> None:
@@ -216,6 +220,8 @@ class GrpcServer:
         """NOT_SERVING first (probes and balancers stop sending), then drain ``grace_s``."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace=grace_s).wait()
+        if self.probe is not None:  # said NOT_SERVING through the drain; now gone too
+            self.probe.stop(grace=None).wait()
 
 
 def make_server(
@@ -227,11 +233,14 @@ def make_server(
     max_message_bytes: int = 64 << 20,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
+    probe_port: int | None = None,
 ) -> GrpcServer:
     """A server (not started) with the error interceptor and ``grpc.health.v1``.
 
     Health answers NOT_SERVING until ``start``: a probe that reaches the port early
-    does not route traffic to a server whose services are not registered yet."""
+    does not route traffic to a server whose services are not registered yet. With
+    ``credentials`` and ``probe_port``, the same health service is also served alone in
+    plain text there (kubelet's gRPC probes do not speak TLS; nothing else is exposed)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[ErrorMappingInterceptor(), *interceptors],
@@ -255,7 +264,15 @@ def make_server(
         bound = server.add_secure_port(address, credentials)
     if bound == 0:
         raise CodeJuryError(f"cannot listen on {host}:{port}: is the port in use?")
-    return GrpcServer(server, bound, checker)
+    if credentials is None or probe_port is None:
+        return GrpcServer(server, bound, checker)
+    probe = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(checker, probe)
+    if probe.add_insecure_port(f"0.0.0.0:{probe_port}") == 0:
+        raise CodeJuryError(
+            f"cannot listen on 0.0.0.0:{probe_port} (tls.probe_port): is the port in use?"
+        )
+    return GrpcServer(server, bound, checker, probe, probe_port)
 
 
 def health_server(host: str, port: int) -> GrpcServer:

@@ -507,6 +507,14 @@ class TlsSettings(_Group):
     client_auth: bool = Field(
         False, description="Servers require a client certificate signed by ca_file (mTLS)."
     )
+    probe_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="With TLS on: also serve grpc.health.v1 alone, in plain text, on this "
+        "port (0.0.0.0): kubelet's gRPC probes cannot speak TLS (the chart sets it per "
+        "component); the health status is the TLS server's own.",
+    )
 
 
 class MetricsSettings(_Group):

@@ -65,8 +65,15 @@ def embedded_settings(settings: Settings, bootstrap_servers: str) -> Settings:
     bus = settings.bus.model_copy(update={"bootstrap_servers": bootstrap_servers})
     # tansu's ListOffsets(latest) is wrong: the front door reads completions from the start.
     pipeline = settings.pipeline.model_copy(update={"completions_from": "beginning"})
+    # one host, several servers: a shared probe port would clash (and nothing probes here)
+    tls = settings.tls.model_copy(update={"probe_port": None})
     return settings.model_copy(
-        update={"bus": bus, "pipeline": pipeline, "run_dir": settings.run_dir.resolve()}
+        update={
+            "bus": bus,
+            "pipeline": pipeline,
+            "tls": tls,
+            "run_dir": settings.run_dir.resolve(),
+        }
     )
 
 

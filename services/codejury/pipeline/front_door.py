@@ -227,16 +227,17 @@ class SolveFrontDoor:
         # be refused, rather than wait in gRPC's queue.
         tokens = accepted_tokens(settings)
         self.authenticated = bool(tokens)
-        self._server = make_server(
+        self.grpc = make_server(
             [register(self.servicer)],
             host=pipeline.grpc_host,
             port=pipeline.grpc_port if port is None else port,
             max_workers=pipeline.max_in_flight + 4,
             credentials=server_credentials(settings.tls),
+            probe_port=settings.tls.probe_port,
             interceptors=[BearerTokenInterceptor(tokens, how=_HOW)] if tokens else [],
         )
         self.host = pipeline.grpc_host
-        self.port = self._server.port
+        self.port = self.grpc.port
         if not tokens:
             # Zero-config on loopback is the embedded deployment's promise (said, quietly);
             # anywhere else an open door runs strangers' code: a warning where the
@@ -252,12 +253,12 @@ class SolveFrontDoor:
 
     def start(self) -> SolveFrontDoor:
         self._tail.start()
-        self._server.start()
+        self.grpc.start()
         return self
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop taking requests, let waiting ones finish within ``grace_s``, then close."""
-        self._server.stop(grace_s)
+        self.grpc.stop(grace_s)
         self._tail.stop()
         self._producer.close()
 

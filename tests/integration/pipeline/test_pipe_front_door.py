@@ -263,6 +263,47 @@ def test_tls_and_mtls_round_trips(settings: Settings, tmp_path: Path) -> None:
             client.solve(PROBLEM, 2, deadline_s=1)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_tls_server_answers_plain_text_probes_on_its_probe_port_and_nothing_else(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """kubelet's gRPC probes cannot speak TLS: tls.probe_port serves the TLS server's own
+    health in plain text, and only that; it closes with the server."""
+    pki = make_pki(tmp_path / "pki")
+    probe_port = _free_port()
+    server = _tls(
+        settings, cert_file=pki.server_cert, key_file=pki.server_key, probe_port=probe_port
+    )
+    with (
+        SolveFrontDoor(server) as door,
+        grpc.insecure_channel(f"127.0.0.1:{probe_port}") as channel,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        door.grpc.set_serving(False)  # the TLS server's status, shared
+        answer = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        door.grpc.set_serving(True)
+        # the probe port serves health alone: Solve is not there
+        solve = channel.unary_unary("/codejury.v1.Solve/Solve")
+        with pytest.raises(grpc.RpcError) as caught:
+            solve(b"", timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{probe_port}") as channel,
+        pytest.raises(grpc.RpcError),
+    ):
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+
+
 @pytest.mark.parametrize(
     ("fields", "match"),
     [

@@ -85,7 +85,41 @@ def test_the_profiles_cover_what_users_deploy() -> None:
         "keda",
         "local",
         "monitoring",
+        "tls",
     }
+
+
+def test_tls_mounts_the_secret_sets_the_settings_and_probes_plain_text_ports() -> None:
+    rendered = _render("tls")
+    grpc_stages = [
+        o
+        for o in rendered.of_kind("Deployment")
+        if o["metadata"]["labels"]["app.kubernetes.io/component"]
+        in {"solve", "generation", "execution", "reranking"}
+    ]
+    assert len(grpc_stages) == 4
+    for deployment in grpc_stages:
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["probe"] == ports["grpc"] + 10000
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == ports["probe"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        settings = load_settings({})
+        # every name is a real setting, and the values parse as CodeJury reads them
+        assert set(env) <= set(env_names(secrets=False))
+        assert env["CODEJURY_TLS__PROBE_PORT"] == str(ports["probe"])
+        assert env["CODEJURY_TLS__CLIENT_AUTH"] == "true"
+        mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert env["CODEJURY_TLS__CERT_FILE"].startswith(mounted["tls"] + "/")
+        (secret,) = [v["secret"] for v in pod["volumes"] if v["name"] == "tls"]
+        assert secret["secretName"] == "codejury-tls"
+        assert settings.tls.probe_port is None  # nothing set by default
+    # off by default: no probe port, probes on the gRPC port itself
+    for deployment in _render("default").of_kind("Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert all(p["name"] != "probe" for p in container.get("ports", []))
 
 
 def test_monitoring_serves_metrics_from_every_service_pod_and_a_pod_monitor_scrapes_them() -> None:
