@@ -23,16 +23,27 @@ class Waiter:
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         self._done = threading.Event()
+        self._lock = threading.Lock()
         self.completed: events_pb2.SolveCompleted | None = None
+        self.cancelled = False
 
     def wait(self, timeout_s: float) -> events_pb2.SolveCompleted | None:
         self._done.wait(timeout_s)
         return self.completed
 
     def set(self, completed: events_pb2.SolveCompleted) -> None:
-        if not self._done.is_set():
-            self.completed = completed
-            self._done.set()
+        with self._lock:
+            if not self._done.is_set():
+                self.completed = completed
+                self._done.set()
+
+    def cancel(self) -> None:
+        """The caller is gone (cancelled, or its own deadline passed): stop waiting now, so
+        its in-flight slot is free at once rather than at the request's deadline."""
+        with self._lock:
+            if not self._done.is_set():
+                self.cancelled = True
+                self._done.set()
 
 
 class PendingCompletions:

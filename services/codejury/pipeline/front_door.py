@@ -101,12 +101,17 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
                     request,
                     deadline_of(request, self._limits, context.time_remaining()),
                     trace_id,
+                    context,
                 )
         finally:
             self._slots.release()
 
     def _solve(
-        self, request: services_pb2.SolveRequest, deadline_s: float, trace_id: str
+        self,
+        request: services_pb2.SolveRequest,
+        deadline_s: float,
+        trace_id: str,
+        context: grpc.ServicerContext,
     ) -> services_pb2.SolveResponse:
         request_id = request.request_id or uuid.uuid4().hex
         try:
@@ -115,6 +120,9 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
             raise InvalidSolveRequestError(
                 f"request_id: {request_id!r} is already in flight; use a new id per request"
             ) from None
+        # called when the RPC ends however it ends; False: it has ended already
+        if not context.add_callback(waiter.cancel):
+            waiter.cancel()
         try:
             requested = events_pb2.SolveRequested(
                 request_id=request_id,
@@ -135,6 +143,11 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
             completed = waiter.wait(deadline_s)
         finally:
             self._pending.discard(request_id)
+        if completed is None and waiter.cancelled:
+            # nobody to answer: the stages still finish it (its envelope deadline drops it
+            # once passed), and its completion will find no waiter
+            log.info("solve.cancelled", request_id=request_id)
+            raise SolveDeadlineError(f"request {request_id} was cancelled by the caller")
         if completed is None:
             log.info("solve.deadline", request_id=request_id, deadline_s=deadline_s)
             raise SolveDeadlineError(

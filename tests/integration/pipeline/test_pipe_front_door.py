@@ -170,6 +170,34 @@ def test_beyond_max_in_flight_is_resource_exhausted_and_deadlines_free_the_slot(
             client.solve(PROBLEM, 1, deadline_s=0.2)
 
 
+def test_a_cancelled_call_frees_its_slot_at_once_not_at_its_deadline(
+    door: SolveFrontDoor,
+) -> None:
+    from codejury.proto.v1 import services_pb2, services_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{door.port}") as channel:
+        stub = services_pb2_grpc.SolveStub(channel)  # type: ignore[no-untyped-call]
+        # no stage runs: without the cancellation it would hold the only slot for 120 s
+        call = stub.Solve.future(
+            services_pb2.SolveRequest(problem=PROBLEM, n=2, deadline_s=120), timeout=130
+        )
+        deadline = time.monotonic() + 10
+        while door.servicer.in_flight < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert door.servicer.in_flight == 1
+        call.cancel()
+        deadline = time.monotonic() + 5
+        while door.servicer.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert door.servicer.in_flight == 0
+    # the slot is taken by the next request instead of refusing it (RESOURCE_EXHAUSTED)
+    with (
+        SolveClient(f"127.0.0.1:{door.port}") as client,
+        pytest.raises(SolveRpcError, match="DEADLINE_EXCEEDED"),
+    ):
+        client.solve(PROBLEM, 1, deadline_s=0.5)
+
+
 def test_with_tokens_only_a_right_bearer_token_reaches_kafka(
     settings: Settings, tmp_path: Path
 ) -> None:
