@@ -25,6 +25,7 @@ Jobs' ownerReferences, which the garbage collector follows in a real cluster).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from codejury.control.observations import Observations
 from codejury.control.reconcile import reconcile
 from codejury.control.spec import SelfTrainingRunSpec, parse_spec
 from codejury.control.status import Phase, RunStatus
+from codejury.core import metrics
 
 from codejury_operator.conditions import build_event, read_status, status_patch
 from codejury_operator.errors import ApiError, InvalidRunError
@@ -94,6 +96,19 @@ class RunController:
         self, namespace: str, name: str, *, restore: bool = False
     ) -> RunStatus | None:
         """One observe -> reconcile -> apply -> save pass; None when the run is gone."""
+        try:
+            status = self._reconcile_run(namespace, name, restore=restore)
+        except Exception:
+            metrics.RUN_RECONCILES.labels("error").inc()
+            raise
+        metrics.RUN_RECONCILES.labels("ok").inc()
+        if status is None:
+            forget_run(namespace, name)
+        else:
+            export_run(namespace, name, status)
+        return status
+
+    def _reconcile_run(self, namespace: str, name: str, *, restore: bool) -> RunStatus | None:
         with self._lock(namespace, name):
             run = self.client.find(self.run_ref(namespace, name))
             if run is None or run.get("metadata", {}).get("deletionTimestamp"):
@@ -121,6 +136,7 @@ class RunController:
 
     def delete_jobs(self, namespace: str, name: str) -> int:
         """Delete the run's Jobs (and, by propagation, their pods); how many there were."""
+        forget_run(namespace, name)
         jobs = self.client.list(self.jobs_ref(namespace), run_selector(name))
         for job in jobs:
             self.client.delete(
@@ -160,6 +176,7 @@ class RunController:
         meta = run["metadata"]
         namespace = meta["namespace"]
         log.info("run %s/%s: %s", namespace, meta["name"], action)
+        metrics.RUN_ACTIONS.labels(type(action).__name__).inc()
         if isinstance(action, StartTrainingJob):
             body = build_job(run, self._spec(run), action, self.settings)
             self.client.create_if_absent(self.jobs_ref(namespace), body)
@@ -190,6 +207,26 @@ class RunController:
             return parse_spec(run.get("spec"))
         except InvalidSpecError as exc:
             raise InvalidRunError(f"{run['metadata']['name']}: {exc}") from exc
+
+
+def export_run(namespace: str, name: str, status: RunStatus) -> None:
+    """A run's state as gauges: its phase (1 for the current one, 0 for the others, so a
+    dashboard sees the transition), iteration and canary weight."""
+    for phase in Phase:
+        current = 1.0 if phase is status.phase else 0.0
+        metrics.RUN_PHASE.labels(namespace, name, phase.value).set(current)
+    metrics.RUN_ITERATION.labels(namespace, name).set(status.iteration)
+    metrics.RUN_CANARY_WEIGHT.labels(namespace, name).set(status.canary_weight)
+
+
+def forget_run(namespace: str, name: str) -> None:
+    """A deleted run's series go with it (a gauge would otherwise report it forever)."""
+    for phase in Phase:
+        with contextlib.suppress(KeyError):
+            metrics.RUN_PHASE.remove(namespace, name, phase.value)
+    for gauge in (metrics.RUN_ITERATION, metrics.RUN_CANARY_WEIGHT):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, name)
 
 
 def _kopf_errors(call: Callable[[], object]) -> None:

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from codejury.cli.app import app
+from codejury.cli.app import app, settings_of, start_metrics
 from codejury.core.errors import ConfigurationError
 
 
 @app.command("operator")
 def operator_command(
+    ctx: typer.Context,
     namespace: Annotated[
         list[str] | None,
         typer.Option("--namespace", "-n", help="Namespace to watch (repeatable)."),
@@ -102,6 +103,7 @@ def operator_command(
     # Connect before kopf starts: without credentials kopf logs a LoginError traceback
     # from every task and never exits; this fails in one line instead (CredentialsError).
     client = KubeClient.connect()
+    start_metrics(settings_of(ctx))  # runs, phases, reconciles and actions (metrics.port)
     controllers: list[RunController] = []
 
     def controller() -> RunController:
@@ -142,7 +144,8 @@ def traffic_exporter_command(
     from codejury_operator.exporter import TrafficExporter
     from codejury_operator.kube import KubeClient
 
-    from codejury.cli.app import err_console, settings_of, stop_signal
+    from codejury.cli.app import err_console, stop_signal
+    from codejury.core import metrics
     from codejury.core.errors import TemporaryError
     from codejury.core.grpc import health_server
     from codejury.runtime.meter import TrafficMeter
@@ -150,6 +153,7 @@ def traffic_exporter_command(
     settings = settings_of(ctx)
     stop = stop_signal()
     client = KubeClient.connect(server)  # no credentials: one line, before Kafka is tried
+    start_metrics(settings)
     meter = TrafficMeter().follow(settings.bus)
     exporter = TrafficExporter(client, meter, namespace, run)
     health = None if health_port is None else health_server("0.0.0.0", health_port)  # noqa: S104
@@ -159,7 +163,9 @@ def traffic_exporter_command(
         while not stop.is_set():
             try:
                 exporter.export_once(datetime.now(UTC))
+                metrics.TRAFFIC_EXPORTS.labels("ok").inc()
             except TemporaryError as exc:
+                metrics.TRAFFIC_EXPORTS.labels("error").inc()
                 # The run may not exist yet, or the API server blinked: the counts live in
                 # the meter, so the next export catches up. (It used to end the process.)
                 err_console.print(f"traffic export failed, retrying in {interval:g}s: {exc}")

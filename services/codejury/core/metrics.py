@@ -115,6 +115,36 @@ RERANK_PICKS = Counter(
     ["version", "outcome"],
 )
 
+# The operator (one series per SelfTrainingRun) and the traffic exporter.
+RUN_RECONCILES = Counter(
+    "codejury_operator_reconciles_total",
+    "Reconcile passes of SelfTrainingRuns, by outcome: ok, or error (kopf retries it).",
+    ["outcome"],
+)
+RUN_ACTIONS = Counter(
+    "codejury_operator_actions_total",
+    "Actions the operator applied, by kind (StartTrainingJob, SetCanary, Promote, ...).",
+    ["action"],
+)
+RUN_PHASE = Gauge(
+    "codejury_run_phase",
+    "1 for the phase a SelfTrainingRun is in (Pending, Training, Canary, Idle, ...).",
+    ["namespace", "run", "phase"],
+)
+RUN_ITERATION = Gauge(
+    "codejury_run_iteration", "The iteration a SelfTrainingRun is on.", ["namespace", "run"]
+)
+RUN_CANARY_WEIGHT = Gauge(
+    "codejury_run_canary_weight_percent",
+    "The share of traffic a SelfTrainingRun's canary gets now.",
+    ["namespace", "run"],
+)
+TRAFFIC_EXPORTS = Counter(
+    "codejury_traffic_exports_total",
+    "Writes of a run's traffic ConfigMap by the exporter, by outcome: ok or error.",
+    ["outcome"],
+)
+
 
 @dataclass
 class MetricsServer:

@@ -136,7 +136,7 @@ def test_monitoring_serves_metrics_from_every_service_pod_and_a_pod_monitor_scra
             for p in c.get("ports", [])
         )
     }
-    assert serving >= {"solve", "generation", "execution", "reranking", "worker"}
+    assert serving >= {"solve", "generation", "execution", "reranking", "worker", "operator"}
     (monitor,) = rendered.of_kind("PodMonitor")
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
     selector = monitor["spec"]["selector"]["matchLabels"]

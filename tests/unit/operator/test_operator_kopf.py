@@ -172,6 +172,13 @@ async def start_canary(api: KubeClient) -> dict[str, Any]:
     )
 
 
+def gauge(name: str, **labels: str) -> float | None:
+    """A sample of the operator's own metrics (this process's registry)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, {"namespace": NS, "run": "nightly", **labels})
+
+
 def status_patches(emulator: kmock.KubernetesEmulator) -> list[Any]:
     return [r for r in emulator if r.method.name == "PATCH" and str(r.url.path).endswith("/status")]
 
@@ -245,8 +252,18 @@ async def test_a_succeeded_job_starts_the_canary_on_the_inference_service(
 async def test_good_metrics_promote_the_canary(
     kmock: kmock.KubernetesEmulator, api: KubeClient
 ) -> None:
+    from prometheus_client import REGISTRY
+
+    promotions = (
+        REGISTRY.get_sample_value("codejury_operator_actions_total", {"action": "Promote"}) or 0.0
+    )
     async with operator(str(kmock.url).rstrip("/")):
         status = await start_canary(api)
+        # what a dashboard shows: the run in Canary at its first step, on iteration 1
+        await eventually(lambda: gauge("codejury_run_phase", phase="Canary") == 1.0, "gauge")
+        assert gauge("codejury_run_phase", phase="Training") == 0.0
+        assert gauge("codejury_run_canary_weight_percent") == 10.0
+        assert gauge("codejury_run_iteration") == 1.0
         since = status["stepStartedAt"]
         await call(publish_traffic, api, since, stable=(400, 200), canary=(400, 210))
         status = await eventually(
@@ -258,6 +275,18 @@ async def test_good_metrics_promote_the_canary(
             lambda: (s := status_of(api)).get("phase") == "Completed" and s, "the promotion"
         )
         isvc = await call(api.get, ISVC)
+        await eventually(
+            lambda: gauge("codejury_run_phase", phase="Completed") == 1.0, "the Completed gauge"
+        )
+    assert gauge("codejury_run_phase", phase="Canary") == 0.0
+    assert gauge("codejury_run_canary_weight_percent") == 0.0
+    assert (
+        REGISTRY.get_sample_value("codejury_operator_actions_total", {"action": "Promote"})
+        == promotions + 1
+    )
+    assert (
+        REGISTRY.get_sample_value("codejury_operator_reconciles_total", {"outcome": "ok"}) or 0
+    ) > 0
     assert status["stableVersion"] == "v-i1" and status.get("canaryVersion") is None
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
     assert isvc["spec"]["predictor"]["model"]["storageUri"].endswith("/versions/v-i1/model")
@@ -300,9 +329,13 @@ async def test_deleting_the_run_deletes_its_jobs(
         await eventually(
             lambda: api.get(RUN)["metadata"].get("finalizers"), "the operator's finalizer"
         )
+        await eventually(lambda: gauge("codejury_run_phase", phase="Training") == 1.0, "gauge")
         await call(api.delete, RUN)
         await eventually(lambda: api.find(RUN) is None, "the run to go")
         assert await call(jobs_of, api) == []
+    # a deleted run's series go with it
+    assert gauge("codejury_run_phase", phase="Training") is None
+    assert gauge("codejury_run_iteration") is None
 
 
 # Slow lane (14 s): two kopf runs; the reconcile tests keep the no-second-job rule.
