@@ -6,7 +6,8 @@
     ├── ApiError (TemporaryError)      the API server refused or failed a request; retryable
     │   │                              (kopf retries the handler later)
     │   ├── NotFoundError              the object does not exist (404)
-    │   └── ConflictError              the object exists already (409)
+    │   ├── ConflictError              the object exists already (409)
+    │   └── MetricsQueryError          Prometheus did not answer a canary query (retryable)
     └── InvalidRunError (PermanentError)  the custom resource cannot be read (its spec does not
                                        parse, its saved status does not parse, an annotation
                                        is wrong); permanent until someone edits the resource
@@ -51,3 +52,7 @@ class ConflictError(ApiError):
 
 class InvalidRunError(OperatorError, PermanentError):
     """The SelfTrainingRun cannot be acted on until it is edited; the message says how."""
+
+
+class MetricsQueryError(ApiError):
+    """Prometheus failed or refused a query of the canary's traffic; retried next tick."""

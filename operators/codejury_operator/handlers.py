@@ -161,7 +161,7 @@ class RunController:
                 pods = self.client.list(Ref("v1", "pods", namespace), {"job-name": jname})
             job = observe_job(i, attempt, found, pods)
         elif status.phase is Phase.CANARY:
-            traffic = self.traffic.traffic(namespace, name)
+            traffic = self.traffic.traffic(namespace, name, status)
         elif status.phase is Phase.IDLE:
             new_hard_negatives = self.traffic.hard_negatives(
                 namespace, name, status.iteration_finished_at

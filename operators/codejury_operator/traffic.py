@@ -1,7 +1,7 @@
 """Where the operator reads the canary's traffic and the new hard negatives from.
 
 ``TrafficSource`` is the interface ``handlers`` depends on. The source that ships here,
-``ConfigMapTrafficSource``, reads a ConfigMap per run, ``<run>-traffic``, that
+``ConfigMapTrafficSource`` (the default), reads a ConfigMap per run, ``<run>-traffic``, that
 ``exporter.TrafficExporter`` (``codejury traffic-exporter``) writes from the bus:
 
     data:
@@ -14,7 +14,8 @@
 
 Counts from before the current step (``since`` earlier than the status's
 ``step_started_at``) are passed on as they are: ``reconcile`` waits on them and says so.
-A malformed ConfigMap is an ``InvalidRunError`` naming the key.
+A malformed ConfigMap is an ``InvalidRunError`` naming the key. The other source,
+``prometheus.PrometheusTrafficSource``, queries the reranking stage's counters instead.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from typing import Any, Protocol
 
 from codejury.control.errors import InvalidObservationError
 from codejury.control.observations import ArmStats, CanaryTraffic
+from codejury.control.status import RunStatus
 
 from codejury_operator.errors import InvalidRunError
 from codejury_operator.kube import KubeClient, Ref
 
 
 class TrafficSource(Protocol):
-    def traffic(self, namespace: str, run: str) -> CanaryTraffic | None:
-        """Both arms' counts since the current canary step started, or None (no data)."""
+    def traffic(self, namespace: str, run: str, status: RunStatus) -> CanaryTraffic | None:
+        """Both arms' counts since the current canary step started (``status`` names the
+        step's start and the versions), or None (no data)."""
         ...
 
     def hard_negatives(self, namespace: str, run: str, since: datetime | None) -> int:
@@ -56,7 +59,8 @@ class ConfigMapTrafficSource:
         found = self._client.find(ref)
         return None if found is None else dict(found.get("data") or {})
 
-    def traffic(self, namespace: str, run: str) -> CanaryTraffic | None:
+    def traffic(self, namespace: str, run: str, status: RunStatus) -> CanaryTraffic | None:
+        # the exporter read the status when it counted: the ConfigMap says it all
         data = self._data(namespace, run)
         if not data or "since" not in data:
             return None

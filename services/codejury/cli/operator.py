@@ -66,14 +66,29 @@ def operator_command(
         str | None,
         typer.Option(help="Liveness endpoint for the probe, e.g. http://0.0.0.0:8080/healthz."),
     ] = "http://0.0.0.0:8080/healthz",
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Read canary traffic from this Prometheus (PromQL per reranker version) "
+            "instead of the traffic exporter's ConfigMap; hard negatives still come from it."
+        ),
+    ] = None,
+    prometheus_selector: Annotated[
+        str,
+        typer.Option(
+            help="Label matchers of the reranking stage's series; {namespace} and {run} "
+            "are the run's."
+        ),
+    ] = 'namespace="{namespace}"',
 ) -> None:
     """Run the SelfTrainingRun operator (kopf) in this process until stopped."""
     try:
         import kopf
         from codejury_operator.handlers import RunController, build_registry
         from codejury_operator.kube import KubeClient
+        from codejury_operator.prometheus import PrometheusTrafficSource
         from codejury_operator.settings import KServeMode, OperatorSettings
-        from codejury_operator.traffic import ConfigMapTrafficSource
+        from codejury_operator.traffic import ConfigMapTrafficSource, TrafficSource
     except ImportError as exc:
         raise ConfigurationError(
             f"the operator needs the k8s extra ({exc}): pip install 'codejury[k8s]'"
@@ -108,7 +123,14 @@ def operator_command(
 
     def controller() -> RunController:
         if not controllers:
-            controllers.append(RunController(settings, client, ConfigMapTrafficSource(client)))
+            source: TrafficSource = ConfigMapTrafficSource(client)
+            if prometheus_url:
+                source = PrometheusTrafficSource(
+                    prometheus_url,
+                    hard_negatives_from=source,
+                    selector=lambda ns, run: prometheus_selector.format(namespace=ns, run=run),
+                )
+            controllers.append(RunController(settings, client, source))
         return controllers[0]
 
     registry = build_registry(settings, controller)

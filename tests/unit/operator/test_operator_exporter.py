@@ -99,7 +99,7 @@ async def test_the_operator_decides_on_the_exported_counts_as_the_local_runtime_
         "requests": 40,
     }
 
-    exported = await asyncio.to_thread(ConfigMapTrafficSource(api).traffic, NS, "nightly")
+    exported = await asyncio.to_thread(ConfigMapTrafficSource(api).traffic, NS, "nightly", status)
     local = meter.traffic(STEP, "v1", "v2")
     assert exported == local
     in_cluster = reconcile(SPEC, status, Observations(now=now, traffic=exported))
