@@ -7,6 +7,8 @@ so the backends stay interchangeable:
 
 - ``huggingface.TransformersBackend``: a model in this process (local directory, GGUF file,
   hub id), N samples per problem in one batch;
+- ``llamacpp.LlamaCppBackend``: a GGUF model in this process through llama.cpp, N samples
+  per problem as parallel sequences sharing the prompt's KV cache (the fast CPU engine);
 - ``openai_http.OpenAIBackend``: an OpenAI-compatible server (vLLM, TGI) over HTTP.
 """
 
@@ -32,6 +34,9 @@ class ModelInfo:
     revision: str
     context_length: int | None  # None: unknown, not checked here (the server checks)
     has_chat_template: bool
+    # The engine, where the same model and seed sample differently on another one (llamacpp);
+    # "" for the engines whose samples were cached before engines were told apart.
+    engine: str = ""
 
 
 @dataclass(frozen=True, slots=True)
