@@ -313,8 +313,8 @@ class GenerationSettings(_Group):
     llamacpp_threads: int | None = Field(
         None,
         ge=1,
-        description="llamacpp backend: CPU threads; default: llama.cpp's (one per core). 1 is "
-        "faster when other processes keep the cores busy (its threads wait by spinning).",
+        description="llamacpp backend: CPU threads; default: all cores but one (its threads "
+        "wait for each other by spinning, so a core another process takes stalls every step).",
     )
     max_n: int = Field(64, ge=1, description="Most candidates per problem in one request.")
     cache_dir: Path | None = Field(

@@ -28,6 +28,7 @@ ModelLoadError with the fix; a request the server refuses -> InvalidRequestError
 from __future__ import annotations
 
 import importlib.util
+import os
 import queue
 import secrets
 import threading
@@ -108,6 +109,13 @@ def gguf_file(settings: GenerationSettings) -> tuple[ModelSource, Path]:
     return source, path
 
 
+def default_threads() -> int:
+    """All cores but one: llama.cpp's threads wait for each other by spinning, so a core
+    taken by another process (the sandbox, the reranker, this process's own Python) stalls
+    every step; measured on 2 shared cores, 2 threads fell to a tenth of 1 thread's rate."""
+    return max(1, len(os.sched_getaffinity(0)) - 1)
+
+
 def round_seed(seed: int, number: int) -> int:
     """llama.cpp's seed for the ``number``-th request (round of sequences) of a problem."""
     return (seed if number == 0 else seed * 1_000_003 + number) % _SEED_SPACE
@@ -180,9 +188,9 @@ class LlamaCppBackend(GenerationBackend):
         params.warmup = False
         params.verbosity = 0  # llama.cpp logs nothing; failures are raised and converted
         params.api_keys = [key]  # the server's loopback HTTP port answers this process only
-        if settings.llamacpp_threads is not None:
-            params.cpuparams.n_threads = settings.llamacpp_threads
-            params.cpuparams_batch.n_threads = settings.llamacpp_threads
+        threads = settings.llamacpp_threads or default_threads()
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
         try:
             self._server: Any = xllamacpp.Server(params)
         except Exception as exc:  # llama.cpp says only that the server did not start
