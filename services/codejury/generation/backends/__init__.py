@@ -14,11 +14,12 @@ so the backends stay interchangeable:
 
 from __future__ import annotations
 
+import queue
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from codejury.generation.prompts import Prompt
 from codejury.generation.requests import Sampling
@@ -88,3 +89,51 @@ class GenerationBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release what the backend holds (connections, device memory)."""
+
+
+Emit = Callable[[Sample], None]
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_DONE = object()
+
+
+def stream_from_worker(
+    work: Callable[[Emit, Callable[[], bool]], None],
+    cancel: threading.Event | None,
+    *,
+    name: str,
+) -> Iterator[Sample]:
+    """Run ``work(emit, cancelled)`` in a thread and yield each sample it emits at once.
+
+    ``cancelled()`` turns true when ``cancel`` is set or the consumer stops iterating (the
+    work should then end soon); an exception in the work is raised to the consumer.
+    """
+    out: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+
+    def cancelled() -> bool:
+        return stop.is_set() or (cancel is not None and cancel.is_set())
+
+    def run() -> None:
+        try:
+            work(out.put, cancelled)
+        except BaseException as exc:  # handed to the consumer, raised there
+            out.put(_Failure(exc))
+        finally:
+            out.put(_DONE)
+
+    worker = threading.Thread(target=run, name=name, daemon=True)
+    worker.start()
+    try:
+        while (item := out.get()) is not _DONE:
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        worker.join()

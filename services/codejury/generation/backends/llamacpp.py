@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import queue
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -41,7 +40,15 @@ from typing import Any
 import httpx
 
 from codejury.core.settings import GenerationSettings
-from codejury.generation.backends import FinishReason, GenerationBackend, Job, ModelInfo, Sample
+from codejury.generation.backends import (
+    Emit,
+    FinishReason,
+    GenerationBackend,
+    Job,
+    ModelInfo,
+    Sample,
+    stream_from_worker,
+)
 from codejury.generation.backends.hf_loading import ModelSource, resolve_source, revision_of
 from codejury.generation.errors import (
     BackendResponseError,
@@ -153,14 +160,6 @@ class _Round:
     first: int
     rows: int
     seed: int
-
-
-class _Failure:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-_DONE = object()
 
 
 class LlamaCppBackend(GenerationBackend):
@@ -288,48 +287,35 @@ class LlamaCppBackend(GenerationBackend):
         sampling: Sampling,
         cancel: threading.Event | None = None,
     ) -> Iterator[Sample]:
-        out: queue.Queue[Any] = queue.Queue()
-        stop = threading.Event()
-
-        def cancelled() -> bool:
-            return stop.is_set() or (cancel is not None and cancel.is_set())
-
-        def emit(sample: Sample) -> None:
-            if not sampling.greedy:
-                out.put(sample)
-                return
-            for index in range(n):
-                out.put(replace(sample, index=index))
-
         rounds = self._rounds(jobs, n, sampling)
         # As many requests at once as the slots hold: a problem's rounds, or several problems.
         workers = max(1, self._parallel // max(r.rows for r in rounds)) if rounds else 1
 
-        def work() -> None:
-            try:
-                with ThreadPoolExecutor(workers, thread_name_prefix="llamacpp") as pool:
-                    futures = [pool.submit(self._run, r, sampling, emit, cancelled) for r in rounds]
-                    try:
-                        for future in futures:
-                            future.result()
-                    except BaseException:
-                        stop.set()  # the other requests end at their next token
-                        raise
-            except BaseException as exc:  # handed to the consumer, raised there
-                out.put(_Failure(exc))
-            finally:
-                out.put(_DONE)
+        def work(emit: Emit, cancelled: Callable[[], bool]) -> None:
+            def handed_out(sample: Sample) -> None:
+                if not sampling.greedy:
+                    emit(sample)
+                    return
+                for index in range(n):  # greedy: one sequence, n copies
+                    emit(replace(sample, index=index))
 
-        worker = threading.Thread(target=work, name="llamacpp-generation", daemon=True)
-        worker.start()
-        try:
-            while (item := out.get()) is not _DONE:
-                if isinstance(item, _Failure):
-                    raise item.exc
-                yield item
-        finally:
-            stop.set()
-            worker.join()
+            failed = threading.Event()
+
+            def stopping() -> bool:
+                return failed.is_set() or cancelled()
+
+            with ThreadPoolExecutor(workers, thread_name_prefix="llamacpp") as pool:
+                futures = [
+                    pool.submit(self._run, r, sampling, handed_out, stopping) for r in rounds
+                ]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:
+                    failed.set()  # the other requests end at their next token
+                    raise
+
+        return stream_from_worker(work, cancel, name="llamacpp-generation")
 
     def _run(
         self,
