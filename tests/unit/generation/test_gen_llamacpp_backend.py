@@ -197,6 +197,32 @@ def generator_prompt(generator: Generator, problem: domain_pb2.Problem) -> Promp
     return build_prompt(problem, get_language(problem.language), generator.style)
 
 
+@pytest.fixture(scope="module")
+def hf_tokenizer(backend: LlamaCppBackend) -> Any:
+    from transformers import AutoTokenizer
+
+    path = demo_gguf()
+    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+
+
+@pytest.mark.parametrize("style", [PromptStyle.CHAT, PromptStyle.COMPLETION])
+def test_prompts_are_the_token_ids_transformers_would_feed(
+    backend: LlamaCppBackend, hf_tokenizer: Any, style: PromptStyle
+) -> None:
+    from codejury.generation.backends.huggingface import prompt_text
+    from codejury.generation.languages import get_language
+    from codejury.generation.prompts import build_prompt
+
+    tokenizer = hf_tokenizer
+    problem = domain_pb2.Problem(
+        language="python", prompt='def inc(x: int) -> int:\n    """x plus one, ünïcode."""\n'
+    )
+    prompt = build_prompt(problem, get_language("python"), style)
+    text = prompt_text(tokenizer, prompt)  # the chat template applied, for chat
+    ids = tokenizer(text, add_special_tokens=style is PromptStyle.COMPLETION)["input_ids"]
+    assert backend.encode(prompt) == ids
+
+
 # -- errors that say the fix ------------------------------------------------------------------
 
 
