@@ -104,25 +104,61 @@ def serve_generation(
     watch.raise_if_died()
 
 
+ENGINE_TARGET = 5.0  # llama.cpp against transformers, batched N tokens/s (issue 18)
+BATCH_TARGET = 3.0  # batched N against N sequential calls
+
+
+def bench_engines(settings: Settings, engines: str) -> list[str]:
+    """The engines ``--engines`` names; ``auto``: transformers and llama.cpp side by side
+    for a GGUF model when llama.cpp is installed, else the engine the settings choose."""
+    from codejury.generation.backends import llamacpp
+    from codejury.generation.factory import choose_engine
+
+    if engines.strip() != "auto":
+        named = list(dict.fromkeys(e.strip() for e in engines.split(",") if e.strip()))
+        unknown = [e for e in named if e not in ("transformers", "llamacpp", "openai")]
+        if unknown or not named:
+            raise typer.BadParameter(
+                f"{engines!r}: name engines among transformers, llamacpp, openai, or auto",
+                param_hint="--engines",
+            )
+        return named
+    gen = settings.generation
+    local = gen.backend in ("auto", "transformers", "llamacpp")
+    if local and llamacpp.available() and llamacpp.is_gguf_model(gen):
+        return ["transformers", "llamacpp"]
+    return [choose_engine(gen)]
+
+
 @bench_app.command("generation")
 def bench_generation(
     ctx: typer.Context,
     problems: Annotated[int, typer.Option(min=1, help="MultiPL-E Python prompts.")] = 2,
     ns: Annotated[str, typer.Option("--n", help="Comma-separated N values.")] = "1,8,16",
     sequential_n: Annotated[
-        int, typer.Option(min=2, help="N of the batched/sequential comparison.")
+        int, typer.Option(min=2, help="N of the batched/sequential and engine comparisons.")
     ] = 8,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per candidate.")] = 128,
     temperature: Annotated[float, typer.Option(min=0.01)] = 0.8,
     seed: Annotated[int, typer.Option(min=1)] = 1234,
+    engines: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated engines (transformers, llamacpp, openai) to compare; auto: "
+            "transformers and llamacpp for a GGUF model when llama.cpp is installed."
+        ),
+    ] = "auto",
     model: ModelOption = None,
     data: Annotated[Path | None, typer.Option("--data-dir", help="Benchmark data folder.")] = None,
     output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
-    """Candidates/s and tokens/s for each N, and batched N against N sequential calls
-    (the same problems and sampling, in this run). Target: batched N=8 >= 3x."""
+    """Candidates/s and tokens/s for each engine and N, batched N against N sequential
+    calls, and llama.cpp against transformers at that N (the same problems and sampling,
+    in this run). Targets: batched N=8 >= 3x sequential; llama.cpp >= 5x transformers."""
+    import time
+
     from codejury.evaluation.datasets import Dataset, find, load
-    from codejury.generation.bench import measure, speedup
+    from codejury.generation.bench import measure_engines, speedup
     from codejury.generation.factory import make_generator
     from codejury.proto.v1 import domain_pb2
 
@@ -130,58 +166,90 @@ def bench_generation(
     prompts = [p.problem for p in load(find(data_dir(settings, data), Dataset.MULTIPL_E, "python"))]
     prompts = prompts[:problems]
     values = sorted({int(v) for v in ns.split(",") if v.strip()})
-    generator = make_generator(settings.generation)
+    if sequential_n not in values:
+        values.append(sequential_n)
     sampling = domain_pb2.SamplingParams(
         temperature=temperature, max_new_tokens=max_new_tokens, seed=seed
     )
     warm = domain_pb2.SamplingParams(max_new_tokens=4, seed=seed)
-    generator.generate(prompts[:1], 1, warm, request_key="bench-warmup")
-    if sequential_n not in values:
-        values.append(sequential_n)
+    generators = {}
+    load_s: dict[str, float] = {}
+    for engine in bench_engines(settings, engines):
+        started = time.perf_counter()
+        generators[engine] = make_generator(
+            with_group(settings, "generation", backend=engine).generation
+        )
+        load_s[engine] = time.perf_counter() - started
+        generators[engine].generate(prompts[:1], 1, warm, request_key="bench-warmup")
     with console.status(
-        f"sampling {len(prompts)} problems: {sequential_n} sequential calls, then batched "
-        f"n={', '.join(map(str, values))}, problem by problem"
+        f"sampling {len(prompts)} problems with {', '.join(generators)}: {sequential_n} "
+        f"sequential calls, then batched n={', '.join(map(str, values))}, problem by problem"
     ):
-        sequential, runs = measure(generator, prompts, values, sequential_n, sampling)
-    info = generator.backend.info
+        results = measure_engines(generators, prompts, values, sequential_n, sampling)
+    first = next(iter(generators.values()))
+    info = first.backend.info
     table = Table(
-        title=f"codejury bench generation: {info.name} ({generator.style.value} prompts), "
+        title=f"codejury bench generation: {info.name} ({first.style.value} prompts), "
         f"{len(prompts)} MultiPL-E Python prompts, max_new_tokens={max_new_tokens}"
     )
-    columns = ("mode", "N", "candidates", "tokens", "s/problem", "candidates/s", "tokens/s")
-    for column in (*columns, "tokens/CPU-s"):
+    columns = ("engine", "mode", "N", "candidates", "tokens", "s/problem", "candidates/s")
+    for column in (*columns, "tokens/s", "tokens/CPU-s"):
         table.add_column(column)
-    for run in [sequential, *runs]:
-        table.add_row(
-            run.mode,
-            str(run.n),
-            str(run.candidates),
-            str(run.tokens),
-            f"{run.seconds_per_problem:.1f}",
-            f"{run.candidates_per_s:.2f}",
-            f"{run.tokens_per_s:.1f}",
-            f"{run.tokens_per_cpu_s:.1f}",
-        )
+    for sequential, runs in results.values():
+        for run in [sequential, *runs]:
+            table.add_row(
+                run.engine,
+                run.mode,
+                str(run.n),
+                str(run.candidates),
+                str(run.tokens),
+                f"{run.seconds_per_problem:.1f}",
+                f"{run.candidates_per_s:.2f}",
+                f"{run.tokens_per_s:.1f}",
+                f"{run.tokens_per_cpu_s:.1f}",
+            )
     console.print(table)
-    batched = next(r for r in runs if r.n == sequential_n)
-    ratio = speedup(batched, sequential, by="wall")
-    cpu_ratio = speedup(batched, sequential, by="cpu")
-    verdict = "[green]meets[/]" if ratio >= 3 else "[red]misses[/]"
     console.print(
-        f"batched N={sequential_n} vs {sequential_n} sequential calls: {ratio:.2f}x tokens/s "
-        f"({verdict} the 3x target), {cpu_ratio:.2f}x tokens per CPU-second",
-        highlight=False,
+        "model load: " + ", ".join(f"{e} {s:.1f} s" for e, s in load_s.items()), highlight=False
     )
-    target = output or settings.run_dir / "bench" / "generation.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    report = {
+    report: dict[str, Any] = {
         "model": info.name,
         "revision": info.revision,
-        "prompt_style": generator.style.value,
-        "runs": [r.as_dict() for r in [sequential, *runs]],
+        "prompt_style": first.style.value,
+        "load_seconds": {e: round(s, 2) for e, s in load_s.items()},
         "torch_threads": settings.generation.torch_threads,
-        "speedup_tokens_per_s": round(ratio, 3),
-        "speedup_tokens_per_cpu_s": round(cpu_ratio, 3),
+        "llamacpp_threads": settings.generation.llamacpp_threads,
+        "runs": [r.as_dict() for seq, runs in results.values() for r in [seq, *runs]],
+        "speedup_tokens_per_s": {},
+        "speedup_tokens_per_cpu_s": {},
     }
+    batched = {e: next(r for r in runs if r.n == sequential_n) for e, (_, runs) in results.items()}
+    for engine, (sequential, _) in results.items():
+        ratio = speedup(batched[engine], sequential, by="wall")
+        cpu_ratio = speedup(batched[engine], sequential, by="cpu")
+        verdict = "[green]meets[/]" if ratio >= BATCH_TARGET else "[red]misses[/]"
+        console.print(
+            f"{engine}: batched N={sequential_n} vs {sequential_n} sequential calls: "
+            f"{ratio:.2f}x tokens/s ({verdict} the {BATCH_TARGET:g}x target), "
+            f"{cpu_ratio:.2f}x tokens per CPU-second",
+            highlight=False,
+        )
+        report["speedup_tokens_per_s"][f"{engine}:batched/sequential"] = round(ratio, 3)
+        report["speedup_tokens_per_cpu_s"][f"{engine}:batched/sequential"] = round(cpu_ratio, 3)
+    if "llamacpp" in batched and "transformers" in batched:
+        ratio = speedup(batched["llamacpp"], batched["transformers"], by="wall")
+        cpu_ratio = speedup(batched["llamacpp"], batched["transformers"], by="cpu")
+        verdict = "[green]meets[/]" if ratio >= ENGINE_TARGET else "[red]misses[/]"
+        console.print(
+            f"llamacpp vs transformers, batched N={sequential_n}: {ratio:.2f}x tokens/s "
+            f"({verdict} the {ENGINE_TARGET:g}x target), {cpu_ratio:.2f}x tokens per CPU-second",
+            highlight=False,
+        )
+        report["speedup_tokens_per_s"]["llamacpp/transformers"] = round(ratio, 3)
+        report["speedup_tokens_per_cpu_s"]["llamacpp/transformers"] = round(cpu_ratio, 3)
+    for generator in generators.values():
+        generator.backend.close()
+    target = output or settings.run_dir / "bench" / "generation.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report, indent=2))
     console.print(f"report: {target}")

@@ -20,6 +20,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "kserve": "serve",
     "httpx": "serve",
     "gguf": "serve",
+    "xllamacpp": "serve",
     "trl": "train",
     "peft": "train",
     "datasets": "train",

@@ -52,6 +52,11 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("kafka").setLevel(
         logging.WARNING if level <= logging.DEBUG else logging.CRITICAL
     )
+    # httpx logs every request at INFO (the llamacpp backend tokenizes over its server's
+    # loopback port, the openai backend samples over HTTP); failures reach us as exceptions.
+    logging.getLogger("httpx").setLevel(
+        logging.DEBUG if level <= logging.DEBUG else logging.WARNING
+    )
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -263,10 +263,13 @@ class RerankingSettings(_Group):
 class GenerationSettings(_Group):
     """The generator model, its sampling defaults and limits, and the Generation service."""
 
-    backend: Literal["transformers", "openai"] = Field(
-        "transformers",
-        description="transformers: a model loaded in this process; openai: an "
-        "OpenAI-compatible server such as vLLM or TGI (/v1/completions with n).",
+    backend: Literal["auto", "transformers", "llamacpp", "openai"] = Field(
+        "auto",
+        description="transformers: a model loaded in this process (torch); llamacpp: a GGUF "
+        "model in this process through llama.cpp (xllamacpp, the fast CPU engine); openai: an "
+        "OpenAI-compatible server such as vLLM or TGI (/v1/completions with n); auto: llamacpp "
+        "for a GGUF model ('demo', a .gguf file, or gguf_file set) when xllamacpp is installed, "
+        "else transformers.",
     )
     model: str = Field(
         "demo",
@@ -297,7 +300,10 @@ class GenerationSettings(_Group):
         "auto", description="Weights dtype; auto: bfloat16 on CUDA that supports it, else float32."
     )
     batch_rows: int = Field(
-        16, ge=1, description="Most sequences in one forward batch; a larger n takes several."
+        16,
+        ge=1,
+        description="Most sequences in one forward batch (llamacpp: sequences decoded in "
+        "parallel); a larger n takes several.",
     )
     torch_threads: int | None = Field(
         None,
@@ -306,7 +312,17 @@ class GenerationSettings(_Group):
         "stalls when other processes share the cores.",
     )
     context_length: int | None = Field(
-        None, ge=1, description="Model context in tokens; default: from the model's config."
+        None,
+        ge=1,
+        description="Model context in tokens (prompt + new tokens of one sequence); default: "
+        "from the model's config (llamacpp: 2048, at most the model's; its KV cache holds "
+        "batch_rows sequences of this length).",
+    )
+    llamacpp_threads: int | None = Field(
+        None,
+        ge=1,
+        description="llamacpp backend: CPU threads; default: all cores but one (its threads "
+        "wait for each other by spinning, so a core another process takes stalls every step).",
     )
     max_n: int = Field(64, ge=1, description="Most candidates per problem in one request.")
     cache_dir: Path | None = Field(

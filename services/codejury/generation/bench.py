@@ -1,8 +1,10 @@
-"""Generation throughput: batched sampling against the same samples drawn one at a time.
+"""Generation throughput: batched sampling against the same samples drawn one at a time,
+and engine against engine (transformers, llama.cpp) on the same prompts and settings.
 
 Both modes sample the same problems with the same parameters in one process, interleaved
-problem by problem (``measure``), so their ratio is measured on the same machine in the
-same state, and a burst of load from other processes falls on both. Tokens/s
+problem by problem (``measure``; ``measure_engines`` interleaves the engines too), so their
+ratio is measured on the same machine in the same state, and a burst of load from other
+processes falls on both. Tokens/s
 counts the tokens of the kept completions only: a batch that waits for its longest
 sequence pays for that wait. Each run also records the process's CPU time: on a machine
 whose cores other processes share, wall-clock rates swing with their load, while tokens
@@ -12,8 +14,9 @@ with more threads, OpenMP's spin-waiting counts as work).
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +33,7 @@ class BenchRun:
     tokens: int  # completion tokens over all candidates
     seconds: float
     cpu_seconds: float  # this process's CPU time (all threads)
+    engine: str = ""  # transformers, llamacpp, openai: the backend that sampled
 
     @property
     def candidates_per_s(self) -> float:
@@ -57,10 +61,12 @@ class BenchRun:
             self.tokens + other.tokens,
             self.seconds + other.seconds,
             self.cpu_seconds + other.cpu_seconds,
+            self.engine,
         )
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {
+            "engine": self.engine,
             "mode": self.mode,
             "n": self.n,
             "problems": self.problems,
@@ -133,11 +139,37 @@ def measure(
     return sequential, [batched[n] for n in ns]
 
 
-def speedup(batched: BenchRun, sequential: BenchRun, *, by: Literal["wall", "cpu"]) -> float:
-    """How many times the batched path's token throughput is the sequential one's,
-    per wall-clock second or per CPU-second."""
+def measure_engines(
+    generators: Mapping[str, Generator],
+    problems: Sequence[domain_pb2.Problem],
+    ns: Sequence[int],
+    sequential_n: int,
+    sampling: domain_pb2.SamplingParams,
+) -> dict[str, tuple[BenchRun, list[BenchRun]]]:
+    """``measure`` for every engine, problem by problem: each problem is sampled by every
+    engine in every mode before the next problem, so load from other processes falls on
+    all of them alike."""
+    results: dict[str, tuple[BenchRun, list[BenchRun]]] = {}
+    for problem in problems:
+        for engine, generator in generators.items():
+            sequential, runs = measure(generator, [problem], ns, sequential_n, sampling)
+            sequential = dataclasses.replace(sequential, engine=engine)
+            runs = [dataclasses.replace(run, engine=engine) for run in runs]
+            if engine in results:
+                before, before_runs = results[engine]
+                sequential = before + sequential
+                runs = [a + b for a, b in zip(before_runs, runs, strict=True)]
+            results[engine] = (sequential, runs)
+    if not results:
+        raise ValueError("problems, generators: give at least one of each to measure")
+    return results
+
+
+def speedup(better: BenchRun, base: BenchRun, *, by: Literal["wall", "cpu"]) -> float:
+    """How many times ``better``'s token throughput is ``base``'s (batched against
+    sequential, or one engine against another), per wall-clock second or per CPU-second."""
     if by == "cpu":
-        base, better = sequential.tokens_per_cpu_s, batched.tokens_per_cpu_s
+        old, new = base.tokens_per_cpu_s, better.tokens_per_cpu_s
     else:
-        base, better = sequential.tokens_per_s, batched.tokens_per_s
-    return better / base if base else 0.0
+        old, new = base.tokens_per_s, better.tokens_per_s
+    return new / old if old else 0.0

@@ -1,8 +1,8 @@
 """Samples of a request kept on disk, so an identical request is not sampled twice.
 
-Identical means the same model (name and revision), the same prompts (text, messages
-and stop rule), the same n and the same sampling with the same seed: what makes a
-seeded backend repeat itself. A request without a seed draws a fresh one and so never
+Identical means the same model (name and revision) on the same engine, the same prompts
+(text, messages and stop rule), the same n and the same sampling with the same seed: what
+makes a seeded backend repeat itself. A request without a seed draws a fresh one and so never
 hits. What is stored is the backend's samples; candidates (ids, records) are built
 from them per request as usual. ``codejury demo`` turns it on so a rerun with the same
 settings skips the generator's minutes.
@@ -44,6 +44,8 @@ def request_key(info: ModelInfo, jobs: Sequence[Job], n: int, sampling: Sampling
             for job in jobs
         ],
     }
+    if info.engine:  # the same seed samples differently on another engine
+        spec["engine"] = info.engine
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 

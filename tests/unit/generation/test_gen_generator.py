@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from codejury.generation.backends.hf_loading import (
 from codejury.generation.generator import Generator
 from codejury.generation.prompts import Prompt, PromptStyle
 from codejury.generation.requests import Sampling
+from codejury.generation.stopping import StopRule
 from codejury.proto.v1 import domain_pb2
 
 
@@ -229,3 +231,77 @@ def test_sample_cache_reuses_identical_seeded_requests_only(tmp_path: Path) -> N
     gen.generate([PROBLEM], 3, seeded, request_key="d")
     gen.generate([PROBLEM], 2, domain_pb2.SamplingParams(), request_key="e")  # drawn seed
     assert calls == [2, 2, 3, 2]
+
+
+def test_the_sample_cache_tells_engines_apart() -> None:
+    from codejury.generation.cache import request_key
+
+    job = Job(0, Prompt(PromptStyle.COMPLETION, "def f():\n", (), StopRule()), 16)
+    sampling = Sampling(0.8, 0.95, 16, 7, False)
+    plain = ModelInfo("m", "r", 512, has_chat_template=False)
+    keys = {
+        engine: request_key(replace(plain, engine=engine), [job], 2, sampling)
+        for engine in ("", "llamacpp")
+    }
+    assert keys[""] != keys["llamacpp"]  # the same seed samples differently on another engine
+    assert keys[""] == request_key(plain, [job], 2, sampling)  # earlier caches still hit
+
+
+# -- which engine samples -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "installed", "engine"),
+    [
+        ({}, True, "llamacpp"),  # the demo is a GGUF file: the fast engine
+        ({}, False, "transformers"),  # llama.cpp not installed
+        ({"model": "/models/coder.gguf"}, True, "llamacpp"),
+        ({"model": "Qwen/Qwen2.5-Coder-1.5B"}, True, "transformers"),  # a hub id
+        ({"model": "/models/policy"}, True, "transformers"),  # a transformers directory
+        ({"backend": "transformers"}, True, "transformers"),  # named: taken as named
+        ({"backend": "llamacpp"}, False, "llamacpp"),  # named: its load error says the fix
+        ({"backend": "openai"}, True, "openai"),
+    ],
+)
+def test_auto_picks_llamacpp_for_gguf_models_when_installed(
+    fields: dict[str, str], installed: bool, engine: str
+) -> None:
+    from codejury.generation.factory import choose_engine
+
+    settings = GenerationSettings(**fields)  # type: ignore[arg-type]
+    assert choose_engine(settings, llamacpp_installed=installed) == engine
+
+
+def test_a_gguf_file_in_a_directory_is_a_gguf_model(tmp_path: Path) -> None:
+    from codejury.generation.factory import choose_engine
+
+    settings = GenerationSettings(model=str(tmp_path), gguf_file="m.Q4_0.gguf")  # type: ignore[call-arg]
+    assert choose_engine(settings, llamacpp_installed=True) == "llamacpp"
+
+
+def test_bench_interleaves_engines_problem_by_problem() -> None:
+    from codejury.generation.bench import measure_engines, speedup
+
+    calls: list[str] = []
+    generators = {}
+    for engine, text in (("transformers", "    return 1\n"), ("llamacpp", "    return 2\n")):
+        backend = Scripted([text])
+        stream = backend.stream
+
+        def counting(jobs, n, sampling, cancel=None, _e=engine, _s=stream):  # type: ignore[no-untyped-def]
+            calls.append(f"{_e}:{n}")
+            return _s(jobs, n, sampling, cancel)
+
+        backend.stream = counting  # type: ignore[method-assign]
+        generators[engine] = Generator(backend, GenerationSettings())  # type: ignore[call-arg]
+    results = measure_engines(
+        generators, [PROBLEM, PROBLEM], [8], 2, domain_pb2.SamplingParams(seed=1)
+    )
+    one_problem = ["transformers:1"] * 2 + ["transformers:8"] + ["llamacpp:1"] * 2 + ["llamacpp:8"]
+    assert calls == one_problem * 2
+    for engine, (sequential, (batched,)) in results.items():
+        assert (sequential.engine, batched.engine, batched.problems) == (engine, engine, 2)
+        assert (sequential.candidates, batched.candidates) == (4, 16)
+        assert batched.as_dict()["engine"] == engine
+    fast, slow = results["llamacpp"][1][0], results["transformers"][1][0]
+    assert speedup(fast, slow, by="wall") == pytest.approx(fast.tokens_per_s / slow.tokens_per_s)

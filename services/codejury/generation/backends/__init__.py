@@ -7,16 +7,19 @@ so the backends stay interchangeable:
 
 - ``huggingface.TransformersBackend``: a model in this process (local directory, GGUF file,
   hub id), N samples per problem in one batch;
+- ``llamacpp.LlamaCppBackend``: a GGUF model in this process through llama.cpp, N samples
+  per problem as parallel sequences sharing the prompt's KV cache (the fast CPU engine);
 - ``openai_http.OpenAIBackend``: an OpenAI-compatible server (vLLM, TGI) over HTTP.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from codejury.generation.prompts import Prompt
 from codejury.generation.requests import Sampling
@@ -32,6 +35,9 @@ class ModelInfo:
     revision: str
     context_length: int | None  # None: unknown, not checked here (the server checks)
     has_chat_template: bool
+    # The engine, where the same model and seed sample differently on another one (llamacpp);
+    # "" for the engines whose samples were cached before engines were told apart.
+    engine: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +89,51 @@ class GenerationBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release what the backend holds (connections, device memory)."""
+
+
+Emit = Callable[[Sample], None]
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_DONE = object()
+
+
+def stream_from_worker(
+    work: Callable[[Emit, Callable[[], bool]], None],
+    cancel: threading.Event | None,
+    *,
+    name: str,
+) -> Iterator[Sample]:
+    """Run ``work(emit, cancelled)`` in a thread and yield each sample it emits at once.
+
+    ``cancelled()`` turns true when ``cancel`` is set or the consumer stops iterating (the
+    work should then end soon); an exception in the work is raised to the consumer.
+    """
+    out: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+
+    def cancelled() -> bool:
+        return stop.is_set() or (cancel is not None and cancel.is_set())
+
+    def run() -> None:
+        try:
+            work(out.put, cancelled)
+        except BaseException as exc:  # handed to the consumer, raised there
+            out.put(_Failure(exc))
+        finally:
+            out.put(_DONE)
+
+    worker = threading.Thread(target=run, name=name, daemon=True)
+    worker.start()
+    try:
+        while (item := out.get()) is not _DONE:
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        worker.join()

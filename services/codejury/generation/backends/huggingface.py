@@ -20,7 +20,6 @@ so a problem's candidates do not depend on the other problems of its request.
 from __future__ import annotations
 
 import inspect
-import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,15 @@ from transformers import (
 )
 
 from codejury.core.settings import GenerationSettings
-from codejury.generation.backends import FinishReason, GenerationBackend, Job, ModelInfo, Sample
+from codejury.generation.backends import (
+    Emit,
+    FinishReason,
+    GenerationBackend,
+    Job,
+    ModelInfo,
+    Sample,
+    stream_from_worker,
+)
 from codejury.generation.backends.hf_loading import LoadedModel, load_model
 from codejury.generation.prompts import Prompt, PromptStyle
 from codejury.generation.requests import Sampling
@@ -185,14 +192,6 @@ def _tokens_covering(tokens: list[int], chars: int, decode: Callable[..., str]) 
     return low
 
 
-class _Failure:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-_DONE = object()
-
-
 class TransformersBackend(GenerationBackend):
     def __init__(self, loaded: LoadedModel, *, batch_rows: int, name: str | None = None) -> None:
         self._model = loaded.model
@@ -268,34 +267,14 @@ class TransformersBackend(GenerationBackend):
         sampling: Sampling,
         cancel: threading.Event | None = None,
     ) -> Iterator[Sample]:
-        out: queue.Queue[Any] = queue.Queue()
-        stop = threading.Event()
+        def work(emit: Emit, cancelled: Callable[[], bool]) -> None:
+            with self._lock, torch.inference_mode():
+                for job in jobs:
+                    if cancelled():
+                        break
+                    self._sample_job(job, n, sampling, emit, cancelled)
 
-        def cancelled() -> bool:
-            return stop.is_set() or (cancel is not None and cancel.is_set())
-
-        def work() -> None:
-            try:
-                with self._lock, torch.inference_mode():
-                    for job in jobs:
-                        if cancelled():
-                            break
-                        self._sample_job(job, n, sampling, out.put, cancelled)
-            except BaseException as exc:  # handed to the consumer, raised there
-                out.put(_Failure(exc))
-            finally:
-                out.put(_DONE)
-
-        worker = threading.Thread(target=work, name="generation", daemon=True)
-        worker.start()
-        try:
-            while (item := out.get()) is not _DONE:
-                if isinstance(item, _Failure):
-                    raise item.exc
-                yield item
-        finally:
-            stop.set()
-            worker.join()
+        return stream_from_worker(work, cancel, name="generation")
 
     def _sample_job(
         self,
