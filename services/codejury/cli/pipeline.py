@@ -304,6 +304,7 @@ def bench_load(
     time to recover, and the dead letters. Exits 1 if anything was lost or answered twice,
     a fault never recovered, or a bad request was not refused."""
     import dataclasses
+    import shutil
     import tempfile
 
     from codejury.pipeline.bench import bench_settings
@@ -312,16 +313,22 @@ def bench_load(
     settings = settings_of(ctx)
     quiet_run(settings)
     plan = LoadPlan(duration_s=duration, rate=rate, n=n, deadline_s=deadline)
+    target = output or settings.run_dir / "bench" / "load.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    logs = target.parent / "load-logs"  # every service's log, kept for what went wrong
     with tempfile.TemporaryDirectory(prefix="codejury-bench-load-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)  # the sandbox user reads the compile cache under it
-        with console.status("building tiny models") as status:
-            report = run_load_test(bench_settings(root), plan, progress=status.update)
+        bench = bench_settings(root)
+        try:
+            with console.status("building tiny models") as status:
+                report = run_load_test(bench, plan, progress=status.update)
+        finally:
+            shutil.rmtree(logs, ignore_errors=True)
+            shutil.copytree(bench.run_dir / "logs", logs, dirs_exist_ok=True)
     print_load_report(report)
-    target = output or settings.run_dir / "bench" / "load.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps({**dataclasses.asdict(report), "passed": report.passed}, indent=2))
-    console.print(f"report: {target}")
+    console.print(f"report: {target}; the services' logs: {logs}")
     if not report.passed:
         raise typer.Exit(1)
 

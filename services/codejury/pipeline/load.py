@@ -199,31 +199,46 @@ class _LoadRun:
     def run(self) -> LoadReport:
         plan = self.plan
         schedule = fault_schedule(plan.duration_s, plan.faults)
+        supervising = threading.Event()
+        supervisor = threading.Thread(
+            target=self._supervise_until, args=(supervising,), name="load-supervisor", daemon=True
+        )
         with self._bus_readers():
             self.ledger = _Ledger(started=time.monotonic())
+            supervisor.start()
             sender = threading.Thread(target=self._send_all, name="load-sender", daemon=True)
             sender.start()
             due = list(schedule)
             while self.ledger.now() < plan.duration_s:
-                self._supervise()
-                while due and due[0].at_s <= self.ledger.now():
+                # one fault at a time: the next waits until everything killed runs again,
+                # so each recovery is measured on its own
+                if due and due[0].at_s <= self.ledger.now() and not self.deployment.outages:
                     self._inject(due.pop(0).kind)
                 self._progress(due[0].kind if due else None)
                 time.sleep(0.5)
+            for late in due:
+                self.notes.append(f"{late.kind}: not injected (the run ended first)")
             sender.join()
             # every call ends by its own RPC deadline (deadline_s + 30 s in SolveClient)
             end = plan.duration_s + plan.deadline_s + 30 + plan.grace_s
             while self.ledger.in_flight() and self.ledger.now() < end:
-                self._supervise()
                 self._progress(None, draining=True)
                 time.sleep(0.5)
             run_end = self.ledger.now()
             self._let_bus_settle()
+            supervising.set()
+            supervisor.join()
         for pid in self.orphans:  # nothing of the run may outlive it
             if _alive(pid):
                 os.killpg(pid, signal.SIGKILL)
                 self.notes.append(f"killed orphaned process {pid} after the run")
         return self._report(run_end)
+
+    def _supervise_until(self, done: threading.Event) -> None:
+        """What ``codejury up`` does every second; a restart blocks only this thread."""
+        while not done.wait(1.0):
+            for line in self.deployment.supervise():
+                self.notes.append(f"{self.ledger.now():.1f}s {line}")
 
     # -- sending ---------------------------------------------------------------------
 
@@ -253,10 +268,6 @@ class _LoadRun:
             self.ledger.ended[request_id] = (self.ledger.now(), code)
 
     # -- faults ----------------------------------------------------------------------
-
-    def _supervise(self) -> None:
-        for line in self.deployment.supervise():
-            self.notes.append(f"{self.ledger.now():.1f}s {line}")
 
     def _inject(self, kind: FaultKind) -> None:
         at = self.ledger.now()
@@ -401,7 +412,7 @@ class _LoadRun:
             )
         examples: dict[str, str] = {}
         for topic, letter in letters:
-            examples.setdefault(f"{topic} {letter.error_type}", letter.error.splitlines()[-1])
+            examples.setdefault(f"{topic} {letter.error_type}", letter.error.splitlines()[0])
         span = window_span_s(self.plan.duration_s, len(self.plan.faults))
         return LoadReport(
             duration_s=self.plan.duration_s,
