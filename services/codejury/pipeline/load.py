@@ -56,6 +56,7 @@ from codejury.pipeline.load_report import (
     fault_report,
     fault_schedule,
     outcomes,
+    recovery_s,
     window_span_s,
 )
 from codejury.proto.v1 import domain_pb2, events_pb2
@@ -199,6 +200,7 @@ class _LoadRun:
     def run(self) -> LoadReport:
         plan = self.plan
         schedule = fault_schedule(plan.duration_s, plan.faults)
+        gap = plan.duration_s / (len(plan.faults) + 1)
         supervising = threading.Event()
         supervisor = threading.Thread(
             target=self._supervise_until, args=(supervising,), name="load-supervisor", daemon=True
@@ -212,7 +214,7 @@ class _LoadRun:
             while self.ledger.now() < plan.duration_s:
                 # one fault at a time: the next waits until everything killed runs again,
                 # so each recovery is measured on its own
-                if due and due[0].at_s <= self.ledger.now() and not self.deployment.outages:
+                if due and due[0].at_s <= self.ledger.now() and self._settled(gap):
                     self._inject(due.pop(0).kind)
                 self._progress(due[0].kind if due else None)
                 time.sleep(0.5)
@@ -233,6 +235,18 @@ class _LoadRun:
                 os.killpg(pid, signal.SIGKILL)
                 self.notes.append(f"killed orphaned process {pid} after the run")
         return self._report(run_end)
+
+    def _settled(self, gap_s: float) -> bool:
+        """Whether the next fault may go in: nothing is down, and the last fault has
+        recovered (a request sent after it was answered OK) or had twice the gap to."""
+        if self.deployment.outages:
+            return False
+        if not self.injected:
+            return True
+        last = self.injected[-1]
+        if self.ledger.now() - last.at_s > 2 * gap_s:
+            return True
+        return recovery_s(last.at_s, self.ledger.records()) is not None
 
     def _supervise_until(self, done: threading.Event) -> None:
         """What ``codejury up`` does every second; a restart blocks only this thread."""
