@@ -415,7 +415,8 @@ class _LoadRun:
         if never:
             notes.append(
                 f"{len(never)} request(s) answered DEADLINE_EXCEEDED never completed on the "
-                f"bus by the end: {', '.join(never[:5])}"
+                f"bus by the end (a stage that gave up on them without answering, or that "
+                f"dropped them past their deadline): {', '.join(never[:5])}"
             )
         bad = [(t, letter) for t, letter in letters if letter.key in self.bad_keys]
         expected_bad = len(self.bad_keys) and 4 * len(BAD_EVENT_TOPICS)
