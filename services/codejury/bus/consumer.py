@@ -3,7 +3,8 @@
 Delivery is at least once and nothing is lost:
 
 1. a polled record is decoded into an ``Event``; a record that does not decode goes to
-   ``<topic>.dlq`` at once (retrying cannot fix bytes);
+   ``<topic>.dlq`` at once (retrying cannot fix bytes); a letter keeps the record's value
+   whole unless that would not fit one record, then its head (its error says so);
 2. an event whose id was already processed is dropped (idempotence by event id);
 3. the handler runs; an exception is retried with exponential backoff up to
    ``handler_max_attempts`` (a ``PermanentError`` is not retried), then the record and
@@ -42,7 +43,7 @@ from codejury.bus.admin import security_options, unavailable
 from codejury.bus.envelope import Event, Outgoing, deadline_of, derived_event_id, unwrap
 from codejury.bus.errors import EnvelopeError, PublishError
 from codejury.bus.processed import MemoryProcessedIds, ProcessedIds
-from codejury.bus.producer import EventProducer, check_fits
+from codejury.bus.producer import EventProducer, check_fits, record_room
 from codejury.bus.topics import dlq
 from codejury.core import metrics
 from codejury.core.errors import PermanentError, TemporaryError
@@ -57,6 +58,7 @@ Handler = Callable[[Event], Iterable[Outgoing]]
 DeadLetterReply = Callable[[Event, BaseException], Iterable[Outgoing]]
 
 _MAX_ERROR_CHARS = 4000
+_TRIM_NOTE_BYTES = 256  # room for the note a trimmed dead letter adds to its error
 
 
 @dataclass
@@ -419,6 +421,17 @@ class EventConsumer:
             consumer_group=self.group_id,
         )
         letter.failed_at.GetCurrentTime()
+        over = -record_room(letter)
+        if over > 0:
+            # A record just under the limit that fails is over it once wrapped in a letter:
+            # keep the value's head (and say so) rather than fail the loop on it at each replay
+            value = record.value or b""
+            kept = max(0, len(value) - over - _TRIM_NOTE_BYTES)
+            letter.value = value[:kept]
+            letter.error += (
+                f"\n(the record's value was {len(value):,} bytes, too large for a dead letter "
+                f"with it: this one keeps its first {kept:,})"
+            )
         self._producer.publish(
             dlq(record.topic),
             letter,

@@ -24,6 +24,11 @@ MAX_RECORD_BYTES = 1_048_576
 _RECORD_OVERHEAD_BYTES = 4096
 
 
+def record_room(payload: message.Message) -> int:
+    """Bytes ``payload`` could still grow by and fit one record (negative: over by that)."""
+    return MAX_RECORD_BYTES - _RECORD_OVERHEAD_BYTES - payload.ByteSize()
+
+
 def check_fits(topic: str, payload: message.Message) -> None:
     """RecordTooLargeError when ``payload`` could not be published as one record."""
     size = payload.ByteSize()

@@ -27,6 +27,7 @@ from codejury.proto.v1 import domain_pb2, services_pb2
 
 if TYPE_CHECKING:
     from codejury.pipeline.embedded import EmbeddedPipeline
+    from codejury.pipeline.load_report import LoadReport
 
 
 @serve_app.command("solve")
@@ -276,3 +277,110 @@ def bench_pipeline(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(rows, indent=2))
     console.print(f"report: {target}")
+
+
+@bench_app.command("load")
+def bench_load(
+    ctx: typer.Context,
+    duration: Annotated[
+        float,
+        typer.Option(min=120, max=3600, help="Seconds of load (the faults are spread over it)."),
+    ] = 600,
+    rate: Annotated[
+        float, typer.Option(min=0.01, max=10, help="Solve requests per second, open loop.")
+    ] = 0.5,
+    n: Annotated[int, typer.Option("--n", min=1, max=16, help="Candidates per request.")] = 2,
+    deadline: Annotated[
+        float, typer.Option(min=10, max=600, help="Each request's deadline_s.")
+    ] = 120,
+    output: Annotated[
+        Path | None, typer.Option(help="The JSON report; default <run_dir>/bench/load.json.")
+    ] = None,
+) -> None:
+    """A load and fault test of the embedded deployment (loopback, tiny models): Solve at a
+    fixed rate while each stage, the Celery worker and the KServe model server are killed
+    once (SIGKILL) and bad records and bad requests are sent. Reports sent / answered /
+    failed by code / lost / answered twice, latency before, during and after each fault,
+    time to recover, and the dead letters. Exits 1 if anything was lost or answered twice,
+    a fault never recovered, or a bad request was not refused."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    from codejury.pipeline.bench import bench_settings
+    from codejury.pipeline.load import LoadPlan, run_load_test
+
+    settings = settings_of(ctx)
+    quiet_run(settings)
+    plan = LoadPlan(duration_s=duration, rate=rate, n=n, deadline_s=deadline)
+    target = output or settings.run_dir / "bench" / "load.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    logs = target.parent / "load-logs"  # every service's log, kept for what went wrong
+    with tempfile.TemporaryDirectory(prefix="codejury-bench-load-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)  # the sandbox user reads the compile cache under it
+        bench = bench_settings(root)
+        try:
+            with console.status("building tiny models") as status:
+                report = run_load_test(bench, plan, progress=status.update)
+        finally:
+            shutil.rmtree(logs, ignore_errors=True)
+            shutil.copytree(bench.run_dir / "logs", logs, dirs_exist_ok=True)
+    print_load_report(report)
+    target.write_text(json.dumps({**dataclasses.asdict(report), "passed": report.passed}, indent=2))
+    console.print(f"report: {target}; the services' logs: {logs}")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def print_load_report(report: LoadReport) -> None:
+    o, d = report.outcomes, report.duplicates
+    failed = ", ".join(f"{code} {count}" for code, count in o.failed.items()) or "none"
+    console.print(
+        f"{report.duration_s:g}s at {report.rate:g}/s: sent {o.sent}, answered {o.answered}, "
+        f"failed {o.failed_total} ({failed}), lost {len(o.lost)}, answered twice "
+        f"{len(d.answered_twice)}, feedback twice {len(d.feedback_twice)} (replayed records, "
+        f"dropped by id: {d.replayed_records})",
+        highlight=False,
+    )
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    table = Table(title="codejury bench load: latency of OK answers by window (ms)")
+    for column in ("fault", "at s", "recovered in s", "window", "sent", "ok", "failed"):
+        table.add_column(column)
+    for column in ("p50", "p99"):
+        table.add_column(column, justify="right")
+    for fault in report.faults:
+        for name, w in (("before", fault.before), ("during", fault.during), ("after", fault.after)):
+            first = name == "before"
+            table.add_row(
+                str(fault.kind) if first else "",
+                f"{fault.at_s:.0f}" if first else "",
+                ("never" if fault.recovery_s is None else f"{fault.recovery_s:.1f}")
+                if first
+                else "",
+                name,
+                str(w.sent),
+                str(w.answered),
+                ", ".join(f"{c} {k}" for c, k in w.failed.items()),
+                ms(w.p50_ms),
+                ms(w.p99_ms),
+            )
+    console.print(table)
+    letters = Table(title="dead letters")
+    for column in ("topic", "error type", "count"):
+        letters.add_column(column)
+    for topic, by_type in report.dead_letters.items():
+        for error_type, count in by_type.items():
+            letters.add_row(topic, error_type, str(count))
+    console.print(letters)
+    if report.probes:
+        console.print(
+            "bad requests: " + ", ".join(f"{k} -> {v}" for k, v in report.probes.items()),
+            highlight=False,
+            markup=False,
+        )
+    for note in report.notes:
+        console.print(note, highlight=False, markup=False)

@@ -224,6 +224,7 @@ def serve_reranking(
         consumer = None
         if kafka_stage:
             from codejury.bus.consumer import EventConsumer
+            from codejury.bus.replies import solve_failed
             from codejury.bus.topics import CANDIDATES_EXECUTED
             from codejury.reranking.stage import make_handler
 
@@ -235,6 +236,7 @@ def serve_reranking(
                     ranker, RankLimits.from_settings(rr), model_name=rr.model_name
                 ),
                 name="reranking-stage",
+                on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
                 # no drop_expired: ranking is cheap, and the feedback it publishes (executed,
                 # labelled candidates) is training data whether or not the caller waited
             )

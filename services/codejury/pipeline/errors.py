@@ -8,7 +8,8 @@ PipelineError
 ├── StageDownError             a stage of ``codejury up`` is down and restarting (UNAVAILABLE)
 ├── StageUnavailableError      a stage gave up on the request for now (UNAVAILABLE)
 ├── SolveInternalError         a stage failed on it by a fault of ours (INTERNAL; redacted)
-└── ServiceStartError          ``codejury up`` could not start a service (names its log)
+├── ServiceStartError          ``codejury up`` could not start a service (names its log)
+└── InvalidLoadPlanError       ``codejury bench load`` options out of bounds (INVALID_ARGUMENT)
 """
 
 from __future__ import annotations
@@ -61,3 +62,7 @@ class StageUnavailableError(PipelineError, TemporaryError):
 class SolveInternalError(PipelineError):
     """A stage failed on the request by a fault of ours; the message names the stage and
     the trace id, never the internals. gRPC INTERNAL (``core.grpc.status_for``)."""
+
+
+class InvalidLoadPlanError(PipelineError, InvalidArgumentError):
+    """``codejury bench load`` was asked for a run outside its bounds (the option named)."""

@@ -14,7 +14,7 @@ import pytest
 from codejury.bus.consumer import EventConsumer
 from codejury.bus.envelope import Event, Outgoing, deadline_of, unwrap
 from codejury.bus.processed import SqliteProcessedIds
-from codejury.bus.producer import EventProducer
+from codejury.bus.producer import MAX_RECORD_BYTES, EventProducer
 from codejury.bus.topics import dlq
 from codejury.core.errors import PermanentError
 from codejury.core.settings import BusSettings
@@ -358,3 +358,37 @@ def test_a_request_stage_drops_what_is_past_its_deadline_and_passes_the_deadline
         bus, group_id=f"{group_id}-all", topics=[topic], handler=lambda e: [], name="all"
     )
     assert again.run(max_records=3, idle_timeout_s=30).handled == 3
+
+
+def test_a_record_too_large_to_dead_letter_whole_is_dead_lettered_with_its_head(
+    bus: BusSettings,
+    fresh_topics: Callable[..., list[str]],
+    group_id: str,
+    collect: Callable[..., list],
+) -> None:
+    """Found by `codejury bench load`: a record just under the 1 MiB limit that does not
+    decode made a dead letter (its value, the error, the source) over the limit; the
+    refusal escaped the loop and every stage crashed on it again at each restart. The
+    letter keeps the value's head and says so; the loop goes on."""
+    (topic,) = fresh_topics("oversized")
+    big = b"\xff" * (MAX_RECORD_BYTES - 2048)
+    with EventProducer(bus, name="test") as producer:
+        producer.send_raw(topic, big, key=b"k")
+        producer.publish(topic, events_pb2.SolveRequested(request_id="good"), key="k")
+        producer.flush()
+    seen: list[str] = []
+    stats = EventConsumer(
+        bus,
+        group_id=group_id,
+        topics=[topic],
+        handler=lambda e: seen.append(e.payload.request_id) or [],  # type: ignore[attr-defined]
+        name="oversized",
+    ).run(max_records=2, idle_timeout_s=60)
+    assert seen == ["good"] and stats.dead_lettered == 1
+    (record,) = collect([dlq(topic)], 1)
+    _, letter = unwrap(record.value)
+    assert letter.error_type == "codejury.bus.errors.EnvelopeError"  # type: ignore[attr-defined]
+    kept = len(letter.value)  # type: ignore[attr-defined]
+    assert 0 < kept < len(big) and letter.value == big[:kept]  # type: ignore[attr-defined]
+    assert f"was {len(big):,} bytes" in letter.error  # type: ignore[attr-defined]
+    assert len(record.value) <= MAX_RECORD_BYTES
