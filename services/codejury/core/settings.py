@@ -212,7 +212,14 @@ class RerankingSettings(_Group):
     model_name: str = Field(
         "reranker", description="Model name on the KServe endpoints (/v2/models/<name>)."
     )
-    batch_size: int = Field(32, ge=1, description="Candidates per forward pass of the model.")
+    batch_size: int = Field(
+        8,
+        ge=1,
+        description="Candidates per forward pass of the model. 8 rather than 32: candidates are "
+        "sorted by length, so smaller batches pad less, and the attention matrices stay small; "
+        "measured 1.4-1.7x the candidates/s of 32 for 32 MiniLM candidates on 2 CPU cores, "
+        "same scores (codejury bench reranker).",
+    )
     max_length: int | None = Field(
         None, ge=8, description="Tokens per (prompt, candidate) pair; default: the backbone's."
     )
