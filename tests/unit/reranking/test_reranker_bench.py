@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from codejury.core.errors import ConfigurationError
 from codejury.reranking.bench import (
     IN_PROCESS,
     KSERVE_GRPC,
     Row,
     agreement,
+    parse_variant,
     percentile,
     verdicts,
     workload,
@@ -52,10 +54,19 @@ def test_agreement_counts_picks_problem_by_problem() -> None:
     assert result.score_range == pytest.approx(0.8)
 
 
-def test_the_verdict_judges_a_runtime_against_three_times_torch() -> None:
-    fast = Row(32, "in-process onnx-int8", 10, 3.0, 30.0, 40.0, 0.33, speedup=3.2)
-    slow = Row(32, "in-process onnx-fp32", 10, 1.0, 90.0, 99.0, 0.9, speedup=1.1)
+def test_the_verdict_judges_a_variant_against_three_times_the_baseline() -> None:
+    fast = Row(32, "in-process onnx-int8@8", 10, 3.0, 30.0, 40.0, 0.33, speedup=3.2)
+    slow = Row(32, "in-process onnx-fp32@8", 10, 1.0, 90.0, 99.0, 0.9, speedup=1.1)
     assert verdicts([fast, slow]) == (
-        "onnx-int8 scores 3.20x torch's candidates/s in process at batch 32 (target >= 3x): met",
-        "onnx-fp32 scores 1.10x torch's candidates/s in process at batch 32 (target >= 3x): MISSED",
+        "onnx-int8@8 scores 3.20x the baseline's candidates/s in process at batch 32 (target "
+        ">= 3x): met",
+        "onnx-fp32@8 scores 1.10x the baseline's candidates/s in process at batch 32 (target "
+        ">= 3x): MISSED",
     )
+
+
+def test_variants_name_a_runtime_and_a_model_batch() -> None:
+    assert parse_variant("onnx-int8@8") == ("onnx-int8", 8)
+    for bad in ("onnx@8", "torch", "torch@0", "torch@x"):
+        with pytest.raises(ConfigurationError, match="RUNTIME@MODEL_BATCH"):
+            parse_variant(bad)
