@@ -166,37 +166,53 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Agreement:
-    """A runtime's scores of the workload against torch's."""
+class Problem:
+    """One prompt and its candidates, for the agreement check."""
 
-    runtime: str
+    prompt: str
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A variant's scores of some problems against the baseline's."""
+
+    variant: str
+    source: str  # which problems: the workload's, or a dataset's
     candidates: int
     max_abs_diff: float
-    score_range: float  # torch's max - min over the same candidates
+    score_range: float  # the baseline's max - min within a problem, the largest
     problems: int
     same_picks: int  # problems whose argmax is the same candidate
 
 
 def agreement(
-    runtime: str, torch_scores: Sequence[float], scores: Sequence[float], problem_size: int
+    variant: str, source: str, scored: Sequence[tuple[Sequence[float], Sequence[float]]]
 ) -> Agreement:
-    """Largest score difference, and picks compared problem by problem (consecutive groups)."""
-    groups = [
-        range(start, min(start + problem_size, len(scores)))
-        for start in range(0, len(scores), problem_size)
-    ]
+    """Largest score difference and same picks over problems of (baseline, variant) scores."""
 
-    def pick(values: Sequence[float], group: range) -> int:
-        return max(group, key=lambda i: (values[i], -i))
+    def pick(values: Sequence[float]) -> int:
+        return max(range(len(values)), key=lambda i: (values[i], -i))
 
     return Agreement(
-        runtime=runtime,
-        candidates=len(scores),
-        max_abs_diff=max(abs(a - b) for a, b in zip(torch_scores, scores, strict=True)),
-        score_range=max(torch_scores) - min(torch_scores),
-        problems=len(groups),
-        same_picks=sum(pick(torch_scores, g) == pick(scores, g) for g in groups),
+        variant=variant,
+        source=source,
+        candidates=sum(len(base) for base, _ in scored),
+        max_abs_diff=max(
+            abs(a - b) for base, other in scored for a, b in zip(base, other, strict=True)
+        ),
+        score_range=max(max(base) - min(base) for base, _ in scored),
+        problems=len(scored),
+        same_picks=sum(pick(base) == pick(other) for base, other in scored),
     )
+
+
+def workload_problems(candidates: Sequence[str]) -> list[Problem]:
+    """The workload as problems of ``PROBLEM_SIZE`` candidates (one prompt: a proxy)."""
+    return [
+        Problem(PROMPT, tuple(candidates[start : start + PROBLEM_SIZE]))
+        for start in range(0, len(candidates), PROBLEM_SIZE)
+    ]
 
 
 @dataclass(frozen=True)
@@ -276,14 +292,20 @@ def verdicts(rows: Sequence[Row]) -> tuple[str, ...]:
 
 def agreement_lines(agreements: Sequence[Agreement]) -> tuple[str, ...]:
     return tuple(
-        f"{a.runtime} vs the baseline on {a.candidates} workload candidates: largest score "
-        f"difference {a.max_abs_diff:.2e} (torch's scores span {a.score_range:.2e}); same pick "
-        f"in {a.same_picks} of {a.problems} problems of {PROBLEM_SIZE}"
+        f"{a.variant} vs the baseline on {a.source} ({a.problems} problems, {a.candidates} "
+        f"candidates): largest score difference {a.max_abs_diff:.2e} (the baseline's scores "
+        f"span up to {a.score_range:.2e} within a problem); same pick in {a.same_picks} of "
+        f"{a.problems}"
         for a in agreements
     )
 
 
-def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
+def run_bench(
+    settings: Settings,
+    config: BenchConfig,
+    problems: Mapping[str, Sequence[Problem]] | None = None,
+) -> BenchReport:
+    """The bench; ``problems``: more problems for the agreement check, by source name."""
     backbone = minilm_path()
     if backbone is None:
         raise ConfigurationError(
@@ -322,7 +344,9 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
             )
             for variant in variant_settings
         }
-        agreements = _agreements(local, all_candidates)
+        agreements = _agreements(
+            local, {"the workload": workload_problems(all_candidates), **(problems or {})}
+        )
         servers = {
             variant: ModelServerProcess(s, BENCH_VERSION, registry_uri=str(registry.root))
             for variant, s in variant_settings.items()
@@ -369,11 +393,16 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
 
 
 def _agreements(
-    local: Mapping[str, RewardModel], candidates: Sequence[str]
+    local: Mapping[str, RewardModel], sources: Mapping[str, Sequence[Problem]]
 ) -> tuple[Agreement, ...]:
-    reference = local[BASELINE].score(PROMPT, candidates)
-    return tuple(
-        agreement(variant, reference, model.score(PROMPT, candidates), PROBLEM_SIZE)
-        for variant, model in local.items()
-        if variant != BASELINE
-    )
+    found = []
+    for source, problems in sources.items():
+        baseline = [local[BASELINE].score(p.prompt, p.candidates) for p in problems]
+        for variant, model in local.items():
+            if variant != BASELINE and problems:
+                scored = [
+                    (base, model.score(p.prompt, p.candidates))
+                    for base, p in zip(baseline, problems, strict=True)
+                ]
+                found.append(agreement(variant, source, scored))
+    return tuple(found)

@@ -7,12 +7,14 @@ from codejury.core.errors import ConfigurationError
 from codejury.reranking.bench import (
     IN_PROCESS,
     KSERVE_GRPC,
+    PROMPT,
     Row,
     agreement,
     parse_variant,
     percentile,
     verdicts,
     workload,
+    workload_problems,
 )
 
 
@@ -46,12 +48,18 @@ def test_the_verdict_judges_grpc_at_batch_32_against_20_percent() -> None:
 
 
 def test_agreement_counts_picks_problem_by_problem() -> None:
-    torch_scores = [0.1, 0.9, 0.2, 0.3, 0.8, 0.7]
-    close = [0.1, 0.9, 0.2, 0.3, 0.7, 0.8]  # the second problem's pick moved
-    result = agreement("onnx-int8", torch_scores, close, problem_size=3)
-    assert (result.problems, result.same_picks) == (2, 1)
+    baseline = [[0.1, 0.9, 0.2], [0.3, 0.8, 0.7]]
+    variant = [[0.1, 0.9, 0.2], [0.3, 0.7, 0.8]]  # the second problem's pick moved
+    result = agreement("onnx-int8@8", "x", list(zip(baseline, variant, strict=True)))
+    assert (result.problems, result.same_picks, result.candidates) == (2, 1, 6)
     assert result.max_abs_diff == pytest.approx(0.1)
     assert result.score_range == pytest.approx(0.8)
+
+
+def test_the_workload_splits_into_problems_of_eight() -> None:
+    problems = workload_problems(workload(0, 20))
+    assert [len(p.candidates) for p in problems] == [8, 8, 4]
+    assert {p.prompt for p in problems} == {PROMPT}
 
 
 def test_the_verdict_judges_a_variant_against_three_times_the_baseline() -> None:
