@@ -53,7 +53,7 @@ def _separating_head(model_dir: Path) -> None:
 
     A fresh head on a random backbone scores every candidate within ~1e-5 of the others:
     any rounding could flip a pick. Here the head reads the direction in which the
-    candidates' pooled features vary most (scores of unit spread), so picks have margins.
+    candidates' pooled features vary most, so picks have margins.
     """
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
@@ -62,11 +62,18 @@ def _separating_head(model_dir: Path) -> None:
     with torch.inference_mode():
         batch = tokenizer(prompts, candidates, padding=True, return_tensors="pt")
         pooled = model.bert(**batch).pooler_output  # (N, H)
-        centred = pooled - pooled.mean(dim=0)
+        mean = pooled.mean(dim=0)
+        along_mean = mean / mean.norm()  # (H,)
+        centred = pooled - mean
+        # Read no part of the common mean: the scores then need no large cancelling bias,
+        # whose float32 rounding would differ between runtimes by more than the tolerance.
+        centred = centred - (centred @ along_mean)[:, None] * along_mean
         direction = torch.linalg.svd(centred, full_matrices=False).Vh[0]  # (H,)
         spread = (centred @ direction).std()
-        model.classifier.weight.copy_(direction[None, :] / spread)  # scores of unit spread
-        model.classifier.bias.copy_(-(pooled.mean(dim=0) @ direction)[None] / spread)
+        # Scores spread 0.1: margins far above FP32_TOLERANCE, yet the head's weights small
+        # enough not to magnify float32 rounding (unit spread measured 5e-5 apart).
+        model.classifier.weight.copy_(0.1 * direction[None, :] / spread)
+        model.classifier.bias.zero_()
     model.save_pretrained(model_dir)
 
 
@@ -99,7 +106,7 @@ def _pick(scores: list[float]) -> int:
 @pytest.fixture(scope="module")
 def torch_scores(registry: ModelRegistry) -> dict[str, list[float]]:
     scores = _scores(_load(registry))
-    assert max(max(s) - min(s) for s in scores.values()) > 1.0, "the head should separate"
+    assert min(max(s) - min(s) for s in scores.values()) > 0.05, "the head should separate"
     return scores
 
 
@@ -112,9 +119,15 @@ def test_onnx_fp32_scores_equal_torch_and_pick_the_same(
     fp32: RewardModel, torch_scores: dict[str, list[float]]
 ) -> None:
     assert fp32.runtime == "onnx-fp32"
+    compared = 0
     for prompt, scores in _scores(fp32).items():
-        assert scores == pytest.approx(torch_scores[prompt], abs=FP32_TOLERANCE)
-        assert _pick(scores) == _pick(torch_scores[prompt])
+        reference = torch_scores[prompt]
+        assert scores == pytest.approx(reference, abs=FP32_TOLERANCE)
+        top, second = sorted(reference, reverse=True)[:2]
+        if top - second > 2 * FP32_TOLERANCE:  # a margin the tolerance cannot close
+            assert _pick(scores) == _pick(reference)
+            compared += 1
+    assert compared >= 2, "the fixture should have problems with clear margins"
 
 
 def test_onnx_int8_is_made_from_the_cached_fp32_export_and_scores_differently(
