@@ -217,7 +217,7 @@ class RerankingSettings(_Group):
         ge=1,
         description="Candidates per forward pass of the model. 8 rather than 32: candidates are "
         "sorted by length, so smaller batches pad less, and the attention matrices stay small; "
-        "measured 1.4-1.7x the candidates/s of 32 for 32 MiniLM candidates on 2 CPU cores, "
+        "measured 1.3-1.7x the candidates/s of 32 for 32 MiniLM candidates on 2 CPU cores, "
         "same scores (codejury bench reranker).",
     )
     max_length: int | None = Field(
