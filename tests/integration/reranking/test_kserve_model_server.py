@@ -139,3 +139,39 @@ def test_a_model_server_refuses_to_start_on_a_corrupt_version_saying_why(
     )
     with pytest.raises(ModelServerError, match=r"'tiny-nope' is not registered"):
         unknown.start()
+
+
+def test_a_model_server_on_runtime_onnx_scores_as_torch_and_reuses_the_export(
+    reranking_settings: Settings, tiny_registry: ModelRegistry, tmp_path: Path
+) -> None:
+    """runtime=onnx behind KServe: the server exports on its first load (here, into an
+    export_dir of its own), a second server reuses the export, both score as torch does."""
+    pytest.importorskip("onnxruntime", reason="runtime=onnx needs the serve extra")
+    from codejury.core.settings import with_group
+    from codejury.reranking.onnx_runtime import FP32_TOLERANCE
+
+    onnx_settings = with_group(
+        reranking_settings, "reranking", runtime="onnx", export_dir=str(tmp_path / "exports")
+    )
+    torch_scores = RewardModel.load(
+        tiny_registry.model_dir(STABLE), version=STABLE, config=ScoringConfig(batch_size=8)
+    ).score(PROMPT, CANDIDATES)
+    logs = []
+    for _ in range(2):
+        process = ModelServerProcess(onnx_settings, STABLE, registry_uri=str(tiny_registry.root))
+        try:
+            served = process.start()
+            scorer = GrpcV2Scorer(served.grpc_address, model_name="reranker", timeout_s=30)
+            try:
+                scored = scorer.score(PROMPT, CANDIDATES)
+            finally:
+                scorer.close()
+        finally:
+            process.stop()
+        assert scored.version == STABLE
+        assert list(scored.scores) == pytest.approx(torch_scores, abs=FP32_TOLERANCE)
+        logs.append(process.log_path.read_text())
+    assert "reward_model.onnx_exporting" in logs[0]
+    assert "reward_model.onnx_exporting" not in logs[1]
+    assert "reward_model.onnx_cached" in logs[1]
+    assert (tmp_path / "exports" / STABLE / "onnx-fp32" / "model.onnx").is_file()

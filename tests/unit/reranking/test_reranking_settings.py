@@ -32,3 +32,13 @@ def test_environment_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEJURY_RERANKING__CANARY_WEIGHT", "1.5")
     with pytest.raises(ConfigurationError, match=r"CODEJURY_RERANKING__CANARY_WEIGHT.*1\.5"):
         load_settings()
+
+
+def test_the_runtime_defaults_to_torch_and_int8_needs_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
+    rr = load_settings().reranking
+    assert (rr.runtime, rr.quantize, rr.export_dir) == ("torch", "none", None)
+    monkeypatch.setenv("CODEJURY_RERANKING__QUANTIZE", "int8")
+    with pytest.raises(ConfigurationError, match=r"quantize=int8 needs reranking\.runtime=onnx"):
+        load_settings()
+    monkeypatch.setenv("CODEJURY_RERANKING__RUNTIME", "onnx")
+    assert load_settings().reranking.quantize == "int8"
