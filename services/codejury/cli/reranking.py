@@ -9,6 +9,7 @@ prefix matching on); no option here may be a prefix of one of KServe's (``--http
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -93,6 +94,7 @@ def serve_reranking_model(
 ) -> None:
     """One reranker version as a KServe model server (Open Inference Protocol v2 over REST and
     gRPC, and v1), on reranking.model_host: loopback unless configured otherwise."""
+    from codejury.core.processes import die_with_parent
     from codejury.reranking.registry import (
         ModelRegistry,
         check_model_dir,
@@ -100,6 +102,7 @@ def serve_reranking_model(
         version_in_model_dir,
     )
 
+    die_with_parent()  # started by a reranking service: it goes when that service goes
     settings = _with_registry(settings_of(ctx), registry)
     rr = settings.reranking
     if model_dir is not None:
@@ -162,6 +165,32 @@ def serve_reranking_model(
     ).start([model])
 
 
+class _LostServer:
+    """``reward_router``'s ``on_lost``: a model server of this service exited, so every
+    ranking would fail while the service looks healthy; stop it instead (exit 1), and its
+    supervisor starts it, with its servers, again."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self.why: str | None = None
+
+    def __call__(self, why: str) -> None:
+        from codejury.core.logging import get_logger
+
+        get_logger(__name__).error("reranking.model_server_lost", why=why)
+        self.why = why
+        self._stop.set()
+
+    def raise_if_lost(self) -> None:
+        from codejury.reranking.errors import ModelServerError
+
+        if self.why is not None:
+            raise ModelServerError(
+                f"{self.why}: the reranking service stopped so that its supervisor (codejury "
+                "up, Kubernetes) starts it, and its model servers, again"
+            )
+
+
 @serve_app.command("reranking")
 def serve_reranking(
     ctx: typer.Context,
@@ -214,7 +243,8 @@ def serve_reranking(
     apply_torch_threads(rr.torch_threads)
     stop = stop_signal()
     start_metrics(settings)
-    with reward_router(settings) as router:
+    lost = _LostServer(stop)
+    with reward_router(settings, on_lost=lost) as router:
         ranker = RewardModelRanker(router)
         servicer = RerankingServicer(RankLimits.from_settings(rr), ranker, model_name=rr.model_name)
         served = make_server(
@@ -261,6 +291,7 @@ def serve_reranking(
         )
         console.print(f"served: {served_by or 'nothing'}", highlight=False)
         watch.raise_if_died()
+    lost.raise_if_lost()
 
 
 @reranker_app.command("list")

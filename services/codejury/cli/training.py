@@ -364,6 +364,8 @@ def ensure_first_reranker(settings: Settings) -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")}
     env |= settings_env(settings.model_copy(update={"data_dir": data}))
+    if settings.log_level == "INFO":  # as quiet_run: its progress lines, not its log
+        env["CODEJURY_LOG_LEVEL"] = "WARNING"
     try:
         done = subprocess.run(
             [sys.executable, "-m", "codejury", "train", "first-reranker"],

@@ -32,3 +32,27 @@ def stop_process(process: subprocess.Popen[bytes] | None, *, timeout_s: float) -
         process.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=timeout_s)
+
+
+#: Set by a parent for a child that must not outlive it (``die_with_parent``).
+PARENT_PID_ENV = "CJ_PARENT_PID"  # not CODEJURY_*: settings refuse unknown names
+
+
+def die_with_parent() -> None:
+    """In a child started with ``PARENT_PID_ENV`` set: SIGTERM this process when its parent
+    dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``), so a killed service leaves no
+    orphan behind. The parent must start it from a thread that lives as long as it does
+    (the signal follows the thread that forked). Elsewhere, a no-op."""
+    expected = os.environ.get(PARENT_PID_ENV)
+    if not expected:
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux: the parent stops its children itself
+    if str(os.getppid()) != expected:  # it died before the prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from threading import Event, Thread
 
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
@@ -56,9 +57,16 @@ def grpc_scorer(settings: Settings, address: str) -> GrpcV2Scorer:
 
 @contextmanager
 def reward_router(
-    settings: Settings, registry: ModelRegistry | None = None
+    settings: Settings,
+    registry: ModelRegistry | None = None,
+    *,
+    on_lost: Callable[[str], None] | None = None,
 ) -> Iterator[VersionRouter]:
-    """The router for the configured mode; model servers it started stop on exit."""
+    """The router for the configured mode; model servers it started stop on exit.
+
+    ``on_lost`` is called (once, from a watcher thread) when a model server it started
+    exits on its own: every ranking would fail from then on, so the caller should stop
+    and let its supervisor start it again."""
     rr = settings.reranking
     registry = registry or ModelRegistry.from_uri(registry_uri(settings))
     with ExitStack() as stack:
@@ -92,6 +100,8 @@ def reward_router(
             stack.callback(stop_all, processes.values())
             for process in processes.values():
                 process.launch()  # the servers start side by side
+            if on_lost is not None:
+                stack.callback(_watch(processes, on_lost).set)  # runs before stop_all
             for channel, version in marked:
                 served = processes[channel].wait_ready()
                 scorer = grpc_scorer(settings, served.grpc_address)
@@ -116,3 +126,22 @@ def reward_router(
             canary_weight=rr.canary_weight if channels.canary else 0.0,
         )
         yield router
+
+
+def _watch(processes: dict[str, ModelServerProcess], on_lost: Callable[[str], None]) -> Event:
+    """A thread that calls ``on_lost`` if a server exits; set the returned event to end it."""
+    closing = Event()
+
+    def watch() -> None:
+        while not closing.wait(1.0):
+            for channel, process in processes.items():
+                code = process.exit_code()
+                if code is not None and not closing.is_set():
+                    on_lost(
+                        f"the {channel} model server exited with status {code} (its log: "
+                        f"{process.log_path})"
+                    )
+                    return
+
+    Thread(target=watch, name="model-server-watch", daemon=True).start()
+    return closing

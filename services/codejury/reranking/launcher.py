@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from codejury.core.logging import get_logger
-from codejury.core.processes import stop_process
+from codejury.core.processes import PARENT_PID_ENV, stop_process
 from codejury.core.settings import Settings, settings_env
 from codejury.reranking.errors import ModelServerError
 from codejury.reranking.model_server import host_port
@@ -81,7 +81,12 @@ class ModelServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._ready_path.parent.mkdir(parents=True, exist_ok=True)
         self._ready_path.unlink(missing_ok=True)
-        env = {**os.environ, **settings_env(self._settings), "HF_HUB_OFFLINE": "1"}
+        env = {
+            **os.environ,
+            **settings_env(self._settings),
+            "HF_HUB_OFFLINE": "1",
+            PARENT_PID_ENV: str(os.getpid()),  # a killed service takes its servers along
+        }
         argv = [
             sys.executable,
             "-m",
@@ -108,6 +113,10 @@ class ModelServerProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+
+    def exit_code(self) -> int | None:
+        """The child's exit status once it has exited; None while it runs (or unstarted)."""
+        return None if self._process is None else self._process.poll()
 
     def wait_ready(self) -> ServedModel:
         if self._process is None:

@@ -3,11 +3,14 @@ generation, execution and reranking services (tiny models) and the front door.""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import urllib.request
 import uuid
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
 
 import grpc
 import pytest
@@ -349,6 +352,72 @@ def test_a_killed_stage_is_restarted_and_the_front_door_fails_fast_meanwhile(
         assert said[-1] == "generation is running again (attempt 1)", said
         check_completed(client.solve(problem(401), N, deadline_s=240), with_tests=True)
     assert pipeline.supervise() == []  # all is well: nothing to say
+
+
+def _model_servers_of(parent: int | None) -> list[int]:
+    """Pids of the `serve reranking-model` children of ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"reranking-model" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.slow  # ~60 s: two restarts of the reranking service and its model server
+@pytest.mark.timeout(600)
+def test_a_dead_model_server_restarts_its_service_and_a_killed_service_leaves_no_server(
+    pipeline: EmbeddedPipeline,
+) -> None:
+    """Issue 16 (found by `codejury bench load`): a killed KServe model server left the
+    reranking service up and every ranking failing; a killed reranking service left its
+    model server running, and each restart started another."""
+    with SolveClient(pipeline.solve_address) as client:  # the stage has joined its group
+        check_completed(client.solve(problem(409), N, deadline_s=240), with_tests=True)
+    servers = _model_servers_of(pipeline.services["reranking"].pid)
+    assert servers
+    os.kill(servers[0], signal.SIGKILL)
+    said: list[str] = []
+    deadline = time.monotonic() + 60
+    while not said and time.monotonic() < deadline:
+        said = pipeline.supervise()
+        time.sleep(0.5)
+    assert said and said[0].startswith("reranking exited with code 1"), said
+    deadline = time.monotonic() + 240
+    while "reranking" in pipeline.outages and time.monotonic() < deadline:
+        said += pipeline.supervise()
+        time.sleep(0.5)
+    assert said[-1] == "reranking is running again (attempt 1)", said
+    with SolveClient(pipeline.solve_address) as client:
+        check_completed(client.solve(problem(410), N, deadline_s=240), with_tests=True)
+    # SIGKILL of the service: its model servers die with it (no orphan to pile up)
+    servers = _model_servers_of(pipeline.services["reranking"].pid)
+    assert servers
+    pipeline.services["reranking"].kill()
+    deadline = time.monotonic() + 15
+    while not all(_gone(pid) for pid in servers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(_gone(pid) for pid in servers)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        pipeline.supervise()
+        if "reranking" not in pipeline.outages and pipeline.services["reranking"].running:
+            break
+        time.sleep(0.5)
+    with SolveClient(pipeline.solve_address) as client:
+        check_completed(client.solve(problem(411), N, deadline_s=240), with_tests=True)
 
 
 def test_one_solve_is_one_trace_id_in_the_log_of_every_stage(pipeline: EmbeddedPipeline) -> None:
