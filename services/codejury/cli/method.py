@@ -188,8 +188,10 @@ def _sampled(
         console.print(f"sampling {len(todo)} problems ({len(problems) - len(todo)} done before)")
         t0 = time.monotonic()
         log = outcome_log.OutcomeLog(path)
-        sample_outcomes(settings, todo, plan, None, on_done=log.append)
-        ledger.add_time("sampling", time.monotonic() - t0)
+        try:
+            sample_outcomes(settings, todo, plan, None, on_done=log.append)
+        finally:  # an interrupted run's sampling counts too: its problems are logged
+            ledger.add_time("sampling", time.monotonic() - t0)
     done = outcome_log.read(path)
     return [done[outcome_log.key_of(p)] for p in problems]
 
