@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from codejury.core.errors import ConfigurationError
 from codejury.core.settings import Settings
 from codejury.demo.method import (
