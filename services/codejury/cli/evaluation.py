@@ -8,7 +8,7 @@ import dataclasses
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,6 +24,7 @@ from codejury.evaluation.metrics import EvalSummary, ProblemOutcome, summarize
 
 if TYPE_CHECKING:
     from codejury.demo.self_training import DemoIterationSize
+    from codejury.pipeline.evaluate import EvalPlan
 
 # The paper's averages over 8 MultiPL-E languages (RewardRanker, ECIR 2025), shown under
 # the table for reference: different models, languages and sample sizes than the demo.
@@ -149,15 +150,39 @@ def _run(
     title: str,
 ) -> list[ProblemOutcome]:
     from codejury.evaluation.report import write_report
+    from codejury.pipeline.evaluate import EvalPlan
+
+    outcomes = sample_outcomes(settings, problems, EvalPlan(n=n, greedy=greedy, seed=seed), target)
+    summary = summarize(outcomes)
+    files = write_report(summary, output, references=PAPER_REFERENCES)
+    console.print(_table(summary, title))
+    for name, numbers in PAPER_REFERENCES.items():
+        console.print(f"  for reference, {name}: {100 * numbers['average']:.1f} average pass@1")
+    console.print(
+        f"report: {files.markdown} (also {files.json.name}, {files.chart.name})", highlight=False
+    )
+    return outcomes
+
+
+def sample_outcomes(
+    settings: Settings,
+    problems: list[BenchmarkProblem],
+    plan: EvalPlan,
+    target: str | None,
+    *,
+    on_done: Callable[[ProblemOutcome], None] | None = None,
+) -> list[ProblemOutcome]:
+    """Every problem through Solve (``target``, or an embedded pipeline serving the
+    registry's stable reranker, trained first when there is none), with a progress bar;
+    ``on_done`` sees each outcome as it arrives."""
     from codejury.pipeline.client import client_for
-    from codejury.pipeline.evaluate import EvalPlan, evaluate
+    from codejury.pipeline.evaluate import evaluate
 
     quiet_run(settings)
     if target is None:  # the embedded pipeline serves the registry's stable reranker
         from codejury.cli.training import ensure_first_reranker
 
         ensure_first_reranker(settings)
-    plan = EvalPlan(n=n, greedy=greedy, seed=seed)
     with (
         _solve_address(settings, target) as address,
         client_for(address, settings) as client,
@@ -169,17 +194,14 @@ def _run(
             console=console,
         ) as progress,
     ):
-        task = progress.add_task(f"problems (n={n})", total=len(problems))
-        outcomes = evaluate(client, problems, plan, on_done=lambda _outcome: progress.advance(task))
-    summary = summarize(outcomes)
-    files = write_report(summary, output, references=PAPER_REFERENCES)
-    console.print(_table(summary, title))
-    for name, numbers in PAPER_REFERENCES.items():
-        console.print(f"  for reference, {name}: {100 * numbers['average']:.1f} average pass@1")
-    console.print(
-        f"report: {files.markdown} (also {files.json.name}, {files.chart.name})", highlight=False
-    )
-    return outcomes
+        task = progress.add_task(f"problems (n={plan.n})", total=len(problems))
+
+        def done(outcome: ProblemOutcome) -> None:
+            if on_done is not None:
+                on_done(outcome)
+            progress.advance(task)
+
+        return evaluate(client, problems, plan, on_done=done)
 
 
 def _percent(value: float | None) -> str:

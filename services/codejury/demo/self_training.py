@@ -17,7 +17,7 @@ traffic split by weight; the rule and its thresholds are the run's (``docs/contr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from codejury.evaluation.metrics import ProblemOutcome
 from codejury.execution.backends import ExecutionBackend
 from codejury.pipeline.evaluate import REWARD_MODEL
 from codejury.reranking.factory import load_version
+from codejury.reranking.model import RewardModel
 from codejury.reranking.registry import ModelRegistry
 from codejury.training.iteration import IterationConfig, IterationDeps, run_iteration
 from codejury.training.scoring import score_fitting
@@ -143,9 +144,24 @@ def _scores(
 ) -> list[list[float]]:
     model = load_version(settings, registry, version)
     prompts = {(p.problem.language, p.problem.problem_id): p.problem.prompt for p in problems}
+    return score_outcomes(model, outcomes, prompts)
+
+
+def score_outcomes(
+    model: RewardModel,
+    outcomes: Sequence[ProblemOutcome],
+    prompts: Mapping[tuple[str, str], str],
+    *,
+    on_done: Callable[[ProblemOutcome, list[float]], None] | None = None,
+) -> list[list[float]]:
+    """``model``'s score of every candidate of every outcome (the same samples a served
+    version ranked: a paired comparison); a program too long to score gets ``-inf``."""
     out = []
     for o in outcomes:
         prompt = prompts[(o.language, o.problem_id)]
         scores = score_fitting(model, prompt, [c.completion for c in o.candidates])
-        out.append([float("-inf") if s is None else s for s in scores])
+        values = [float("-inf") if s is None else s for s in scores]
+        if on_done is not None:
+            on_done(o, values)
+        out.append(values)
     return out

@@ -125,5 +125,11 @@ def evaluate(
             on_done(outcome)
         return outcome
 
-    with ThreadPoolExecutor(max_workers=plan.concurrency) as pool:
+    pool = ThreadPoolExecutor(max_workers=plan.concurrency)
+    try:
         return list(pool.map(one, problems))
+    finally:
+        # Interrupted (Ctrl-C, SIGTERM): drop the queued problems and return at once
+        # instead of waiting out the requests in flight; the caller stops the pipeline,
+        # which ends them. (Done: every future has finished, nothing is dropped.)
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -1,11 +1,18 @@
-"""Solve replies into evaluation outcomes (pure)."""
+"""Solve replies into evaluation outcomes, and what an interrupted evaluation does."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+import pytest
+from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.pipeline.evaluate import (
     LOGPROB,
     RANDOM,
     REWARD_MODEL,
+    EvalPlan,
+    evaluate,
     outcome_of,
     passed_of,
     problem_seed,
@@ -57,3 +64,32 @@ def test_problem_seeds_are_stable_and_distinct() -> None:
     assert problem_seed(1, "python/p") == problem_seed(1, "python/p") > 0
     assert problem_seed(1, "python/p") != problem_seed(1, "javascript/p")
     assert problem_seed(1, "python/p") != problem_seed(2, "python/p")
+
+
+class _StoppedClient:
+    """The first problem's Solve fails at once (an interrupt); the second blocks until
+    released, as a request in flight does until the pipeline stops."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def solve(self, problem: domain_pb2.Problem, *_: object, **__: object) -> object:
+        if problem.problem_id == "first":
+            raise KeyboardInterrupt
+        self.release.wait(10)
+        return reply([domain_pb2.FAILED], [0.0])
+
+
+def test_an_interrupt_returns_without_waiting_for_requests_in_flight() -> None:
+    client = _StoppedClient()
+    problems = [
+        BenchmarkProblem(domain_pb2.Problem(problem_id=pid, language="python"), None)
+        for pid in ("first", "second", "third")
+    ]
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(client, problems, EvalPlan(concurrency=2, greedy=False))  # type: ignore[arg-type]
+        assert time.monotonic() - started < 5  # not the 10 s the second request holds
+    finally:
+        client.release.set()
