@@ -86,6 +86,7 @@ def test_a_type_error_fails_under_tsc_and_runs_transpiled(sandbox: Sandbox) -> N
     assert domain_pb2.ExecutionStatus.Name(transpiled.status) == "PASSED"
 
 
+@pytest.mark.slow  # 10 s; the type-error-is-COMPILE_ERROR test stays in the default lane
 def test_a_batch_checks_in_one_process_and_one_bad_program_fails_alone(
     sandbox: Sandbox,
 ) -> None:

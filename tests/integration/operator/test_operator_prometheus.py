@@ -100,6 +100,7 @@ def _scraped(url: str, query: str, value: float, timeout_s: float = 20) -> None:
     raise AssertionError(f"{query} did not reach {value} in {timeout_s}s")
 
 
+@pytest.mark.slow  # 12 s (scrapes to wait for); the default lane's 12 minutes are full
 def test_each_arm_counts_its_own_version_s_requests_and_picks(prometheus: str) -> None:
     # the series exist at zero before the step starts (a PodMonitor sees them from start)
     for version in (STABLE, CANARY):

@@ -141,6 +141,7 @@ def test_a_model_server_refuses_to_start_on_a_corrupt_version_saying_why(
         unknown.start()
 
 
+@pytest.mark.slow  # 26 s (an export); tests/unit/reranking/test_onnx_runtime.py keeps the scores
 def test_a_model_server_on_runtime_onnx_scores_as_torch_and_reuses_the_export(
     reranking_settings: Settings, tiny_registry: ModelRegistry, tmp_path: Path
 ) -> None:

@@ -85,7 +85,8 @@ def test_stage_publishes_completion_and_one_feedback_per_candidate(
     r1, r2 = completed["r1"], completed["r2"]
     assert (r1.error, r1.reranker_version, len(r1.scores), len(r1.results)) == ("", STABLE_V, 3, 3)
     scores = [s.score for s in r1.scores]
-    assert r1.chosen_index == scores.index(max(scores))
+    # the problem has tests: the answer is the one that passed them (execution first)...
+    assert r1.selection == domain_pb2.SELECTION_EXECUTION_FIRST and r1.chosen_index == 1
     assert "candidates is empty" in r2.error and not r2.scores
 
     feedback = [unwrap(r.value)[1] for r in collect([feedback_topic], 3)]
@@ -94,6 +95,9 @@ def test_stage_publishes_completion_and_one_feedback_per_candidate(
     # The prompt travels with the feedback: user problems become training pairs.
     assert {f.prompt for f in feedback} == {"def inc(x):\n"}
     assert Counter(f.chosen for f in feedback) == Counter({False: 2, True: 1})
+    # ...while the feedback's pick is the reward model's own, its top score
+    (top,) = [f.candidate.candidate_id for f in feedback if f.chosen]
+    assert top == r1.scores[scores.index(max(scores))].candidate_id
     labels = {f.candidate.candidate_id: f.label for f in feedback}
     assert labels == {
         "r1-0": events_pb2.FEEDBACK_LABEL_FAILED,
