@@ -23,7 +23,7 @@ from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.evaluation.metrics import EvalSummary, ProblemOutcome, summarize
 
 if TYPE_CHECKING:
-    from codejury.demo.self_training import DemoIterationSize
+    from codejury.demo.self_training import IterationSize
     from codejury.pipeline.evaluate import EvalPlan
 
 # The paper's averages over 8 MultiPL-E languages (RewardRanker, ECIR 2025), shown under
@@ -366,12 +366,15 @@ def demo(
     except ConfigurationError:
         console.print("self-training skipped: it trains on MBXP, and there is no data folder")
         return
-    from codejury.demo.self_training import DemoIterationSize
+    from codejury.demo.self_training import IterationSize
 
-    size = DemoIterationSize(
+    size = IterationSize(
         cold_start_problems=cold_start_problems,
         training_problems=self_training_problems,
+        samples_per_problem=2,
         ppo_steps=ppo_steps,
+        ppo_batch_size=4,
+        ppo_mini_batch_size=2,
         ppo_max_new_tokens=min(64, max_new_tokens),
     )
     _demo_self_training(settings, outcomes, chosen, root, size)
@@ -392,7 +395,7 @@ def _demo_self_training(
     outcomes: list[ProblemOutcome],
     problems: list[BenchmarkProblem],
     root: Path,
-    size: DemoIterationSize,
+    size: IterationSize,
 ) -> None:
     from codejury.demo.self_training import demo_self_training
     from codejury.execution.factory import open_backend

@@ -26,7 +26,8 @@ from codejury.evaluation.method_table import MethodTable, cell, method_table, to
 
 if TYPE_CHECKING:
     from codejury.core.settings import Settings
-    from codejury.demo.method import IterationRecord, IterationSize, Ledger
+    from codejury.demo.method import IterationRecord, Ledger
+    from codejury.demo.self_training import IterationSize
     from codejury.evaluation.datasets import BenchmarkProblem
     from codejury.evaluation.metrics import ProblemOutcome
     from codejury.pipeline.evaluate import EvalPlan

@@ -37,7 +37,7 @@ from typing import Any
 from codejury.core.errors import ConfigurationError
 from codejury.core.files import write_text_atomic
 from codejury.core.settings import Settings, with_group
-from codejury.demo.self_training import score_outcomes
+from codejury.demo.self_training import IterationSize, score_outcomes
 from codejury.evaluation.datasets import BenchmarkProblem
 from codejury.evaluation.method_table import RowKind, RowSpec
 from codejury.evaluation.metrics import ProblemOutcome
@@ -54,19 +54,6 @@ Progress = Callable[[int, int | None], None]
 OUTCOMES_FILE = "outcomes.jsonl"
 SAMPLING_FILE = "sampling.json"
 LEDGER_FILE = "ledger.json"
-
-
-@dataclass(frozen=True)
-class IterationSize:
-    """How big each self-training iteration is (the cold start is iteration 0's data)."""
-
-    cold_start_problems: int  # MBXP canonical solutions per language, against their mutants
-    training_problems: int  # MBXP problems per language for PPO, sampling and mining
-    samples_per_problem: int  # mining samples from the aligned generator
-    ppo_steps: int
-    ppo_batch_size: int
-    ppo_mini_batch_size: int
-    ppo_max_new_tokens: int
 
 
 #: The demo's sizes: an iteration in minutes on 2 CPU cores.
@@ -104,20 +91,7 @@ def bench_settings(
     settings = base.model_copy(update={"run_dir": base.run_dir.resolve() / "bench" / "method"})
     settings = with_group(settings, "reranking", registry_uri=None)
     settings = with_group(settings, "generation", cache_dir=cache, max_new_tokens=max_new_tokens)
-    return with_group(
-        settings,
-        "training",
-        store_dir=None,
-        languages=",".join(training_languages),
-        cold_start_problems=size.cold_start_problems,
-        cold_start_mutants=3,
-        problems_per_language=size.training_problems,
-        samples_per_problem=size.samples_per_problem,
-        ppo_steps=size.ppo_steps,
-        ppo_batch_size=size.ppo_batch_size,
-        ppo_mini_batch_size=size.ppo_mini_batch_size,
-        ppo_max_new_tokens=size.ppo_max_new_tokens,
-    )
+    return size.on(with_group(settings, "training", store_dir=None), training_languages)
 
 
 def registry_of(settings: Settings) -> ModelRegistry:

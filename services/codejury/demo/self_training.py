@@ -67,14 +67,33 @@ def arm(outcomes: Sequence[ProblemOutcome], scores: Sequence[Sequence[float]]) -
 
 
 @dataclass(frozen=True)
-class DemoIterationSize:
-    """How big the demo's iteration is (``codejury demo``'s options hold the defaults:
-    small enough for a laptop; the demo install's import audit runs it at its smallest)."""
+class IterationSize:
+    """How big a self-training iteration is (the cold start is iteration 0's data): the
+    demo's (``codejury demo``'s options; small enough for a laptop) and ``bench method``'s."""
 
-    cold_start_problems: int  # MBXP Python canonical solutions mutated into negatives
-    training_problems: int  # problems PPO, sampling and mining use
+    cold_start_problems: int  # MBXP canonical solutions per language, against their mutants
+    training_problems: int  # MBXP problems per language for PPO, sampling and mining
+    samples_per_problem: int  # mining samples from the aligned generator
     ppo_steps: int
+    ppo_batch_size: int
+    ppo_mini_batch_size: int
     ppo_max_new_tokens: int
+
+    def on(self, settings: Settings, languages: Sequence[str]) -> Settings:
+        """``settings`` with these sizes as its ``training.*`` for ``languages``."""
+        return with_group(
+            settings,
+            "training",
+            languages=",".join(languages),
+            cold_start_problems=self.cold_start_problems,
+            cold_start_mutants=3,
+            problems_per_language=self.training_problems,
+            samples_per_problem=self.samples_per_problem,
+            ppo_steps=self.ppo_steps,
+            ppo_batch_size=self.ppo_batch_size,
+            ppo_mini_batch_size=self.ppo_mini_batch_size,
+            ppo_max_new_tokens=self.ppo_max_new_tokens,
+        )
 
 
 def demo_self_training(
@@ -85,26 +104,14 @@ def demo_self_training(
     data_dir: Path,
     backend: Callable[[], contextlib.AbstractContextManager[ExecutionBackend]],
     report: Callable[[str], None],
-    size: DemoIterationSize,
+    size: IterationSize,
 ) -> DemoSelfTraining:
     registry = ModelRegistry(settings.run_dir / "reranking" / "registry")
     store = TrainingStore.from_settings(settings)
     stable = registry.resolve("stable")
     if not store.parts():  # the iteration's coldstart step seeds it
         report(f"cold start: mutating {size.cold_start_problems} MBXP Python canonical solutions")
-    small = with_group(
-        settings,
-        "training",
-        languages="python",
-        problems_per_language=size.training_problems,
-        samples_per_problem=2,
-        ppo_steps=size.ppo_steps,
-        ppo_batch_size=4,
-        ppo_mini_batch_size=2,
-        ppo_max_new_tokens=size.ppo_max_new_tokens,
-        cold_start_problems=size.cold_start_problems,
-        cold_start_mutants=3,
-    )
+    small = size.on(settings, ["python"])
     config = IterationConfig.from_settings(small, 1, base_version=stable)
     deps = IterationDeps(settings, store, registry, backend, data_dir)
     result = run_iteration(config, deps, on_step=lambda step, what: report(f"  {step}: {what}"))

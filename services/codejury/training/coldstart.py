@@ -217,6 +217,27 @@ def cold_start(
         executor.sandbox.close()
 
 
+def seed_empty_store(
+    settings: Settings,
+    store: TrainingStore,
+    data_dir: Path,
+    *,
+    languages: Sequence[str],
+    problems_per_language: int,
+    mutants: int,
+    progress: Progress | None = None,
+) -> list[MutationReport] | None:
+    """``cold_start`` on the first ``problems_per_language`` MBXP problems of each
+    language, only when ``store`` is empty (None: it has rows, or nothing was asked for):
+    what an iteration's ``coldstart`` step and the first reranker both do."""
+    if store.parts() or problems_per_language == 0:
+        return None
+    problems = {
+        language: mbxp_problems(data_dir, language, problems_per_language) for language in languages
+    }
+    return cold_start(settings, problems, store, per_problem=mutants, progress=progress)
+
+
 def mutation_limits(default: Limits, timeout_s: float) -> Limits:
     """The executor's default limits with the (shorter) mutant wall-clock limit."""
     return replace(default, timeout_s=min(default.timeout_s, timeout_s))

@@ -28,7 +28,7 @@ from codejury.reranking.bootstrap import ensure_stable
 from codejury.reranking.manifest import Manifest
 from codejury.reranking.registry import ModelRegistry
 from codejury.training.catalog import mbxp_prompts
-from codejury.training.coldstart import MutationReport, cold_start, mbxp_problems
+from codejury.training.coldstart import MutationReport, seed_empty_store
 from codejury.training.pairs import PairConfig, build_pairs
 from codejury.training.registration import new_version_id, register_reward_model
 from codejury.training.reward import RewardTrainingConfig, train_reward_model
@@ -64,16 +64,20 @@ def seed_store(
         f"cold start: {t.cold_start_problems} MBXP canonical solutions per language "
         f"({', '.join(languages)}) and {t.cold_start_mutants} mutants of each, in the sandbox"
     )
-    problems = {
-        language: mbxp_problems(data_dir, language, t.cold_start_problems) for language in languages
-    }
-    reports = cold_start(settings, problems, store, per_problem=t.cold_start_mutants)
-    for r in reports:
+    reports = seed_empty_store(
+        settings,
+        store,
+        data_dir,
+        languages=languages,
+        problems_per_language=t.cold_start_problems,
+        mutants=t.cold_start_mutants,
+    )
+    for r in reports or []:
         report(
             f"  {r.language}: {r.canonical_passed} of {r.problems} canonical solutions pass, "
             f"{r.kept} failing mutants kept"
         )
-    return reports
+    return reports or []
 
 
 def train_first(

@@ -46,7 +46,7 @@ from codejury.reranking.factory import scoring_config
 from codejury.reranking.model import RewardModel
 from codejury.reranking.registry import ModelRegistry
 from codejury.training.catalog import mbxp_prompts
-from codejury.training.coldstart import cold_start, mbxp_problems, mutation_limits
+from codejury.training.coldstart import mbxp_problems, mutation_limits, seed_empty_store
 from codejury.training.errors import (
     CheckpointNotFoundError,
     NoPairsError,
@@ -299,21 +299,18 @@ class _Iteration:
     def _cold_start(self, out: Path) -> dict[str, Any]:
         """Seed an empty store, as ``codejury train mutate`` would: without it the first
         reward model has no pairs and the run fails (a fresh run directory, a new cluster)."""
-        c, store = self.config, self.deps.store
-        if store.parts() or c.cold_start_problems == 0:
-            return {"seeded": False}
-        problems = {
-            language: mbxp_problems(self.deps.data_dir, language, c.cold_start_problems)
-            for language in c.languages
-        }
-        progress = self.progress
-        reports = cold_start(
+        c, progress = self.config, self.progress
+        reports = seed_empty_store(
             self.settings,
-            problems,
-            store,
-            per_problem=c.cold_start_mutants,
+            self.deps.store,
+            self.deps.data_dir,
+            languages=c.languages,
+            problems_per_language=c.cold_start_problems,
+            mutants=c.cold_start_mutants,
             progress=None if progress is None else lambda _language, done: progress(done, None),
         )
+        if reports is None:
+            return {"seeded": False}
         return {
             "seeded": True,
             "by_language": {
