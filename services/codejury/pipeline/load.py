@@ -296,9 +296,13 @@ class _LoadRun:
             name = _STAGE_KILLS[kind]
             service = deployment.services[name]
             pid = service.pid
-            children = _model_servers_of(pid) if name == "reranking" else []
+            children = model_servers_of(pid) if name == "reranking" else []
             service.kill()
             detail = f"SIGKILL to {name} (pid {pid})"
+            # they should follow their parent (SIGTERM on its death, then a short shutdown)
+            deadline = time.monotonic() + 15
+            while any(_alive(c) for c in children) and time.monotonic() < deadline:
+                time.sleep(0.2)
             alive = [c for c in children if _alive(c)]
             if alive:
                 self.orphans.extend(alive)
@@ -313,7 +317,7 @@ class _LoadRun:
             os.killpg(worker.pid, signal.SIGKILL)  # the worker and its prefork pool
             return f"SIGKILL to the Celery worker's process group (pid {worker.pid})"
         if kind is FaultKind.KILL_MODEL_SERVER:
-            pids = _model_servers_of(deployment.services["reranking"].pid)
+            pids = model_servers_of(deployment.services["reranking"].pid)
             if not pids:
                 return "no KServe model server process found under the reranking service"
             for pid in pids:
@@ -444,7 +448,7 @@ class _LoadRun:
         )
 
 
-def _model_servers_of(parent: int | None) -> list[int]:
+def model_servers_of(parent: int | None) -> list[int]:
     """The pids of ``codejury serve reranking-model`` processes whose parent is ``parent``
     (the reranking service starts them in their own session, so not in its group)."""
     if parent is None:

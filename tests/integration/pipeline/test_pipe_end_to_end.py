@@ -20,6 +20,7 @@ from codejury.core.metrics import serve_metrics
 from codejury.pipeline.client import SolveClient, SolveRpcError, SolveUnavailableError
 from codejury.pipeline.embedded import SERVICES, EmbeddedPipeline
 from codejury.pipeline.front_door import TRACE_HEADER
+from codejury.pipeline.load import model_servers_of
 from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2, services_pb2_grpc
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
@@ -354,20 +355,6 @@ def test_a_killed_stage_is_restarted_and_the_front_door_fails_fast_meanwhile(
     assert pipeline.supervise() == []  # all is well: nothing to say
 
 
-def _model_servers_of(parent: int | None) -> list[int]:
-    """Pids of the `serve reranking-model` children of ``parent``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"reranking-model" in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 def _gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -386,7 +373,7 @@ def test_a_dead_model_server_restarts_its_service_and_a_killed_service_leaves_no
     model server running, and each restart started another."""
     with SolveClient(pipeline.solve_address) as client:  # the stage has joined its group
         check_completed(client.solve(problem(409), N, deadline_s=240), with_tests=True)
-    servers = _model_servers_of(pipeline.services["reranking"].pid)
+    servers = model_servers_of(pipeline.services["reranking"].pid)
     assert servers
     os.kill(servers[0], signal.SIGKILL)
     said: list[str] = []
@@ -403,7 +390,7 @@ def test_a_dead_model_server_restarts_its_service_and_a_killed_service_leaves_no
     with SolveClient(pipeline.solve_address) as client:
         check_completed(client.solve(problem(410), N, deadline_s=240), with_tests=True)
     # SIGKILL of the service: its model servers die with it (no orphan to pile up)
-    servers = _model_servers_of(pipeline.services["reranking"].pid)
+    servers = model_servers_of(pipeline.services["reranking"].pid)
     assert servers
     pipeline.services["reranking"].kill()
     deadline = time.monotonic() + 15
