@@ -362,10 +362,10 @@ def ensure_first_reranker(settings: Settings) -> None:
         "(once; `codejury train first-reranker`)",
         highlight=False,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEJURY_")}
-    env |= settings_env(settings.model_copy(update={"data_dir": data}))
-    if settings.log_level == "INFO":  # as quiet_run: its progress lines, not its log
-        env["CODEJURY_LOG_LEVEL"] = "WARNING"
+    # as quiet_run: the child's progress lines, not its log
+    level = "WARNING" if settings.log_level == "INFO" else settings.log_level
+    child = settings.model_copy(update={"data_dir": data, "log_level": level})
+    env = {**os.environ, **settings_env(child)}
     try:
         done = subprocess.run(
             [sys.executable, "-m", "codejury", "train", "first-reranker"],

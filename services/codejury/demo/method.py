@@ -44,7 +44,7 @@ from codejury.evaluation.metrics import ProblemOutcome
 from codejury.execution.backends import ExecutionBackend
 from codejury.pipeline.evaluate import LOGPROB
 from codejury.reranking.factory import load_version
-from codejury.reranking.registry import ModelRegistry
+from codejury.reranking.registry import ModelRegistry, registry_uri
 from codejury.training.iteration import IterationConfig, IterationDeps, run_iteration
 from codejury.training.store import TrainingStore
 
@@ -95,7 +95,8 @@ def bench_settings(
 
 
 def registry_of(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(settings.run_dir / "reranking" / "registry")
+    """The registry the bench's embedded pipeline serves from (as ``codejury up`` finds it)."""
+    return ModelRegistry.from_uri(registry_uri(settings))
 
 
 # -- the cached samples ----------------------------------------------------------------
