@@ -36,6 +36,9 @@ from codejury.control.status import RunStatus
 from codejury_operator.errors import MetricsQueryError
 from codejury_operator.traffic import TrafficSource
 
+#: Label matchers of a run's series; ``{namespace}`` and ``{run}`` are the run's.
+DEFAULT_SELECTOR = 'namespace="{namespace}"'
+
 #: The counter names this source reads (a test keeps them equal to ``core.metrics``).
 REQUESTS = "codejury_reranker_requests_total"
 PICKS = "codejury_reranker_picks_total"
@@ -89,14 +92,14 @@ class PrometheusTrafficSource:
         url: str,
         *,
         hard_negatives_from: TrafficSource,
-        selector: Callable[[str, str], str] | None = None,
+        selector: str = DEFAULT_SELECTOR,
         client: httpx.Client | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timeout_s: float = 10.0,
     ) -> None:
         self.url = url.rstrip("/")
         self._hard_negatives_from = hard_negatives_from
-        self._selector = selector or (lambda namespace, _run: f'namespace="{namespace}"')
+        self._selector = selector
         self._client = client or httpx.Client(timeout=timeout_s)
         self._clock = clock
 
@@ -109,7 +112,9 @@ class PrometheusTrafficSource:
         window_s = int((self._clock() - status.step_started_at).total_seconds()) + 1
         counts = {
             what: self._query(promql)
-            for what, promql in queries(self._selector(namespace, run), window_s).items()
+            for what, promql in queries(
+                self._selector.format(namespace=namespace, run=run), window_s
+            ).items()
         }
         stable, canary = arms_of(counts, status.stable_version, status.canary_version)
         return CanaryTraffic(since=status.step_started_at, stable=stable, canary=canary)

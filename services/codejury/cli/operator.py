@@ -128,7 +128,7 @@ def operator_command(
                 source = PrometheusTrafficSource(
                     prometheus_url,
                     hard_negatives_from=source,
-                    selector=lambda ns, run: prometheus_selector.format(namespace=ns, run=run),
+                    selector=prometheus_selector,
                 )
             controllers.append(RunController(settings, client, source))
         return controllers[0]
