@@ -57,11 +57,10 @@ def serve_solve(
 def _served(pipeline: EmbeddedPipeline) -> str:
     """The served reranker version, marked when it is an untrained head."""
     from codejury.reranking.registry import ModelRegistry, registry_uri
-    from codejury.training.first_reranker import is_untrained
 
     version = pipeline.reranker_version or "?"
     registry = ModelRegistry.from_uri(registry_uri(pipeline.settings))
-    if pipeline.reranker_version and is_untrained(registry.get(pipeline.reranker_version)):
+    if pipeline.reranker_version and registry.get(pipeline.reranker_version).untrained:
         return f"{version}, UNTRAINED: picks are near-random"
     return version
 

@@ -126,6 +126,8 @@ def serve_reranking_model(
     from codejury.reranking.factory import scoring_config
     from codejury.reranking.kserve_model import RerankerModel
     from codejury.reranking.launcher import write_ready_file
+
+    _say_if_untrained(served_dir, version_id)
     from codejury.reranking.model import RewardModel, apply_torch_threads
     from codejury.reranking.model_server import BoundModelServer, BoundPorts
 
@@ -163,6 +165,26 @@ def serve_reranking_model(
         grpc_port=rr.model_grpc_port if grpc_port is None else grpc_port,
         on_ready=ready,
     ).start([model])
+
+
+def _say_if_untrained(model_dir: Path, version_id: str) -> None:
+    """Never serve an untrained head silently (issue 18): a warning line and the
+    ``codejury_reranker_untrained`` gauge, from the manifest the model directory carries
+    (in a cluster KServe copies only that directory)."""
+    from codejury.core.metrics import RERANKER_UNTRAINED
+    from codejury.reranking.registry import manifest_in_model_dir
+
+    manifest = manifest_in_model_dir(model_dir)  # CorruptVersionError: one clear line, exit 1
+    untrained = manifest is not None and manifest.untrained
+    RERANKER_UNTRAINED.labels(version_id).set(1 if untrained else 0)
+    if untrained:
+        err_console.print(
+            f"warning: version {version_id} is an untrained score head: its picks are "
+            "near-random. Train one with `codejury train first-reranker` (embedded) or a "
+            "SelfTrainingRun (cluster), then serve that version",
+            style="yellow",
+            highlight=False,
+        )
 
 
 class _LostServer:

@@ -107,6 +107,11 @@ RERANKS = Counter(
     "Rank requests answered, by the reranker version that scored them.",
     ["version"],
 )
+RERANKER_UNTRAINED = Gauge(
+    "codejury_reranker_untrained",
+    "1 while this model server serves an untrained score head (near-random picks), else 0.",
+    ["version"],
+)
 RERANK_PICKS = Counter(
     "codejury_reranker_picks_total",
     "Solve answers, by the reranker version that picked them and whether the pick passed "

@@ -66,6 +66,12 @@ class Manifest(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
+    @property
+    def untrained(self) -> bool:
+        """A bare score head: registered from a backbone, never trained on a snapshot (its
+        scores are near-constant noise, so its picks are near-random)."""
+        return self.parent is None and not self.data_snapshot_id
+
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"
 

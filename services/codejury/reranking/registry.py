@@ -56,6 +56,9 @@ def registry_uri(settings: Settings) -> str:
 
 
 VERSION_FILE = "codejury-version"
+# A copy of the manifest inside the model directory: KServe's storage initializer copies only
+# that directory, and the server still has to know what it serves (an untrained head?).
+MODEL_MANIFEST_FILE = "codejury-manifest.json"
 
 
 def version_in_model_dir(path: Path) -> str | None:
@@ -64,6 +67,17 @@ def version_in_model_dir(path: Path) -> str | None:
         return check_version_id((path / VERSION_FILE).read_text().strip())
     except FileNotFoundError:
         return None
+
+
+def manifest_in_model_dir(path: Path) -> Manifest | None:
+    """The manifest a registered model directory carries (None for one registered before
+    model directories carried it); CorruptVersionError when it is unreadable."""
+    file = path / MODEL_MANIFEST_FILE
+    try:
+        text = file.read_text()
+    except FileNotFoundError:
+        return None
+    return parse_manifest(text, where=str(file))
 
 
 def check_model_dir(path: Path, *, what: str) -> None:
@@ -121,6 +135,7 @@ class ModelRegistry:
             shutil.copytree(model_dir, staging / "model")
             # The model directory names its version too: KServe mounts only it.
             (staging / "model" / VERSION_FILE).write_text(manifest.version_id + "\n")
+            (staging / "model" / MODEL_MANIFEST_FILE).write_text(manifest.to_json())
             (staging / "manifest.json").write_text(manifest.to_json())
             target.parent.mkdir(parents=True, exist_ok=True)
             try:

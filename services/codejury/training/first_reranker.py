@@ -40,16 +40,11 @@ Report = Callable[[str], None]
 Progress = Callable[[int, int | None], None]
 
 
-def is_untrained(manifest: Manifest) -> bool:
-    """A bare score head: registered from a backbone, never trained on a snapshot."""
-    return manifest.parent is None and not manifest.data_snapshot_id
-
-
 def needs_training(registry: ModelRegistry) -> bool:
     """True when the registry would serve an untrained head: no stable version, or a
     stable one that was never trained."""
     stable = registry.channels().stable
-    return stable is None or is_untrained(registry.get(stable))
+    return stable is None or registry.get(stable).untrained
 
 
 def seed_store(

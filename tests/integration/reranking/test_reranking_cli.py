@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 from codejury.proto.v1 import domain_pb2, services_pb2, services_pb2_grpc
-from codejury.reranking.registry import ModelRegistry
+from codejury.reranking.registry import ModelRegistry, manifest_in_model_dir
 
 STABLE_V, CANARY_V = "tiny-stable", "tiny-canary"  # the registry the conftest builds
 
@@ -109,19 +109,24 @@ def test_a_mounted_model_directory_is_served_under_the_version_it_records(
     tiny_registry: ModelRegistry, tmp_path: Path
 ) -> None:
     """What KServe runs: only the version's model/ is mounted (at /mnt/models), so the
-    directory itself must say which version it is (the registry writes codejury-version)."""
+    directory itself must say which version it is (the registry writes codejury-version)
+    and what it is: the stable version here is an untrained head, which is said, never
+    served silently (the registry copies the manifest in)."""
     mounted = tmp_path / "mnt-models"
     import shutil
 
     shutil.copytree(tiny_registry.model_dir(STABLE_V), mounted)
-    with subprocess.Popen(
+    trained = manifest_in_model_dir(tiny_registry.model_dir(CANARY_V))
+    assert trained is not None and trained.parent == STABLE_V and not trained.untrained
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr, subprocess.Popen(
         [
             sys.executable, "-m", "codejury", "--run-dir", str(tmp_path), "serve",
             "reranking-model", "--model-dir", str(mounted), "--http-port", "0",
             "--grpc-port", "0",
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
         env=_env(),
     ) as process:  # fmt: skip
@@ -131,6 +136,9 @@ def test_a_mounted_model_directory_is_served_under_the_version_it_records(
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
+    said = " ".join(errors.read_text().split())
+    assert f"version {STABLE_V} is an untrained score head" in said
+    assert "codejury train first-reranker" in said
     (mounted / "codejury-version").unlink()
     refused = _codejury(
         "--run-dir", str(tmp_path), "serve", "reranking-model", "--model-dir", str(mounted)

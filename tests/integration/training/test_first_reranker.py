@@ -13,7 +13,7 @@ import pytest
 from codejury.core.settings import load_settings, settings_env
 from codejury.reranking.bootstrap import ensure_stable
 from codejury.reranking.registry import ModelRegistry
-from codejury.training.first_reranker import is_untrained, needs_training, train_first
+from codejury.training.first_reranker import needs_training, train_first
 from codejury.training.records import Source
 from codejury.training.store import TrainingStore
 
@@ -47,8 +47,8 @@ def test_a_fresh_registry_gets_a_trained_stable_reranker_once(
 
     assert registry.channels().stable == manifest.version_id
     assert manifest.version_id.startswith("rm-i0-") and manifest.iteration == 0
-    assert manifest.parent == "v0" and is_untrained(registry.get("v0"))
-    assert not is_untrained(manifest) and not needs_training(registry)
+    assert manifest.parent == "v0" and registry.get("v0").untrained
+    assert not manifest.untrained and not needs_training(registry)
     assert manifest.metrics["train_pairs"] > 0
     assert 0.0 <= manifest.metrics["heldout_pass_at_1"] <= 1.0
     rows = TrainingStore.from_settings(settings).rows()

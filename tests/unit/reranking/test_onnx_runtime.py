@@ -183,6 +183,7 @@ def test_exports_leave_the_registered_version_as_it_was(
             "tokenizer.json",
             "tokenizer_config.json",
             "codejury-version",
+            "codejury-manifest.json",
         ]
     )
     assert registry.get(VERSION).version_id == VERSION
