@@ -1,7 +1,8 @@
 {{/*
 A gRPC stage: Deployment + Service. Arguments (dict): root, component, values (the
 component's values), args (the codejury command), port, startupSeconds, runs (mount the
-run directory), gpu (dict or nil), env (list or nil).
+run directory), gpu (dict or nil), env (list or nil), exposeProbe (with TLS, the Service
+also carries the plain-text health port: the Solve front door's health checks go there).
 */}}
 {{- define "codejury.grpcStage" -}}
 {{- $root := .root -}}
@@ -127,4 +128,11 @@ spec:
       targetPort: grpc
       protocol: TCP
       appProtocol: grpc
+    {{- if and $tls.enabled .exposeProbe }}
+    - name: probe  # grpc.health.v1 alone, plain text: pipeline.stage_health checks it
+      port: {{ $probePort }}
+      targetPort: probe
+      protocol: TCP
+      appProtocol: grpc
+    {{- end }}
 {{- end -}}

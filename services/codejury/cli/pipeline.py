@@ -38,7 +38,8 @@ def serve_solve(
     ] = None,
 ) -> None:
     """The Solve front door until SIGTERM/Ctrl-C: publishes solve.requested and answers
-    from solve.completed (the stages run in their own `serve ... --kafka-stage`)."""
+    from solve.completed (the stages run in their own `serve ... --kafka-stage`). With
+    pipeline.stage_health it checks the stages' health and fails fast while one is down."""
     from codejury.pipeline.front_door import SolveFrontDoor
 
     settings = settings_of(ctx)
@@ -50,6 +51,15 @@ def serve_solve(
             f"{settings.pipeline.max_in_flight} requests in flight)",
             highlight=False,
         )
+        if door.watch is None:
+            err_console.print(
+                "no stage health watch (CODEJURY_PIPELINE__STAGE_HEALTH unset): while a stage "
+                "is down, requests wait out their deadline",
+                highlight=False,
+            )
+        else:
+            stages = ", ".join(f"{stage} at {a}" for stage, a in door.watch.targets.items())
+            console.print(f"watching the stages' health: {stages}", highlight=False)
         print(f"READY port={door.port}", flush=True)
         stop.wait()
 

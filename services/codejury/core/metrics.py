@@ -78,6 +78,21 @@ CONSUMER_LAG = Gauge(
     ["consumer", "topic", "partition"],
 )
 
+# The Solve front door's view of the stages (pipeline.stage_health, codejury up's supervisor).
+STAGE_UP = Gauge(
+    "codejury_stage_up",
+    "1 while the Solve front door takes requests for a stage, 0 while it refuses them at once "
+    "because the stage is down (its health checks failing for pipeline.stage_down_after_s, "
+    "or codejury up restarting it).",
+    ["stage"],
+)
+STAGE_CHECKS = Counter(
+    "codejury_stage_health_checks_total",
+    "Health checks of a stage by the Solve front door's watch, by what was seen: serving, "
+    "not_serving or unreachable.",
+    ["stage", "seen"],
+)
+
 SANDBOX_RUNS = Counter(
     "codejury_sandbox_runs_total",
     "Programs run in the sandbox, by language and result status (PASSED, FAILED, TIMEOUT, ...).",

@@ -9,11 +9,20 @@ deployment manifest should stop the pod, not run it with defaults.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from codejury.core.errors import ConfigurationError
@@ -491,6 +500,30 @@ class TrainingSettings(_Group):
     )
 
 
+#: One entry of ``pipeline.stage_health``: a host name, an IPv4 address or a bracketed IPv6 one.
+_STAGE_TARGET = re.compile(
+    r"^(?P<stage>[a-z][a-z0-9-]*)=(?P<host>[^\s=:,\[\]]+|\[[0-9a-fA-F:.]+\]):(?P<port>[0-9]{1,5})$"
+)
+
+
+def stage_targets(text: str | None) -> dict[str, str]:
+    """Parse ``pipeline.stage_health`` (``stage=host:port,...``) into stage -> host:port."""
+    targets: dict[str, str] = {}
+    for entry in (text or "").split(","):
+        if not entry.strip():
+            continue
+        found = _STAGE_TARGET.match(entry.strip())
+        if found is None or not 0 < int(found["port"]) <= 65535:
+            raise ValueError(
+                f"{entry.strip()!r} is not stage=host:port; write e.g. "
+                "generation=codejury-generation:50051,execution=codejury-execution:50052"
+            )
+        if found["stage"] in targets:
+            raise ValueError(f"{found['stage']!r} is named twice: give each stage once")
+        targets[found["stage"]] = f"{found['host']}:{found['port']}"
+    return targets
+
+
 class PipelineSettings(_Group):
     """The Solve front door and the embedded deployment (``codejury up``)."""
 
@@ -539,6 +572,45 @@ class PipelineSettings(_Group):
         None,
         description="The bearer token codejury solve / eval send to the Solve front door.",
     )
+    # In a cluster the stages are other pods: all the front door sees of them is health.
+    stage_health: str | None = Field(
+        None,
+        description="Cluster: the stages' grpc.health.v1 addresses the Solve front door "
+        "watches, stage=host:port comma-separated (e.g. generation=codejury-generation:50051,"
+        "execution=codejury-execution:50052); a stage unreachable or NOT_SERVING for "
+        "stage_down_after_s makes Solve fail fast with UNAVAILABLE naming it. Unset or empty: "
+        "no watch (codejury up supervises its own stages; the chart sets it).",
+    )
+    stage_health_plaintext: bool = Field(
+        False,
+        description="Check the stage_health addresses in plain text even where tls.ca_file is "
+        "set: they are the stages' tls.probe_port (grpc.health.v1 alone), so no certificate "
+        "has to name them. The chart sets it with tls.enabled.",
+    )
+    stage_check_interval_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Seconds between two health checks of each watched stage (stage_health); "
+        "also each check's timeout.",
+    )
+    stage_down_after_s: float = Field(
+        6.0,
+        gt=0,
+        description="How long every health check of a watched stage must fail (and at least "
+        "two) before Solve refuses at once for it: one missed check is not an outage.",
+    )
+
+    @field_validator("stage_health")
+    @classmethod
+    def _stage_health_parses(cls, value: str | None) -> str | None:
+        stage_targets(value)  # a typo stops the pod at start, naming the entry
+        return value
+
+    @property
+    def stage_health_targets(self) -> dict[str, str]:
+        """``stage_health`` as stage -> host:port (empty: no watch)."""
+        return stage_targets(self.stage_health)
 
 
 class TlsSettings(_Group):

@@ -31,7 +31,7 @@ from codejury.core.settings import Settings, settings_env, with_group
 from codejury.execution.celery_app import make_celery_app
 from codejury.execution.local_worker import LocalWorker, WorkerStartError
 from codejury.pipeline.errors import ServiceStartError
-from codejury.pipeline.front_door import SolveFrontDoor
+from codejury.pipeline.front_door import DownSource, SolveFrontDoor
 from codejury.pipeline.processes import ServiceProcess
 from codejury.pipeline.supervision import Outage, outage_after_exit, outage_after_failed_start
 from codejury.reranking.bootstrap import ensure_stable
@@ -64,7 +64,12 @@ def embedded_settings(settings: Settings, bootstrap_servers: str) -> Settings:
     """The settings every process of the embedded deployment shares."""
     bus = settings.bus.model_copy(update={"bootstrap_servers": bootstrap_servers})
     # tansu's ListOffsets(latest) is wrong: the front door reads completions from the start.
-    pipeline = settings.pipeline.model_copy(update={"completions_from": "beginning"})
+    # No stage health watch: supervise() sees a stage's process exit at once and tells the
+    # front door itself, a restarted stage may listen on another port (grpc_port 0), and
+    # on one busy machine a slow health answer would refuse requests the stages can take.
+    pipeline = settings.pipeline.model_copy(
+        update={"completions_from": "beginning", "stage_health": None}
+    )
     # one host, several servers: a shared probe port would clash (and nothing probes here)
     tls = settings.tls.model_copy(update={"probe_port": None})
     return settings.model_copy(
@@ -127,6 +132,8 @@ class EmbeddedPipeline:
         self._up_since[WORKER] = time.monotonic()
         self.progress("starting the Solve front door")
         self.front_door = SolveFrontDoor(settings).start()
+        for name in SERVICES:  # every stage is up now (codejury_stage_up says so from here)
+            self.front_door.servicer.stage_up(name, source=DownSource.SUPERVISOR)
 
     def restart(self, name: str) -> int:
         """Start service ``name`` again (after a crash or a ``kill``); returns its port."""
@@ -169,7 +176,9 @@ class EmbeddedPipeline:
                 )
                 self.outages[name] = outage
                 if self.front_door is not None:
-                    self.front_door.servicer.stage_down(name, f"{outage.why}; restarting")
+                    self.front_door.servicer.stage_down(
+                        name, f"{outage.why}; restarting", source=DownSource.SUPERVISOR
+                    )
                 said.append(
                     f"{name} {outage.why}; starting it again in "
                     f"{outage.retry_at - now:g}s (attempt {outage.attempt}); its log: "
@@ -200,7 +209,7 @@ class EmbeddedPipeline:
         self._attempt[name] = outage.attempt
         self._up_since[name] = time.monotonic()
         if self.front_door is not None:
-            self.front_door.servicer.stage_up(name)
+            self.front_door.servicer.stage_up(name, source=DownSource.SUPERVISOR)
         log.info("service.restarted", service=name, attempt=outage.attempt)
         return f"{name} is running again (attempt {outage.attempt})"
 

@@ -5,7 +5,7 @@ PipelineError
 ├── SolveFailedError           the pipeline answered with an error (FAILED_PRECONDITION)
 ├── TooManyRequestsError       the in-flight limit is reached (RESOURCE_EXHAUSTED)
 ├── SolveDeadlineError         no completion before the deadline (DEADLINE_EXCEEDED)
-├── StageDownError             a stage of ``codejury up`` is down and restarting (UNAVAILABLE)
+├── StageDownError             a stage is down: exited, or failing its health checks (UNAVAILABLE)
 ├── StageUnavailableError      a stage gave up on the request for now (UNAVAILABLE)
 ├── SolveInternalError         a stage failed on it by a fault of ours (INTERNAL; redacted)
 ├── ServiceStartError          ``codejury up`` could not start a service (names its log)
@@ -50,8 +50,9 @@ class ServiceStartError(PipelineError, PermanentError):
 
 
 class StageDownError(PipelineError, TemporaryError):
-    """A stage has no live consumer (its process died; ``codejury up`` is restarting it):
-    the request is refused at once instead of waiting out its deadline."""
+    """A stage has no live consumer (its process died and ``codejury up`` is restarting it,
+    or its health checks have failed for ``pipeline.stage_down_after_s``): the request is
+    refused at once instead of waiting out its deadline."""
 
 
 class StageUnavailableError(PipelineError, TemporaryError):

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 import grpc
 import structlog
@@ -20,6 +21,7 @@ import structlog
 from codejury.bus.producer import EventProducer
 from codejury.bus.tail import TopicTail
 from codejury.bus.topics import SOLVE_COMPLETED, SOLVE_REQUESTED
+from codejury.core import metrics
 from codejury.core.errors import ConfigurationError
 from codejury.core.grpc import BearerTokenInterceptor, make_server
 from codejury.core.logging import get_logger
@@ -36,10 +38,19 @@ from codejury.pipeline.errors import (
     TooManyRequestsError,
 )
 from codejury.pipeline.requests import SolveLimits, check_solve_request, deadline_of, response_of
+from codejury.pipeline.stage_watch import StageHealthWatch, stage_watch
 from codejury.proto.v1 import events_pb2, services_pb2, services_pb2_grpc
 from codejury.reranking.ranking import resolve_selection
 
 log = get_logger(__name__)
+
+
+class DownSource(StrEnum):
+    """Who says a stage is down. Each clears only what it said itself: the watch seeing a
+    stage SERVING again does not end an outage ``codejury up`` is still restarting."""
+
+    SUPERVISOR = "supervisor"  # codejury up saw the stage's process exit
+    HEALTH = "health"  # the stage health watch (pipeline.stage_health)
 
 
 class SolveServicer(services_pb2_grpc.SolveServicer):
@@ -57,17 +68,31 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
         self._pending = pending
         self._max_in_flight = max_in_flight
         self._slots = threading.BoundedSemaphore(max_in_flight)
-        self._down: dict[str, str] = {}  # stage -> why (codejury up's supervisor says)
+        self._down: dict[tuple[str, DownSource], str] = {}  # (stage, who says) -> why
         self._down_lock = threading.Lock()
 
-    def stage_down(self, stage: str, why: str) -> None:
+    def stage_down(self, stage: str, why: str, *, source: DownSource) -> None:
         """Refuse new requests at once while ``stage`` has no live consumer."""
         with self._down_lock:
-            self._down[stage] = why
+            self._down[(stage, source)] = why
+            metrics.STAGE_UP.labels(stage).set(0)
 
-    def stage_up(self, stage: str) -> None:
+    def stage_up(self, stage: str, *, source: DownSource) -> None:
+        """``source`` sees ``stage`` up again: it takes requests unless another source
+        still says it is down."""
         with self._down_lock:
-            self._down.pop(stage, None)
+            self._down.pop((stage, source), None)
+            still = any(down == stage for down, _ in self._down)
+            metrics.STAGE_UP.labels(stage).set(0 if still else 1)
+
+    def stages_down(self) -> dict[str, str]:
+        """Each stage that is down now -> why (every source's reason)."""
+        with self._down_lock:
+            down = sorted(self._down.items())
+        reasons: dict[str, list[str]] = {}
+        for (stage, _source), why in down:
+            reasons.setdefault(stage, []).append(why)
+        return {stage: "; ".join(whys) for stage, whys in reasons.items()}
 
     @property
     def in_flight(self) -> int:
@@ -77,14 +102,13 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
         self, request: services_pb2.SolveRequest, context: grpc.ServicerContext
     ) -> services_pb2.SolveResponse:
         check_solve_request(request, self._limits)
-        with self._down_lock:
-            down = dict(self._down)
+        down = self.stages_down()
         if down:
             # In-flight requests keep waiting: the restarted stage resumes from its last
             # committed offset and answers them. A new one would only wait out its deadline.
-            reasons = "; ".join(f"{stage}: {why}" for stage, why in sorted(down.items()))
+            reasons = "; ".join(f"{stage}: {why}" for stage, why in down.items())
             raise StageDownError(
-                f"this deployment is restarting a stage ({reasons}): retry in a few seconds",
+                f"a stage of this deployment is down ({reasons}): retry in a few seconds",
                 delay_s=2.0,
             )
         if not self._slots.acquire(blocking=False):
@@ -236,6 +260,13 @@ class SolveFrontDoor:
             self.pending,
             max_in_flight=pipeline.max_in_flight,
         )
+        servicer = self.servicer
+        # Where nothing else tells the servicer a stage is down (a cluster): health checks.
+        self.watch: StageHealthWatch | None = stage_watch(
+            settings,
+            on_down=lambda stage, why: servicer.stage_down(stage, why, source=DownSource.HEALTH),
+            on_up=lambda stage: servicer.stage_up(stage, source=DownSource.HEALTH),
+        )
         # More threads than slots: the request beyond the limit must reach the servicer to
         # be refused, rather than wait in gRPC's queue.
         tokens = accepted_tokens(settings)
@@ -267,10 +298,14 @@ class SolveFrontDoor:
     def start(self) -> SolveFrontDoor:
         self._tail.start()
         self.grpc.start()
+        if self.watch is not None:
+            self.watch.start()
         return self
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop taking requests, let waiting ones finish within ``grace_s``, then close."""
+        if self.watch is not None:
+            self.watch.stop()
         self.grpc.stop(grace_s)
         self._tail.stop()
         self._producer.close()

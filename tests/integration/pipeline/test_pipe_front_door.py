@@ -33,6 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
 from tests.certificates import make_pki
+from tests.solve_requests import published_requests
 
 PROBLEM = domain_pb2.Problem(problem_id="p", language="python", prompt="def f():\n    ")
 
@@ -212,15 +213,7 @@ def test_with_tokens_only_a_right_bearer_token_reaches_kafka(
         auth_tokens=SecretStr("s3cret-one, s3cret-two"),
         auth_tokens_file=tokens_file,
     )
-    published: list[str] = []
-
-    def on_event(event: Event) -> None:
-        if isinstance(event.payload, events_pb2.SolveRequested):
-            published.append(event.payload.request_id)
-
-    tail = TopicTail(settings.bus, SOLVE_REQUESTED, on_event, start="beginning", name="test")
-    tail.start()
-    try:
+    with published_requests(settings.bus) as published:
         with SolveFrontDoor(guarded) as door:
             address = f"127.0.0.1:{door.port}"
             for token, why in ((None, "no bearer token"), ("s3cret", "not accepted")):
@@ -240,8 +233,6 @@ def test_with_tokens_only_a_right_bearer_token_reaches_kafka(
                 answer = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
                 assert answer.status == health_pb2.HealthCheckResponse.SERVING
         time.sleep(1.0)  # what the tail would still see
-    finally:
-        tail.stop()
     # (the broker is the session's: other tests' requests are on the topic too)
     assert not [r for r in published if r.startswith("refused-")]
     assert {"let-in-0", "let-in-1"} <= set(published)

@@ -122,6 +122,47 @@ def test_tls_mounts_the_secret_sets_the_settings_and_probes_plain_text_ports() -
             assert all(p["name"] != "probe" for p in container.get("ports", []))
 
 
+def _settings_data(rendered: Rendered) -> dict[str, str]:
+    (config,) = [
+        o for o in rendered.of_kind("ConfigMap") if o["metadata"]["name"].endswith("-settings")
+    ]
+    data: dict[str, str] = config["data"]
+    return data
+
+
+@pytest.mark.parametrize("profile", ["default", "tls", "local"])
+def test_the_front_door_watches_each_stage_s_health_where_it_is_served(profile: str) -> None:
+    """pipeline.stage_health names every stage's Service and a port it serves health on:
+    the gRPC port, the plain-text probe port with TLS (in plain text, so no certificate
+    has to name the Services), loopback on the host network."""
+    rendered = _render(profile)
+    data = _settings_data(rendered)
+    settings = load_settings(
+        {"pipeline": {"stage_health": data["CODEJURY_PIPELINE__STAGE_HEALTH"]}}
+    )
+    targets = settings.pipeline.stage_health_targets
+    assert set(targets) == {"generation", "execution", "reranking"}
+    tls = profile == "tls"
+    assert data.get("CODEJURY_PIPELINE__STAGE_HEALTH_PLAINTEXT") == ("true" if tls else None)
+    services = {s["metadata"]["name"]: s for s in rendered.of_kind("Service")}
+    deployments = {d["metadata"]["name"]: d for d in rendered.of_kind("Deployment")}
+    for stage, address in targets.items():
+        host, port = address.rsplit(":", 1)
+        name = f"codejury-{stage}"
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        served = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert int(port) == served["probe" if tls else "grpc"], stage
+        if profile == "local":
+            assert host == "127.0.0.1"  # host network: no Services (podman kube play)
+            continue
+        assert host == f"{name}.codejury.svc"
+        ports = {p["port"]: p["targetPort"] for p in services[name]["spec"]["ports"]}
+        assert ports[int(port)] == ("probe" if tls else "grpc"), stage
+    if tls:  # the front door's own Service does not carry its probe port
+        solve_ports = services["codejury-solve"]["spec"]["ports"]
+        assert [p["name"] for p in solve_ports] == ["grpc"]
+
+
 def test_monitoring_serves_metrics_from_every_service_pod_and_a_pod_monitor_scrapes_them() -> None:
     rendered = _render("monitoring")
     (config,) = [o for o in rendered.of_kind("ConfigMap") if "CODEJURY_RUN_DIR" in o["data"]]

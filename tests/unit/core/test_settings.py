@@ -80,3 +80,32 @@ def test_with_group_replaces_fields_of_one_group_only() -> None:
     assert (changed.training.ppo_steps, base.training.ppo_steps) == (2, 10)
     assert changed.generation == base.generation and changed.run_dir == base.run_dir
     assert changed.training.seed == base.training.seed
+
+
+def test_stage_health_parses_into_stage_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "CODEJURY_PIPELINE__STAGE_HEALTH",
+        " generation=codejury-generation.ns.svc:50051, execution=10.0.0.7:60052,"
+        "reranking=[::1]:50053,",
+    )
+    assert load_settings().pipeline.stage_health_targets == {
+        "generation": "codejury-generation.ns.svc:50051",
+        "execution": "10.0.0.7:60052",
+        "reranking": "[::1]:50053",
+    }
+    # empty: no watch (what a chart user sets in `settings:` to turn it off)
+    assert load_settings({"pipeline": {"stage_health": ""}}).pipeline.stage_health_targets == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("generation=codejury-generation", r"'generation=codejury-generation' is not stage=host"),
+        ("codejury-generation:50051", r"is not stage=host:port; write e\.g\. generation="),
+        ("generation=h:70000", r"'generation=h:70000' is not stage=host:port"),
+        ("generation=a:1,generation=b:2", r"'generation' is named twice"),
+    ],
+)
+def test_a_wrong_stage_health_stops_the_start_naming_the_entry(value: str, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"CODEJURY_PIPELINE__STAGE_HEALTH.*{match}"):
+        load_settings({"pipeline": {"stage_health": value}})
