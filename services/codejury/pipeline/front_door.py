@@ -239,6 +239,10 @@ class SolveFrontDoor:
 
     def __init__(self, settings: Settings, *, port: int | None = None) -> None:
         pipeline = settings.pipeline
+        # What the settings can refuse, before a Kafka client is opened that would be left
+        limits = SolveLimits.from_settings(settings)
+        tokens = accepted_tokens(settings)
+        credentials = server_credentials(settings.tls)
         self.pending = PendingCompletions()
         self._producer = EventProducer(settings.bus, name="solve-front-door")
         try:
@@ -255,7 +259,7 @@ class SolveFrontDoor:
             self._producer.close()
             raise
         self.servicer = SolveServicer(
-            SolveLimits.from_settings(settings),
+            limits,
             self._producer,
             self.pending,
             max_in_flight=pipeline.max_in_flight,
@@ -267,19 +271,23 @@ class SolveFrontDoor:
             on_down=lambda stage, why: servicer.stage_down(stage, why, source=DownSource.HEALTH),
             on_up=lambda stage: servicer.stage_up(stage, source=DownSource.HEALTH),
         )
-        # More threads than slots: the request beyond the limit must reach the servicer to
-        # be refused, rather than wait in gRPC's queue.
-        tokens = accepted_tokens(settings)
         self.authenticated = bool(tokens)
-        self.grpc = make_server(
-            [register(self.servicer)],
-            host=pipeline.grpc_host,
-            port=pipeline.grpc_port if port is None else port,
-            max_workers=pipeline.max_in_flight + 4,
-            credentials=server_credentials(settings.tls),
-            probe_port=settings.tls.probe_port,
-            interceptors=[BearerTokenInterceptor(tokens, how=_HOW)] if tokens else [],
-        )
+        try:
+            self.grpc = make_server(
+                [register(self.servicer)],
+                host=pipeline.grpc_host,
+                port=pipeline.grpc_port if port is None else port,
+                # More threads than slots: the request beyond the limit must reach the
+                # servicer to be refused, rather than wait in gRPC's queue.
+                max_workers=pipeline.max_in_flight + 4,
+                credentials=credentials,
+                probe_port=settings.tls.probe_port,
+                interceptors=[BearerTokenInterceptor(tokens, how=_HOW)] if tokens else [],
+            )
+        except BaseException:  # a port in use: close the Kafka clients opened above
+            self._tail.stop()
+            self._producer.close()
+            raise
         self.host = pipeline.grpc_host
         self.port = self.grpc.port
         if not tokens:

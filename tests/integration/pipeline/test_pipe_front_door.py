@@ -28,6 +28,7 @@ from codejury.pipeline.client import (
     client_for,
 )
 from codejury.pipeline.front_door import SolveFrontDoor
+from codejury.pipeline.requests import problem_room
 from codejury.proto.v1 import domain_pb2, events_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
@@ -339,3 +340,54 @@ def test_half_configured_tls_is_one_clear_error(
 ) -> None:
     with pytest.raises(ConfigurationError, match=match):
         SolveFrontDoor(_tls(settings, **fields))
+
+
+_BIG = 2 << 20  # 2 MiB: what a caller tried, twice a Kafka record
+
+
+def _largest_accepted(n: int, settings: Settings) -> domain_pb2.Problem:
+    """A problem of exactly the size the front door accepts with ``n`` candidates of the
+    default length, most of it tests."""
+    room = problem_room(n, settings.generation.max_new_tokens)
+    problem = domain_pb2.Problem(language="python", prompt="def f():\n    ")
+    problem.tests = "#" * (room - problem.ByteSize() - 4)  # its tag and a 3-byte length
+    assert problem.ByteSize() == room
+    return problem
+
+
+@pytest.mark.parametrize(
+    ("field", "problem"),
+    [
+        (
+            "problem.tests",
+            domain_pb2.Problem(language="python", prompt="def f():\n", tests="#" * _BIG),
+        ),
+        ("problem.prompt", domain_pb2.Problem(language="python", prompt="#" * _BIG)),
+        (
+            "problem.declaration",
+            domain_pb2.Problem(language="python", prompt="def f():\n", declaration="#" * _BIG),
+        ),
+    ],
+)
+def test_an_oversized_field_is_refused_up_front_naming_it_and_nothing_is_published(
+    door: SolveFrontDoor, settings: Settings, field: str, problem: domain_pb2.Problem
+) -> None:
+    """2 MiB of tests used to reach the producer and come back FAILED_PRECONDITION (the
+    record would not fit Kafka); now the front door refuses it before anything is sent.
+    The largest problem it accepts is published: the limit is Kafka's, not a guess below."""
+    refused = f"oversized-{uuid.uuid4().hex[:8]}"
+    largest = f"largest-{uuid.uuid4().hex[:8]}"
+    with published_requests(settings.bus) as published:
+        with SolveClient(f"127.0.0.1:{door.port}") as client:
+            with pytest.raises(SolveRpcError) as caught:
+                client.solve(problem, 1, deadline_s=30, request_id=refused)
+            assert caught.value.code == "INVALID_ARGUMENT", caught.value
+            assert f"INVALID_ARGUMENT: {field}: " in str(caught.value)
+            with pytest.raises(SolveRpcError, match="DEADLINE_EXCEEDED"):  # no stage runs
+                client.solve(_largest_accepted(1, settings), 1, deadline_s=2, request_id=largest)
+        deadline = time.monotonic() + 30
+        while largest not in published and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # what the tail would still see from the other partitions
+    assert largest in published
+    assert refused not in published
