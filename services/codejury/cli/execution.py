@@ -145,6 +145,7 @@ def serve_execution(
             max_workers=max(4, settings.execution.max_batch // 16),
             credentials=server_credentials(settings.tls),
             probe_port=settings.tls.probe_port,
+            reflection=settings.grpc.reflection,
         )
         stop = stop_signal()
         consumer = None

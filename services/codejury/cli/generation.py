@@ -70,6 +70,7 @@ def serve_generation(
         max_workers=4,
         credentials=server_credentials(settings.tls),
         probe_port=settings.tls.probe_port,
+        reflection=settings.grpc.reflection,
     )
     stop = stop_signal()
     consumer = None

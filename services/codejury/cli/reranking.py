@@ -276,6 +276,7 @@ def serve_reranking(
             max_workers=8,
             credentials=server_credentials(settings.tls),
             probe_port=settings.tls.probe_port,
+            reflection=settings.grpc.reflection,
         )
         consumer = None
         if kafka_stage:

@@ -1,4 +1,4 @@
-"""gRPC plumbing shared by every CodeJury server: error mapping, health, start and stop.
+"""gRPC plumbing shared by every CodeJury server: errors, health, reflection, start and stop.
 
 One interceptor maps the error kinds of ``codejury.core.errors`` to status codes, so
 servicers raise domain errors and never touch ``context.abort``. Unknown exceptions
@@ -7,7 +7,10 @@ who may be sending untrusted code).
 
 Every server also answers ``grpc.health.v1.Health`` (what Kubernetes' ``grpc:`` probes
 and load balancers ask): SERVING from start, NOT_SERVING as soon as a stop begins, so
-a readiness probe takes the pod out of its Service while in-flight calls drain.
+a readiness probe takes the pod out of its Service while in-flight calls drain. And,
+unless ``grpc.reflection`` is off, server reflection (``grpc.reflection.v1alpha``, which
+``grpcurl`` falls back to from v1) listing exactly the services it serves; a probe-only
+server (the TLS probe port, ``health_server``) serves health alone.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection as server_reflection
 
 from codejury.core import metrics
 from codejury.core.errors import (
@@ -115,13 +119,22 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return call
 
         def wrap_stream(
-            behaviour: Callable[[Any, grpc.ServicerContext], Any],
+            behaviour: Callable[[Any, grpc.ServicerContext], Any], kind: str
         ) -> Callable[..., Any]:
+            # ``request`` is the request, or for a bidirectional stream their iterator
             def call(request: Any, context: grpc.ServicerContext) -> Any:
-                rpc = _Call(method, "server_stream")
+                rpc = _Call(method, kind)
                 try:
                     yield from behaviour(request, context)
+                except GeneratorExit:  # the caller left between two answers: grpc closed us
+                    rpc.done(grpc.StatusCode.CANCELLED)
+                    raise
                 except Exception as exc:
+                    if not context.is_active():
+                        # The caller left (a reflection client drops the stream after its
+                        # answer): its request iterator raised. Nobody to answer, no fault.
+                        rpc.done(grpc.StatusCode.CANCELLED)
+                        return
                     failed(exc, context, rpc)
                 rpc.done(_code_of(context))
 
@@ -130,7 +143,9 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_unary:
             return _replaced(handler, wrap_unary(handler.unary_unary))
         if handler.unary_stream:
-            return _replaced(handler, wrap_stream(handler.unary_stream))
+            return _replaced(handler, wrap_stream(handler.unary_stream, "server_stream"))
+        if handler.stream_stream:  # server reflection
+            return _replaced(handler, wrap_stream(handler.stream_stream, "bidi_stream"))
         return handler
 
 
@@ -175,13 +190,14 @@ def _replaced(
     handler: grpc.RpcMethodHandler, behaviour: Callable[..., Any]
 ) -> grpc.RpcMethodHandler:
     """A handler like ``handler`` (its kind, its (de)serializers) that runs ``behaviour``:
-    a server stream stays one; anything else answers once (CodeJury serves no client
-    streams)."""
-    make = (
-        grpc.unary_stream_rpc_method_handler
-        if handler.unary_stream
-        else grpc.unary_unary_rpc_method_handler
-    )
+    a server stream stays one, a bidirectional stream (server reflection) stays one;
+    anything else answers once (CodeJury serves no client streams)."""
+    if handler.unary_stream:
+        make = grpc.unary_stream_rpc_method_handler
+    elif handler.stream_stream:
+        make = grpc.stream_stream_rpc_method_handler
+    else:
+        make = grpc.unary_unary_rpc_method_handler
     return make(
         behaviour,
         request_deserializer=handler.request_deserializer,
@@ -224,8 +240,13 @@ class GrpcServer:
             self.probe.stop(grace=None).wait()
 
 
+#: Adds one service's servicer to a server and returns the service's full name
+#: (``codejury.v1.Solve``): what reflection lists. Each service's ``register`` makes one.
+Registration = Callable[[grpc.Server], str]
+
+
 def make_server(
-    registrations: Sequence[Callable[[grpc.Server], None]],
+    registrations: Sequence[Registration],
     *,
     host: str,
     port: int,
@@ -234,13 +255,17 @@ def make_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
     probe_port: int | None = None,
+    reflection: bool = True,
 ) -> GrpcServer:
-    """A server (not started) with the error interceptor and ``grpc.health.v1``.
+    """A server (not started) with the error interceptor, ``grpc.health.v1`` and, with
+    ``reflection`` (``grpc.reflection``), server reflection over what it serves.
 
     Health answers NOT_SERVING until ``start``: a probe that reaches the port early
     does not route traffic to a server whose services are not registered yet. With
     ``credentials`` and ``probe_port``, the same health service is also served alone in
-    plain text there (kubelet's gRPC probes do not speak TLS; nothing else is exposed)."""
+    plain text there (kubelet's gRPC probes do not speak TLS; nothing else is exposed).
+    Reflection goes through ``interceptors`` like any RPC: behind a bearer token, it
+    needs one (it shows the API, not data; health alone is exempt, for probes)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[ErrorMappingInterceptor(), *interceptors],
@@ -249,13 +274,16 @@ def make_server(
             ("grpc.max_send_message_length", max_message_bytes),
         ],
     )
-    for register in registrations:
-        register(server)
+    served = [register(server) for register in registrations]
     # The interceptor re-wraps stream handlers, so a Watch holds a pool thread while it
     # lasts (the blocking form); probes and balancers use Check.
     checker = health.HealthServicer(experimental_non_blocking=False)
     checker.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    served.append(health.SERVICE_NAME)
+    if reflection:  # the descriptors come from the default pool, where the stubs put them
+        served.append(server_reflection.SERVICE_NAME)
+        server_reflection.enable_server_reflection(served, server)
     address = f"{host}:{port}"
     # credentials: TLS only on this port (core.tls); else plain text
     if credentials is None:
@@ -277,5 +305,6 @@ def make_server(
 
 def health_server(host: str, port: int) -> GrpcServer:
     """Only ``grpc.health.v1``: the probe port of a process that serves no gRPC itself
-    (the Celery sandbox worker, the traffic exporter)."""
-    return make_server([], host=host, port=port, max_workers=2)
+    (the Celery sandbox worker, the traffic exporter). No reflection: like the TLS probe
+    port, it is for probes, and has nothing else to show."""
+    return make_server([], host=host, port=port, max_workers=2, reflection=False)

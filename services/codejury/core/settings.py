@@ -641,6 +641,18 @@ class TlsSettings(_Group):
     )
 
 
+class GrpcSettings(_Group):
+    """What every CodeJury gRPC server (Solve, generation, execution, reranking) serves
+    besides its own service and grpc.health.v1."""
+
+    reflection: bool = Field(
+        True,
+        description="Server reflection (grpc.reflection.v1alpha, which grpcurl and grpcui "
+        "fall back to) listing the services a server serves; behind the Solve tokens when "
+        "they are set. Off: callers need the .proto files (a security review may want it off).",
+    )
+
+
 class MetricsSettings(_Group):
     port: int | None = Field(
         None,
@@ -695,6 +707,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
+    grpc: GrpcSettings = Field(default_factory=GrpcSettings)
 
 
 def _check_limits(settings: Settings) -> Settings:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import grpc
 
+from codejury.core.grpc import Registration
 from codejury.core.settings import Settings
 from codejury.execution.backends import ExecutionBackend
 from codejury.execution.factory import ceiling_limits, default_limits
@@ -73,10 +72,11 @@ def list_languages() -> list[services_pb2.LanguageInfo]:
     return infos
 
 
-def register(servicer: ExecutionServicer) -> Callable[[grpc.Server], None]:
+def register(servicer: ExecutionServicer) -> Registration:
     """A registration callback for ``codejury.core.grpc.make_server``."""
 
-    def add(server: grpc.Server) -> None:
+    def add(server: grpc.Server) -> str:
         services_pb2_grpc.add_ExecutionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        return str(services_pb2.DESCRIPTOR.services_by_name["Execution"].full_name)
 
     return add

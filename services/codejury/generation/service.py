@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import grpc
 
+from codejury.core.grpc import Registration
 from codejury.generation.generator import Generator
 from codejury.proto.v1 import domain_pb2, services_pb2, services_pb2_grpc
 
@@ -46,10 +47,11 @@ class GenerationServicer(services_pb2_grpc.GenerationServicer):
         )
 
 
-def register(servicer: GenerationServicer) -> Callable[[grpc.Server], None]:
+def register(servicer: GenerationServicer) -> Registration:
     """A registration callback for ``codejury.core.grpc.make_server``."""
 
-    def add(server: grpc.Server) -> None:
+    def add(server: grpc.Server) -> str:
         services_pb2_grpc.add_GenerationServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        return str(services_pb2.DESCRIPTOR.services_by_name["Generation"].full_name)
 
     return add

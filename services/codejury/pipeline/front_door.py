@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -23,7 +23,7 @@ from codejury.bus.tail import TopicTail
 from codejury.bus.topics import SOLVE_COMPLETED, SOLVE_REQUESTED
 from codejury.core import metrics
 from codejury.core.errors import ConfigurationError
-from codejury.core.grpc import BearerTokenInterceptor, make_server
+from codejury.core.grpc import BearerTokenInterceptor, Registration, make_server
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
 from codejury.core.tls import server_credentials
@@ -188,11 +188,12 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
         return response_of(completed)
 
 
-def register(servicer: SolveServicer) -> Callable[[grpc.Server], None]:
+def register(servicer: SolveServicer) -> Registration:
     """A registration callback for ``codejury.core.grpc.make_server``."""
 
-    def add(server: grpc.Server) -> None:
+    def add(server: grpc.Server) -> str:
         services_pb2_grpc.add_SolveServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        return str(services_pb2.DESCRIPTOR.services_by_name["Solve"].full_name)
 
     return add
 
@@ -282,6 +283,7 @@ class SolveFrontDoor:
                 max_workers=pipeline.max_in_flight + 4,
                 credentials=credentials,
                 probe_port=settings.tls.probe_port,
+                reflection=settings.grpc.reflection,
                 interceptors=[BearerTokenInterceptor(tokens, how=_HOW)] if tokens else [],
             )
         except BaseException:  # a port in use: close the Kafka clients opened above

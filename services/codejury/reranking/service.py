@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import grpc
 
+from codejury.core.grpc import Registration
 from codejury.proto.v1 import domain_pb2, services_pb2, services_pb2_grpc
 from codejury.reranking.baselines import baseline_rankers
 from codejury.reranking.errors import VersionNotServedError
@@ -68,10 +69,11 @@ class RerankingServicer(services_pb2_grpc.RerankingServicer):
         return self._reward.rank(problem, candidates, draw=self._draw())
 
 
-def register(servicer: RerankingServicer) -> Callable[[grpc.Server], None]:
+def register(servicer: RerankingServicer) -> Registration:
     """A registration callback for ``codejury.core.grpc.make_server``."""
 
-    def add(server: grpc.Server) -> None:
+    def add(server: grpc.Server) -> str:
         services_pb2_grpc.add_RerankingServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        return str(services_pb2.DESCRIPTOR.services_by_name["Reranking"].full_name)
 
     return add

@@ -25,6 +25,8 @@ from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2, services_pb2
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.reflection import listed_services, reflected_pool
+
 N = 3
 
 
@@ -429,3 +431,31 @@ def test_one_solve_is_one_trace_id_in_the_log_of_every_stage(pipeline: EmbeddedP
         handled = [line for line in log_text.splitlines() if "consumer.handled" in line]
         assert any(trace in line for line in handled), f"{name}: no line with trace {trace}"
         assert any(fresh in line for line in handled), f"{name}: no line with trace {fresh}"
+
+
+#: what each server of the deployment serves besides health and reflection
+SERVES = {
+    "solve": "codejury.v1.Solve",
+    "generation": "codejury.v1.Generation",
+    "execution": "codejury.v1.Execution",
+    "reranking": "codejury.v1.Reranking",
+}
+
+
+def test_every_grpc_server_reflects_exactly_what_it_serves(pipeline: EmbeddedPipeline) -> None:
+    """The stages as codejury up runs them (codejury serve ..., settings from the
+    environment) and the front door: a reflection client lists each one's services and
+    resolves a stage's method from the server alone."""
+    addresses = {e.name: e.address for e in pipeline.endpoints() if e.name in SERVES}
+    assert addresses.keys() == SERVES.keys()
+    for name, address in addresses.items():
+        with grpc.insecure_channel(address) as channel:
+            assert listed_services(channel) == sorted(
+                [SERVES[name], "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"]
+            ), name
+    with grpc.insecure_channel(addresses["execution"]) as channel:
+        execution = reflected_pool(channel).FindServiceByName("codejury.v1.Execution")
+        batch = execution.methods_by_name["ExecuteBatch"]
+        assert batch.input_type.full_name == "codejury.v1.ExecuteBatchRequest"
+        candidates = batch.input_type.fields_by_name["candidates"]
+        assert candidates.message_type.full_name == "codejury.v1.Candidate"

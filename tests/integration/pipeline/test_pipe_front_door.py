@@ -29,14 +29,22 @@ from codejury.pipeline.client import (
 )
 from codejury.pipeline.front_door import SolveFrontDoor
 from codejury.pipeline.requests import problem_room
-from codejury.proto.v1 import domain_pb2, events_pb2
+from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
 from tests.certificates import make_pki
+from tests.reflection import listed_services, reflected_pool
 from tests.solve_requests import published_requests
 
 PROBLEM = domain_pb2.Problem(problem_id="p", language="python", prompt="def f():\n    ")
+#: what the front door serves, as reflection lists it
+SOLVE_SERVES = [
+    "codejury.v1.Solve",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+]
 
 
 @pytest.fixture
@@ -312,11 +320,18 @@ def test_a_tls_server_answers_plain_text_probes_on_its_probe_port_and_nothing_el
         answer = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
         door.grpc.set_serving(True)
-        # the probe port serves health alone: Solve is not there
+        # the probe port serves health alone: neither Solve nor reflection is there
         solve = channel.unary_unary("/codejury.v1.Solve/Solve")
         with pytest.raises(grpc.RpcError) as caught:
             solve(b"", timeout=5)
         assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as caught:
+            listed_services(channel)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        # the TLS port offers reflection, to a client that speaks TLS
+        trusting = channel_credentials(_tls(settings, ca_file=pki.ca).tls)
+        with grpc.secure_channel(f"127.0.0.1:{door.port}", trusting) as tls_channel:
+            assert listed_services(tls_channel) == SOLVE_SERVES
     with (
         grpc.insecure_channel(f"127.0.0.1:{probe_port}") as channel,
         pytest.raises(grpc.RpcError),
@@ -391,3 +406,45 @@ def test_an_oversized_field_is_refused_up_front_naming_it_and_nothing_is_publish
         time.sleep(1.0)  # what the tail would still see from the other partitions
     assert largest in published
     assert refused not in published
+
+
+def test_reflection_lists_what_the_front_door_serves_and_resolves_solve_from_it(
+    door: SolveFrontDoor,
+) -> None:
+    """What grpcurl does: list the services, then resolve Solve's method and request type
+    by symbol from the server alone; what it resolves is the contract the stubs were made
+    from, dependencies (domain.proto) included."""
+    with grpc.insecure_channel(f"127.0.0.1:{door.port}") as channel:
+        assert listed_services(channel) == SOLVE_SERVES
+        pool = reflected_pool(channel)
+        solve = pool.FindServiceByName("codejury.v1.Solve").methods_by_name["Solve"]
+        assert solve.input_type.full_name == "codejury.v1.SolveRequest"
+        assert solve.output_type.full_name == "codejury.v1.SolveResponse"
+        request = pool.FindMessageTypeByName("codejury.v1.SolveRequest")
+        assert request.fields_by_name["problem"].message_type.fields_by_name["tests"]
+        for local in (services_pb2.DESCRIPTOR, domain_pb2.DESCRIPTOR):
+            reflected = descriptor_pb2.FileDescriptorProto()
+            pool.FindFileByName(local.name).CopyToProto(reflected)
+            assert reflected == descriptor_pb2.FileDescriptorProto.FromString(local.serialized_pb)
+
+
+def test_behind_tokens_reflection_needs_one_and_off_it_is_not_served(settings: Settings) -> None:
+    guarded = with_group(settings, "pipeline", auth_tokens=SecretStr("s3cret"))
+    with (
+        SolveFrontDoor(guarded) as door,
+        grpc.insecure_channel(f"127.0.0.1:{door.port}") as channel,
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            listed_services(channel)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "no bearer token" in str(caught.value.details())
+        bearer = [("authorization", "Bearer s3cret")]
+        assert listed_services(channel, metadata=bearer) == SOLVE_SERVES
+    off = with_group(settings, "grpc", reflection=False)
+    with SolveFrontDoor(off) as door, grpc.insecure_channel(f"127.0.0.1:{door.port}") as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            listed_services(channel)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
