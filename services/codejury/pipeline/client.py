@@ -84,7 +84,12 @@ class SolveClient:
         except grpc.RpcError as exc:
             code = exc.code()
             message = f"Solve at {self.address}: {code.name}: {exc.details()}"
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+            # RESOURCE_EXHAUSTED is the server's "too many in flight" (retry later), and
+            # also gRPC's own refusal of a message over its limit, which no retry fixes.
+            too_big = "larger than max" in (exc.details() or "")
+            if code == grpc.StatusCode.UNAVAILABLE or (
+                code == grpc.StatusCode.RESOURCE_EXHAUSTED and not too_big
+            ):
                 raise SolveUnavailableError(message, code=code.name) from exc
             raise SolveRpcError(message, code=code.name) from exc
         return response

@@ -198,6 +198,10 @@ def register(servicer: SolveServicer) -> Registration:
     return add
 
 
+#: The most a Solve request or reply may weigh on the wire (gRPC refuses more with
+#: RESOURCE_EXHAUSTED before the servicer runs).
+FRONT_DOOR_MAX_MESSAGE_BYTES = 4 << 20
+
 #: The response's trailing metadata key that carries the request's trace id.
 TRACE_HEADER = "x-codejury-trace-id"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -285,6 +289,10 @@ class SolveFrontDoor:
                 probe_port=settings.tls.probe_port,
                 reflection=settings.grpc.reflection,
                 interceptors=[BearerTokenInterceptor(tokens, how=_HOW)] if tokens else [],
+                # A request must fit one Kafka record (pipeline/requests.py), and so does the
+                # reply it is built from: a few MiB bound what an unauthenticated caller can
+                # make the server read into memory (the stages' servers keep 64 MiB batches).
+                max_message_bytes=FRONT_DOOR_MAX_MESSAGE_BYTES,
             )
         except BaseException:  # a port in use: close the Kafka clients opened above
             self._tail.stop()

@@ -27,7 +27,7 @@ from codejury.pipeline.client import (
     SolveUnavailableError,
     client_for,
 )
-from codejury.pipeline.front_door import SolveFrontDoor
+from codejury.pipeline.front_door import FRONT_DOOR_MAX_MESSAGE_BYTES, SolveFrontDoor
 from codejury.pipeline.requests import problem_room
 from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2
 from google.protobuf import descriptor_pb2
@@ -406,6 +406,31 @@ def test_an_oversized_field_is_refused_up_front_naming_it_and_nothing_is_publish
         time.sleep(1.0)  # what the tail would still see from the other partitions
     assert largest in published
     assert refused not in published
+
+
+def test_a_request_over_the_wire_limit_is_refused_before_it_is_read_whole(
+    door: SolveFrontDoor, settings: Settings
+) -> None:
+    """The front door reads at most FRONT_DOOR_MAX_MESSAGE_BYTES of a request (it had the
+    stages' 64 MiB): a bigger one is refused by gRPC itself, nothing is published, and the
+    next request is served as usual."""
+    huge = f"huge-{uuid.uuid4().hex[:8]}"
+    problem = domain_pb2.Problem(
+        language="python", prompt="def f():\n", tests="#" * (FRONT_DOOR_MAX_MESSAGE_BYTES + 1)
+    )
+    with published_requests(settings.bus) as published:
+        with SolveClient(f"127.0.0.1:{door.port}") as client:
+            with pytest.raises(SolveRpcError) as caught:
+                client.solve(problem, 1, deadline_s=30, request_id=huge)
+            assert caught.value.code == "RESOURCE_EXHAUSTED", caught.value
+            assert not isinstance(caught.value, SolveUnavailableError)  # no retry helps
+            with pytest.raises(SolveRpcError) as again:  # still serving: the next is read
+                client.solve(
+                    domain_pb2.Problem(language="python", prompt="x" * _BIG), 1, deadline_s=30
+                )
+            assert again.value.code == "INVALID_ARGUMENT"
+        time.sleep(1.0)  # what the tail would still see
+    assert huge not in published
 
 
 def test_reflection_lists_what_the_front_door_serves_and_resolves_solve_from_it(
