@@ -25,6 +25,7 @@ from codejury.core.grpc import BearerTokenInterceptor, make_server
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
 from codejury.core.tls import server_credentials
+from codejury.core.tracing import NO_TRACING, Tracing, open_tracing
 from codejury.pipeline.completions import PendingCompletions
 from codejury.pipeline.errors import (
     InvalidSolveRequestError,
@@ -50,8 +51,10 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
         pending: PendingCompletions,
         *,
         max_in_flight: int,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._limits = limits
+        self._tracing = tracing
         self._producer = producer
         self._publish_lock = threading.Lock()  # the producer's pending list is not thread-safe
         self._pending = pending
@@ -92,7 +95,9 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
                 f"{self._max_in_flight} solve requests are already in flight "
                 "(pipeline.max_in_flight); retry with backoff"
             )
-        trace_id = trace_id_of(context.invocation_metadata())
+        # traced, the server span's trace (the caller's traceparent's, or a new one); else
+        # the caller's traceparent's id or a new one: the same id either way
+        trace_id = self._tracing.current_trace_id() or trace_id_of(context.invocation_metadata())
         # the caller can find its request in every stage's log by this id
         context.set_trailing_metadata(((TRACE_HEADER, trace_id),))
         try:
@@ -114,6 +119,15 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
         context: grpc.ServicerContext,
     ) -> services_pb2.SolveResponse:
         request_id = request.request_id or uuid.uuid4().hex
+        self._tracing.annotate(
+            {
+                "codejury.request_id": request_id,
+                "codejury.problem_id": request.problem.problem_id,
+                "codejury.language": request.problem.language,
+                "codejury.n": request.n,
+                "codejury.deadline_s": round(deadline_s, 3),
+            }
+        )
         try:
             waiter = self._pending.register(request_id)
         except KeyError:
@@ -154,6 +168,12 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
                 f"request {request_id} got no completion within {deadline_s:g}s; raise "
                 "deadline_s, lower n, or check that every service of the pipeline is running"
             )
+        self._tracing.annotate(
+            {
+                "codejury.reranker_version": completed.reranker_version,
+                "codejury.error_kind": completed.error_kind,
+            }
+        )
         if completed.error:
             message = f"request {request_id} failed: {completed.error}"
             if completed.error_kind == "unavailable":
@@ -211,12 +231,24 @@ def accepted_tokens(settings: Settings) -> list[str]:
 
 
 class SolveFrontDoor:
-    """The Solve server with its producer and completion tail, started and stopped as one."""
+    """The Solve server with its producer and completion tail, started and stopped as one.
 
-    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+    Traced (``settings.tracing``, or ``tracing`` given), every Solve is a server span and
+    the root of its trace: the request's record carries its ``traceparent`` to the
+    stages. A ``Tracing`` the door builds itself is closed (flushed) with it."""
+
+    def __init__(
+        self, settings: Settings, *, port: int | None = None, tracing: Tracing | None = None
+    ) -> None:
         pipeline = settings.pipeline
+        self._own_tracing = tracing is None
+        self.tracing = (
+            open_tracing(settings.tracing, "solve", tls=settings.tls)
+            if tracing is None
+            else tracing
+        )
         self.pending = PendingCompletions()
-        self._producer = EventProducer(settings.bus, name="solve-front-door")
+        self._producer = EventProducer(settings.bus, name="solve-front-door", tracing=self.tracing)
         try:
             # The tail is positioned before the server accepts a request: no completion of
             # a request we publish can come before it.
@@ -229,12 +261,14 @@ class SolveFrontDoor:
             )
         except BaseException:
             self._producer.close()
+            self._close_tracing()
             raise
         self.servicer = SolveServicer(
             SolveLimits.from_settings(settings),
             self._producer,
             self.pending,
             max_in_flight=pipeline.max_in_flight,
+            tracing=self.tracing,
         )
         # More threads than slots: the request beyond the limit must reach the servicer to
         # be refused, rather than wait in gRPC's queue.
@@ -248,6 +282,7 @@ class SolveFrontDoor:
             credentials=server_credentials(settings.tls),
             probe_port=settings.tls.probe_port,
             interceptors=[BearerTokenInterceptor(tokens, how=_HOW)] if tokens else [],
+            tracing=self.tracing,
         )
         self.host = pipeline.grpc_host
         self.port = self.grpc.port
@@ -273,7 +308,14 @@ class SolveFrontDoor:
         """Stop taking requests, let waiting ones finish within ``grace_s``, then close."""
         self.grpc.stop(grace_s)
         self._tail.stop()
-        self._producer.close()
+        try:
+            self._producer.close()
+        finally:
+            self._close_tracing()
+
+    def _close_tracing(self) -> None:
+        if self._own_tracing:
+            self.tracing.close()
 
     def __enter__(self) -> SolveFrontDoor:
         return self.start()
