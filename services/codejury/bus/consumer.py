@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 import structlog
+from google.protobuf import message
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
@@ -44,11 +45,13 @@ from codejury.bus.envelope import Event, Outgoing, deadline_of, derived_event_id
 from codejury.bus.errors import EnvelopeError, PublishError
 from codejury.bus.processed import MemoryProcessedIds, ProcessedIds
 from codejury.bus.producer import EventProducer, check_fits, record_room
+from codejury.bus.spans import consumer_span_attributes
 from codejury.bus.topics import dlq
 from codejury.core import metrics
 from codejury.core.errors import PermanentError, TemporaryError
 from codejury.core.logging import get_logger
 from codejury.core.settings import BusSettings
+from codejury.core.tracing import NO_TRACING, Span, Tracing, carrier_of
 from codejury.proto.v1 import events_pb2
 
 log = get_logger(__name__)
@@ -120,6 +123,7 @@ class EventConsumer:
         producer: EventProducer | None = None,
         on_dead_letter: DeadLetterReply | None = None,
         drop_expired: bool = False,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         if not topics:
             raise ValueError("topics: give at least one topic to consume")
@@ -137,8 +141,11 @@ class EventConsumer:
             if processed is not None
             else MemoryProcessedIds(settings.processed_ids_capacity)
         )
+        # a span per event, the child of the span that published it (its traceparent
+        # header); what the handler publishes carries this span's (the producer's headers)
+        self._tracing = tracing
         self._own_producer = producer is None
-        self._producer = producer or EventProducer(settings, name=name)
+        self._producer = producer or EventProducer(settings, name=name, tracing=tracing)
         self._stop = threading.Event()
         self.stats = ConsumerStats()
         try:
@@ -307,6 +314,36 @@ class EventConsumer:
             self._count(record.topic, "duplicates")
             log.debug("consumer.duplicate", consumer=self.name, event_id=envelope.event_id)
             return None
+        # Every log line while this event is handled names its trace: one Solve is one
+        # trace id across the front door and every stage's log (and, traced, one trace).
+        with (
+            structlog.contextvars.bound_contextvars(trace_id=envelope.trace_id),
+            self._tracing.span(
+                f"process {record.topic}",
+                kind="consumer",
+                remote_parent=carrier_of(record.headers),
+                trace_id=envelope.trace_id,
+                # built for every event: only when traced
+                attributes=consumer_span_attributes(
+                    record, envelope, payload, group_id=self.group_id, stage=self.name
+                )
+                if self._tracing.enabled
+                else None,
+            ) as span,
+        ):
+            outcome = self._handle(record, envelope, payload, span)
+            span.set({"codejury.outcome": outcome})
+        return envelope.event_id
+
+    def _handle(
+        self,
+        record: ConsumerRecord,
+        envelope: events_pb2.Envelope,
+        payload: message.Message,
+        span: Span,
+    ) -> str:
+        """Handle one decoded event and queue its outputs; returns its outcome (the
+        ``codejury_consumer_events_total`` label)."""
         deadline = deadline_of(envelope)
         if self._drop_expired and deadline is not None and deadline < datetime.now(UTC):
             self._count(record.topic, "expired")
@@ -316,7 +353,7 @@ class EventConsumer:
                 trace_id=envelope.trace_id,
                 late_s=round((datetime.now(UTC) - deadline).total_seconds(), 3),
             )
-            return envelope.event_id
+            return "expired"
         event = Event(
             topic=record.topic,
             partition=record.partition,
@@ -325,36 +362,36 @@ class EventConsumer:
             envelope=envelope,
             payload=payload,
         )
-        # Every log line while this event is handled names its trace: one Solve is one
-        # trace id across the front door and every stage's log.
-        with structlog.contextvars.bound_contextvars(trace_id=envelope.trace_id):
-            started = time.monotonic()
-            outputs, failure = self._handle_with_retries(record, event)
-            took_s = time.monotonic() - started
-            metrics.HANDLING_SECONDS.labels(self.name, record.topic).observe(took_s)
-            if failure is not None:  # dead-lettered: do not handle it again
-                outputs = self._dead_letter_replies(event, failure)
-            for index, out in enumerate(outputs):
-                self._producer.publish(
-                    out.topic,
-                    out.payload,
-                    key=out.key,
-                    event_id=derived_event_id(envelope.event_id, index),
-                    trace_id=envelope.trace_id,
-                    causation_id=envelope.event_id,
-                    deadline=deadline,
-                )
-            if failure is None:
-                self._count(record.topic, "handled")
-                log.info(
-                    "consumer.handled",
-                    consumer=self.name,
-                    topic=record.topic,
-                    key=record.key.decode(errors="replace") if record.key else None,
-                    outputs=len(outputs),
-                    ms=round(took_s * 1000, 1),
-                )
-        return envelope.event_id
+        started = time.monotonic()
+        outputs, failure = self._handle_with_retries(record, event, span)
+        took_s = time.monotonic() - started
+        metrics.HANDLING_SECONDS.labels(self.name, record.topic).observe(took_s)
+        if failure is not None:  # dead-lettered: do not handle it again
+            span.fail(f"dead-lettered: {type(failure).__name__}: {failure}"[:_MAX_ERROR_CHARS])
+            outputs = self._dead_letter_replies(event, failure)
+        for index, out in enumerate(outputs):
+            self._producer.publish(
+                out.topic,
+                out.payload,
+                key=out.key,
+                event_id=derived_event_id(envelope.event_id, index),
+                trace_id=envelope.trace_id,
+                causation_id=envelope.event_id,
+                deadline=deadline,
+            )
+        span.set({"codejury.outputs": len(outputs)})
+        if failure is not None:
+            return "dead_lettered"
+        self._count(record.topic, "handled")
+        log.info(
+            "consumer.handled",
+            consumer=self.name,
+            topic=record.topic,
+            key=record.key.decode(errors="replace") if record.key else None,
+            outputs=len(outputs),
+            ms=round(took_s * 1000, 1),
+        )
+        return "handled"
 
     def _dead_letter_replies(self, event: Event, failure: BaseException) -> list[Outgoing]:
         if self._on_dead_letter is None:
@@ -366,7 +403,7 @@ class EventConsumer:
             return []
 
     def _handle_with_retries(
-        self, record: ConsumerRecord, event: Event
+        self, record: ConsumerRecord, event: Event, span: Span
     ) -> tuple[list[Outgoing], BaseException | None]:
         """The handler's outputs, or no outputs and the error it was dead-lettered with."""
         attempts = 0
@@ -396,6 +433,7 @@ class EventConsumer:
                     delay = min(max(delay, exc.delay_s), self._settings.retry_backoff_max_s)
                 self.stats.retries += 1
                 metrics.RETRIES.labels(self.name, record.topic).inc()
+                span.event("retry", {"attempt": attempts, "error": repr(exc)[:_MAX_ERROR_CHARS]})
                 log.warning(
                     "consumer.retry",
                     consumer=self.name,

@@ -9,6 +9,7 @@ session timeout.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import time
@@ -58,6 +59,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_port_run(count: int, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive ports on ``host`` that are free now (what
+    ``codejury up`` gives its processes' metrics endpoints: a base port and the next)."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000)  # noqa: S311 - a port, not a secret
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                listener = socket.socket()
+                sockets.append(listener)
+                listener.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for listener in sockets:
+                listener.close()
+    raise OSError(f"no {count} consecutive free ports on {host}")
 
 
 class EmbeddedBroker:

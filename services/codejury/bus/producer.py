@@ -14,6 +14,7 @@ from codejury.bus.admin import security_options, unavailable
 from codejury.bus.envelope import wrap
 from codejury.bus.errors import PublishError, RecordTooLargeError
 from codejury.core.settings import BusSettings
+from codejury.core.tracing import NO_TRACING, Tracing
 from codejury.proto.v1 import events_pb2
 
 # kafka-python's max_request_size default (1 MiB), which brokers' message.max.bytes
@@ -44,12 +45,15 @@ class EventProducer:
     """Publishes envelopes; ``flush`` waits for every acknowledgement or raises.
 
     ``publish`` only queues: call ``flush`` (or use ``publish_now``) before treating a
-    record as written, e.g. before committing the offset that produced it.
+    record as written, e.g. before committing the offset that produced it. With
+    ``tracing`` on, each record's headers carry the publishing span's W3C
+    ``traceparent``: the consumer's span becomes its child.
     """
 
-    def __init__(self, settings: BusSettings, *, name: str) -> None:
+    def __init__(self, settings: BusSettings, *, name: str, tracing: Tracing = NO_TRACING) -> None:
         self._settings = settings
         self.name = name
+        self.tracing = tracing
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=settings.bootstrap_servers,
@@ -85,11 +89,17 @@ class EventProducer:
             payload,
             producer=self.name,
             event_id=event_id,
-            trace_id=trace_id,
+            # the envelope's trace is the publishing span's: logs and traces agree
+            trace_id=trace_id or self.tracing.current_trace_id(),
             causation_id=causation_id,
             deadline=deadline,
         )
-        self.send_raw(topic, env.SerializeToString(), key=key.encode() if key else None)
+        self.send_raw(
+            topic,
+            env.SerializeToString(),
+            key=key.encode() if key else None,
+            headers=self.tracing.kafka_headers(),
+        )
         return env
 
     def send_raw(

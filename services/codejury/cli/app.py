@@ -23,6 +23,7 @@ from codejury.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from codejury.bus.consumer import EventConsumer
+    from codejury.core.tracing import Tracing
 
 app = typer.Typer(
     name="codejury",
@@ -140,6 +141,14 @@ def start_metrics(settings: Settings, *, multiprocess_dir: Path | None = None) -
     err_console.print(
         f"metrics on http://{settings.metrics.host}:{served.port}/metrics", highlight=False
     )
+
+
+def start_tracing(settings: Settings, service: str) -> Tracing:
+    """This process's tracing for component ``service`` (``tracing.exporter``; off by
+    default). It lives as long as the process: the SDK flushes what is left at exit."""
+    from codejury.core.tracing import open_tracing
+
+    return open_tracing(settings.tracing, service, tls=settings.tls)
 
 
 def quiet_libraries(settings: Settings) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +19,7 @@ from codejury.core.settings import with_group
 
 if TYPE_CHECKING:
     from codejury.execution.bench import LanguageReport
+    from codejury.pipeline.bench import ObservabilityReport
 
 # Languages with canonical solutions in MBXP or HumanEval-X (the sandbox benchmark's
 # workload; MBXP's Go and Perl files have none, HumanEval-X has Go).
@@ -277,3 +281,84 @@ def bench_training(
     out = settings.run_dir / "bench-training" / "result.json"
     out.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
     console.print(f"written to {out}", highlight=False)
+
+
+# -- `codejury bench pipeline`'s helpers (the command is the pipeline's: cli/pipeline.py)
+
+
+@contextlib.contextmanager
+def bench_root() -> Iterator[Path]:
+    """A temporary folder for a pipeline benchmark's models and deployments."""
+    with tempfile.TemporaryDirectory(prefix="codejury-bench-pipeline-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)  # the sandbox user reads the compile cache under it
+        yield root
+
+
+@dataclasses.dataclass(frozen=True)
+class _ObservabilityTable:
+    """A measured report, written as a table, a verdict and JSON."""
+
+    report: ObservabilityReport
+    requests: int
+    n: int
+
+    def write(self, target: Path) -> None:
+        """The off/on table, the cost against the target, and the JSON report."""
+        from codejury.pipeline.bench import COST_TARGET, OFF, ON
+
+        table = Table(
+            title=f"codejury bench pipeline --observability: {self.requests} requests per "
+            f"round, n={self.n}"
+        )
+        for column in ("concurrency", "metrics+tracing", "rounds", "req/s", "p50 ms", "p99 ms"):
+            table.add_column(column, justify="right")
+        table.add_column("cost", justify="right")
+        rows = []
+        for run in self.report.runs:
+            for mode in (OFF, ON):
+                merged = run.of(mode)
+                table.add_row(
+                    str(run.concurrency),
+                    mode,
+                    str(sum(1 for r in run.rounds if r.mode == mode)),
+                    f"{merged.per_second:.2f}",
+                    f"{merged.percentile(0.5) * 1000:.0f}",
+                    f"{merged.percentile(0.99) * 1000:.0f}",
+                    f"{run.cost:+.1%}" if mode == ON else "",
+                )
+            rows.append(run.as_dict())
+        console.print(table)
+        worst = max((run.cost for run in self.report.runs), default=0.0)
+        noise = max((run.spread for run in self.report.runs), default=0.0)
+        verdict = "met" if worst <= COST_TARGET else "NOT met"
+        console.print(
+            f"cost at most {COST_TARGET:.0%} of throughput: {verdict} (worst "
+            f"{worst:+.1%}; rounds of one mode differ by up to {noise:.1%}, so a cost below "
+            f"that is not resolved: more --rounds or a quieter machine); "
+            f"{self.report.spans} spans exported over OTLP, {self.report.scrapes} scrapes",
+            highlight=False,
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        report = {"runs": rows, "spans": self.report.spans, "scrapes": self.report.scrapes}
+        target.write_text(json.dumps(report, indent=2))
+        console.print(f"report: {target}")
+
+
+def bench_observability(
+    levels: list[int], *, requests: int, n: int, rounds: int, scrape_interval_s: float
+) -> _ObservabilityTable:
+    """Measure metrics and tracing on against off (``measure_observability``)."""
+    from codejury.pipeline.bench import bench_settings, measure_observability
+
+    with bench_root() as root, console.status("building tiny models") as status:
+        report = measure_observability(
+            bench_settings(root),
+            levels,
+            requests_per_round=requests,
+            rounds=rounds,
+            n=n,
+            scrape_interval_s=scrape_interval_s,
+            progress=status.update,
+        )
+    return _ObservabilityTable(report, requests, n)

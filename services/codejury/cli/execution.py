@@ -16,6 +16,7 @@ from codejury.cli.app import (
     serve_app,
     settings_of,
     start_metrics,
+    start_tracing,
     stop_signal,
 )
 from codejury.core.settings import Settings, with_group
@@ -135,8 +136,9 @@ def serve_execution(
 
     settings = with_unsafe(settings_of(ctx), unsafe_no_sandbox)
     start_metrics(settings)
+    tracing = start_tracing(settings, "execution")
     # in-process: this process's sandbox (closed on the way out); else the Celery workers
-    with open_backend(settings, "in-process" if local else "celery") as backend:
+    with open_backend(settings, "in-process" if local else "celery", tracing=tracing) as backend:
         servicer = ExecutionServicer(settings, backend)
         served = make_server(
             [register(servicer)],
@@ -146,6 +148,7 @@ def serve_execution(
             credentials=server_credentials(settings.tls),
             probe_port=settings.tls.probe_port,
             reflection=settings.grpc.reflection,
+            tracing=tracing,
         )
         stop = stop_signal()
         consumer = None
@@ -168,6 +171,7 @@ def serve_execution(
                 name="execution-stage",
                 on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
                 drop_expired=True,  # past its deadline nobody waits for the answer
+                tracing=tracing,
             )
         with running_stage(
             consumer, join_timeout_s=settings.celery.result_timeout_s, stop=stop

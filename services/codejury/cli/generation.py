@@ -17,6 +17,7 @@ from codejury.cli.app import (
     serve_app,
     settings_of,
     start_metrics,
+    start_tracing,
     stop_signal,
 )
 from codejury.core.settings import Settings, with_group
@@ -63,6 +64,7 @@ def serve_generation(
     gen = settings.generation
     generator = make_generator(gen)  # ModelLoadError: exit 2 with the reason
     start_metrics(settings)
+    tracing = start_tracing(settings, "generation")
     served = make_server(
         [register(GenerationServicer(generator))],
         host=gen.grpc_host,
@@ -71,6 +73,7 @@ def serve_generation(
         credentials=server_credentials(settings.tls),
         probe_port=settings.tls.probe_port,
         reflection=settings.grpc.reflection,
+        tracing=tracing,
     )
     stop = stop_signal()
     consumer = None
@@ -88,6 +91,7 @@ def serve_generation(
             name="generation-stage",
             on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
             drop_expired=True,  # past its deadline nobody waits for the answer
+            tracing=tracing,
         )
     # A generation can take minutes: let the in-flight one finish and commit.
     with running_stage(consumer, join_timeout_s=600, stop=stop) as watch:

@@ -234,26 +234,47 @@ def print_response(response: services_pb2.SolveResponse) -> None:
 def bench_pipeline(
     ctx: typer.Context,
     concurrency: Annotated[str, typer.Option(help="Comma-separated concurrencies.")] = "1,4,16",
-    requests: Annotated[int, typer.Option(min=1, help="Solve requests per concurrency.")] = 32,
+    requests: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Solve requests per concurrency (--observability: per round and mode)."
+        ),
+    ] = 32,
     n: Annotated[int, typer.Option("--n", min=1, help="Candidates per request.")] = 4,
     output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    observability: Annotated[
+        bool,
+        typer.Option(
+            "--observability",
+            help="Instead: the pipeline with metrics and tracing off against on (every "
+            "process serving /metrics, scraped, and exporting spans over OTLP), side by side.",
+        ),
+    ] = False,
+    rounds: Annotated[
+        int,
+        typer.Option(min=2, help="--observability: alternating rounds per mode (--requests each)."),
+    ] = 4,
+    scrape_interval: Annotated[
+        float, typer.Option(min=0.5, help="--observability: seconds between scrapes.")
+    ] = 5.0,
 ) -> None:
     """Solve requests/s and p50/p99 latency through the Kafka pipeline against the same
-    work done by calling the three services in process, with tiny models, in one run."""
-    import tempfile
-
+    work done by calling the three services in process, with tiny models, in one run;
+    with --observability, what metrics and tracing cost the pipeline's throughput."""
+    from codejury.cli.bench import bench_observability, bench_root
     from codejury.pipeline.bench import DIRECT, PIPELINE, bench_settings, measure
 
     levels = [int(c) for c in concurrency.split(",") if c.strip()]
     quiet_run(settings_of(ctx))
-    with tempfile.TemporaryDirectory(prefix="codejury-bench-pipeline-") as tmp:
-        root = Path(tmp)
-        root.chmod(0o755)  # the sandbox user reads the compile cache under it
-        with console.status("building tiny models") as status:
-            settings = bench_settings(root)
-            runs = measure(
-                settings, levels, requests_per_level=requests, n=n, progress=status.update
-            )
+    if observability:
+        target = output or settings_of(ctx).run_dir / "bench" / "observability.json"
+        bench_observability(
+            levels, requests=requests, n=n, rounds=rounds, scrape_interval_s=scrape_interval
+        ).write(target)
+        return
+    with bench_root() as root, console.status("building tiny models") as status:
+        settings = bench_settings(root)
+        runs = measure(settings, levels, requests_per_level=requests, n=n, progress=status.update)
     table = Table(title=f"codejury bench pipeline: {requests} requests per level, n={n}")
     for column in ("concurrency", "mode", "req/s", "p50 ms", "p99 ms", "p50 vs direct"):
         table.add_column(column, justify="right")

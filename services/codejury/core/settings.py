@@ -669,6 +669,36 @@ class MetricsSettings(_Group):
     )
 
 
+class TracingSettings(_Group):
+    """OpenTelemetry traces: one Solve is one trace across the front door, every stage,
+    the sandbox runs and the reranker calls (docs/observability.md). Off by default."""
+
+    exporter: Literal["none", "otlp", "console"] = Field(
+        "none",
+        description="Where spans go: none (no tracing, no cost), otlp (an OpenTelemetry "
+        "collector over OTLP/gRPC at otlp_endpoint) or console (stderr, for a look by hand). "
+        "Needs the 'tracing' extra (bin/setup installs it); without it tracing stays off "
+        "and the process says so.",
+    )
+    otlp_endpoint: str = Field(
+        "http://127.0.0.1:4317",
+        description="OTLP/gRPC endpoint of the collector: http:// for plain text, https:// "
+        "for TLS (verified with tls.ca_file when set, else the system's CAs).",
+    )
+    otlp_headers: SecretStr | None = Field(
+        None,
+        description="Headers sent with every export, key=value comma-separated (a tracing "
+        "vendor's API key: a Secret).",
+    )
+    sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces recorded (by trace id, so every process of one "
+        "Solve agrees); a caller's traceparent decides for its own trace.",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of every deployable; one frozen instance per process."""
 
@@ -706,6 +736,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
 

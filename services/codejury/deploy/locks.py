@@ -51,9 +51,10 @@ class LockSpec:
 
 
 LOCKS: tuple[LockSpec, ...] = (
-    LockSpec("runtime", ("serve", "k8s")),
-    LockSpec("sandbox", ()),
-    LockSpec("trainer", ("serve", "k8s", "train"), on_top_of="runtime"),
+    LockSpec("runtime", ("serve", "k8s", "tracing")),
+    # the Celery worker: its spans of the sandbox runs (tracing.exporter) need the SDK
+    LockSpec("sandbox", ("tracing",)),
+    LockSpec("trainer", ("serve", "k8s", "tracing", "train"), on_top_of="runtime"),
 )
 
 

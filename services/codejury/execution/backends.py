@@ -12,6 +12,7 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from codejury.core.logging import get_logger
+from codejury.core.tracing import NO_TRACING, Tracing
 from codejury.execution.errors import WorkersUnavailableError
 from codejury.execution.executor import Executor
 from codejury.execution.languages import get_language
@@ -57,11 +58,14 @@ def decode_result(data: str) -> domain_pb2.ExecutionResult:
 
 
 class CeleryBackend:
-    """One Celery task per candidate, so every worker process of every worker helps."""
+    """One Celery task per candidate, so every worker process of every worker helps.
+    Traced, each task's headers carry the caller's span (``traceparent``): the worker's
+    span of the run is its child."""
 
-    def __init__(self, app: Celery, *, timeout_s: float) -> None:
+    def __init__(self, app: Celery, *, timeout_s: float, tracing: Tracing = NO_TRACING) -> None:
         self.app = app
         self.timeout_s = timeout_s
+        self._tracing = tracing
 
     def execute_batch(
         self,
@@ -71,10 +75,13 @@ class CeleryBackend:
     ) -> list[domain_pb2.ExecutionResult]:
         problem_data = encode(problem)
         limits_data = asdict(limits)
+        headers = self._tracing.headers() or None
         if len(candidates) > 1 and get_language(problem.language).batch_compile is not None:
-            self._precompile(problem_data, candidates, limits_data, limits)
+            self._precompile(problem_data, candidates, limits_data, limits, headers)
         pending = [
-            self.app.send_task(EXECUTE_TASK, args=[problem_data, encode(c), limits_data])
+            self.app.send_task(
+                EXECUTE_TASK, args=[problem_data, encode(c), limits_data], headers=headers
+            )
             for c in candidates
         ]
         # A batch's runs execute in parallel; its deadline covers the slowest plus queueing.
@@ -102,13 +109,16 @@ class CeleryBackend:
         candidates: Sequence[domain_pb2.Candidate],
         limits_data: dict[str, Any],
         limits: Limits,
+        headers: dict[str, str] | None,
     ) -> None:
         """Have one worker compile the batch's programs together (Java: one javac JVM)
         before the runs fan out: workers sharing its compile cache (one machine, or a
         shared volume) then only run them. Best effort: a run whose program is not in
         its worker's cache compiles it itself, so a late or failed batch loses nothing."""
         task = self.app.send_task(
-            PRECOMPILE_TASK, args=[problem_data, [encode(c) for c in candidates], limits_data]
+            PRECOMPILE_TASK,
+            args=[problem_data, [encode(c) for c in candidates], limits_data],
+            headers=headers,
         )
         try:
             task.get(timeout=self.timeout_s + limits.timeout_s, interval=0.01)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from celery.signals import worker_process_shutdown
 
 from codejury.core.errors import CodeJuryError
 from codejury.core.settings import Settings
+from codejury.core.tracing import TRACEPARENT, TRACESTATE, Span, Tracing, open_tracing
 from codejury.execution import celery_transport
 from codejury.execution.assembly import assemble
 from codejury.execution.backends import EXECUTE_TASK, PRECOMPILE_TASK, encode
@@ -110,6 +112,8 @@ def make_celery_app(settings: Settings) -> Celery:
         return {"token": token, "pid": os.getpid(), "host": socket.gethostname()}
 
     executors: dict[int, Executor] = {}  # one per worker process, built after the fork
+    # Likewise the tracer: the SDK's export thread and gRPC channel do not survive a fork.
+    tracers: dict[int, Tracing] = {}
 
     def executor_here() -> Executor:
         executor = executors.get(os.getpid())
@@ -117,38 +121,91 @@ def make_celery_app(settings: Settings) -> Celery:
             executor = executors[os.getpid()] = make_executor(settings)
         return executor
 
-    @app.task(name=PRECOMPILE_TASK)  # type: ignore[untyped-decorator]
-    def precompile(problem_b64: str, candidates_b64: list[str], limits: dict[str, Any]) -> int:
+    def tracing_here() -> Tracing:
+        tracing = tracers.get(os.getpid())
+        if tracing is None:
+            tracing = tracers[os.getpid()] = open_tracing(
+                settings.tracing, "worker", tls=settings.tls
+            )
+        return tracing
+
+    def run_span(task: Any, name: str, problem: domain_pb2.Problem) -> AbstractContextManager[Span]:
+        """The task's span: the child of the span that sent it (its ``traceparent``
+        header, which Celery hands over as an attribute of the request)."""
+        tracing = tracing_here()
+        if not tracing.enabled:
+            return tracing.span(name)
+        carrier = {
+            key: value
+            for key in (TRACEPARENT, TRACESTATE)
+            if isinstance(value := task.request.get(key), str)
+        }
+        return tracing.span(
+            name,
+            kind="consumer",
+            remote_parent=carrier,
+            attributes={
+                "messaging.system": "celery",
+                "messaging.operation.type": "process",
+                "messaging.message.id": task.request.id or "",
+                "codejury.problem_id": problem.problem_id,
+                "codejury.language": problem.language,
+            },
+        )
+
+    @app.task(name=PRECOMPILE_TASK, bind=True)  # type: ignore[untyped-decorator]
+    def precompile(
+        task: Any, problem_b64: str, candidates_b64: list[str], limits: dict[str, Any]
+    ) -> int:
         """Compile a batch's programs together into this worker's compile cache (Java:
         one javac JVM for all); returns how many. The runs follow as their own tasks."""
         problem = domain_pb2.Problem.FromString(base64.b64decode(problem_b64))
-        programs = [
-            assemble(problem, domain_pb2.Candidate.FromString(base64.b64decode(c)).completion)
-            for c in candidates_b64
-        ]
-        return executor_here().precompile(problem.language, programs, Limits(**limits))
+        with run_span(task, "sandbox.precompile", problem) as span:
+            programs = [
+                assemble(problem, domain_pb2.Candidate.FromString(base64.b64decode(c)).completion)
+                for c in candidates_b64
+            ]
+            compiled = executor_here().precompile(problem.language, programs, Limits(**limits))
+            span.set({"codejury.programs": len(programs), "codejury.compiled": compiled})
+            return compiled
 
-    @app.task(name=EXECUTE_TASK)  # type: ignore[untyped-decorator]
-    def execute(problem_b64: str, candidate_b64: str, limits: dict[str, Any]) -> str:
+    @app.task(name=EXECUTE_TASK, bind=True)  # type: ignore[untyped-decorator]
+    def execute(task: Any, problem_b64: str, candidate_b64: str, limits: dict[str, Any]) -> str:
         """Run one candidate in the sandbox; protobufs travel base64-encoded in JSON."""
         problem = domain_pb2.Problem.FromString(base64.b64decode(problem_b64))
         candidate = domain_pb2.Candidate.FromString(base64.b64decode(candidate_b64))
-        try:
-            result = executor_here().execute(problem, candidate, Limits(**limits))
-        except CodeJuryError as exc:
-            # Requests are validated before they are queued; if one still fails here (a
-            # toolchain removed under us), report it as our error, never as a label.
-            result = domain_pb2.ExecutionResult(
-                candidate_id=candidate.candidate_id,
-                status=domain_pb2.SANDBOX_ERROR,
-                detail=str(exc),
+        with run_span(task, "sandbox.run", problem) as span:
+            try:
+                result = executor_here().execute(problem, candidate, Limits(**limits))
+            except CodeJuryError as exc:
+                # Requests are validated before they are queued; if one still fails here (a
+                # toolchain removed under us), report it as our error, never as a label.
+                result = domain_pb2.ExecutionResult(
+                    candidate_id=candidate.candidate_id,
+                    status=domain_pb2.SANDBOX_ERROR,
+                    detail=str(exc),
+                )
+            status = domain_pb2.ExecutionStatus.Name(result.status)
+            span.set(
+                {
+                    "codejury.candidate_id": candidate.candidate_id,
+                    "codejury.status": status,
+                    "codejury.exit_code": result.exit_code,
+                    "codejury.wall_ms": round(result.wall_time_ms, 1),
+                    "codejury.compile_ms": round(result.compile_time_ms, 1),
+                }
             )
-        return encode(result)
+            if result.status == domain_pb2.SANDBOX_ERROR:  # ours; a program's failure is not
+                span.fail(f"SANDBOX_ERROR: {result.detail}"[:1000])
+            return encode(result)
 
     @worker_process_shutdown.connect  # type: ignore[untyped-decorator]
     def close_sandboxes(**_: Any) -> None:
-        """Warm sandboxes die with the pool process; their cgroups must be removed."""
+        """Warm sandboxes die with the pool process; their cgroups must be removed. Its
+        spans are exported before it goes (a pool process leaves without atexit)."""
         for executor in executors.values():
             executor.sandbox.close()
+        for tracing in tracers.values():
+            tracing.close()
 
     return app

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from codejury.core.settings import Settings
+from codejury.core.tracing import NO_TRACING, Tracing
 from codejury.execution.backends import CeleryBackend, ExecutionBackend, LocalBackend
 from codejury.execution.executor import Executor, ExecutorConfig
 from codejury.execution.sandbox import Limits, Sandbox, SandboxConfig
@@ -81,13 +82,17 @@ BackendMode = Literal["worker", "celery", "in-process"]
 
 
 @contextlib.contextmanager
-def open_backend(settings: Settings, mode: BackendMode) -> Iterator[ExecutionBackend]:
+def open_backend(
+    settings: Settings, mode: BackendMode, *, tracing: Tracing = NO_TRACING
+) -> Iterator[ExecutionBackend]:
     """Where a batch job's programs run, for the ``with`` block:
 
     - ``celery``: the Celery workers already serving ``celery.broker_url``;
     - ``worker``: a Celery worker started here for the block (one machine, or a Job
       without a worker fleet), stopped after it;
     - ``in-process``: this process's own sandbox, no Celery.
+
+    ``tracing``: Celery tasks carry the calling span to the workers' spans of the runs.
     """
     if mode == "in-process":
         executor = make_executor(settings)
@@ -100,7 +105,7 @@ def open_backend(settings: Settings, mode: BackendMode) -> Iterator[ExecutionBac
     from codejury.execution.local_worker import LocalWorker
 
     app = make_celery_app(settings)
-    backend = CeleryBackend(app, timeout_s=settings.celery.result_timeout_s)
+    backend = CeleryBackend(app, timeout_s=settings.celery.result_timeout_s, tracing=tracing)
     if mode == "celery":
         yield backend
         return

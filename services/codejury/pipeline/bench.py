@@ -8,12 +8,21 @@ call after another: the generator, the sandbox executor, the reward model. For e
 concurrency the two paths run back to back, so their ratio is measured on the machine
 in the same state. The models are tiny so the plumbing, not the model, dominates: the
 ratio is an upper bound on the overhead a real model would see.
+
+``--observability`` (``measure_observability``) compares the pipeline with itself: two
+embedded deployments side by side, one with metrics and tracing off, one with every
+process serving ``/metrics`` (scraped by this process) and exporting its spans over OTLP
+to a receiver here; the same load alternates between them, round by round (off, on, on,
+off, ...), so both see the machine in the same states. Both deployments run the whole time,
+so the idle one's pollers weigh equally on either side.
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,12 +30,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from codejury.bus.embedded import free_port_run
+from codejury.core.metrics import serve_metrics
 from codejury.core.settings import Settings, load_settings, with_group
 from codejury.core.stats import percentile
 from codejury.execution.factory import default_limits, make_executor
 from codejury.generation.factory import make_generator
 from codejury.pipeline.client import SolveClient
-from codejury.pipeline.embedded import EmbeddedPipeline
+from codejury.pipeline.embedded import SERVICES, EmbeddedPipeline
 from codejury.proto.v1 import domain_pb2
 from codejury.reranking.factory import reward_router
 from codejury.reranking.routing import RewardModelRanker, draw_for_key
@@ -158,3 +169,175 @@ def measure(
             progress(f"concurrency {concurrency}: direct")
             runs.append(run_load(DIRECT, direct, batch, concurrency))
     return runs
+
+
+OFF, ON = "off", "on"
+#: Issue 16: metrics and tracing may cost at most this share of Solve throughput.
+COST_TARGET = 0.03
+
+
+@dataclass(frozen=True)
+class ObservabilityRun:
+    """One concurrency's alternating rounds, observability off and on."""
+
+    concurrency: int
+    rounds: tuple[LoadRun, ...]  # mode OFF or ON, in the order they ran
+
+    def of(self, mode: str) -> LoadRun:
+        """The rounds of ``mode`` as one run: requests and seconds summed."""
+        runs = [r for r in self.rounds if r.mode == mode]
+        return LoadRun(
+            mode,
+            self.concurrency,
+            sum(r.requests for r in runs),
+            sum(r.seconds for r in runs),
+            tuple(latency for r in runs for latency in r.latencies_s),
+        )
+
+    @property
+    def throughput_ratio(self) -> float:
+        """Solve throughput with observability on over off (1.0: no cost)."""
+        off = self.of(OFF).per_second
+        return self.of(ON).per_second / off if off else 0.0
+
+    @property
+    def cost(self) -> float:
+        """The share of throughput observability costs (target: at most 0.03)."""
+        return 1.0 - self.throughput_ratio
+
+    @property
+    def spread(self) -> float:
+        """The noise: the widest gap between two rounds of the same mode, as a share of
+        that mode's mean. A cost smaller than this is not resolved by the run."""
+        widest = 0.0
+        for mode in (OFF, ON):
+            rates = [r.per_second for r in self.rounds if r.mode == mode]
+            mean = statistics.fmean(rates) if rates else 0.0
+            if mean:
+                widest = max(widest, (max(rates) - min(rates)) / mean)
+        return widest
+
+    def as_dict(self) -> dict[str, object]:
+        """The run for the JSON report."""
+        row: dict[str, object] = {
+            "concurrency": self.concurrency,
+            "throughput_ratio_on_to_off": round(self.throughput_ratio, 4),
+            "cost": round(self.cost, 4),
+            "round_spread": round(self.spread, 4),
+            "met": self.cost <= COST_TARGET,
+        }
+        for mode in (OFF, ON):
+            merged = self.of(mode)
+            row[mode] = {
+                "requests": merged.requests,
+                "requests_per_s": round(merged.per_second, 3),
+                "p50_ms": round(merged.percentile(0.5) * 1000, 1),
+                "p99_ms": round(merged.percentile(0.99) * 1000, 1),
+            }
+        row["rounds"] = [
+            {"mode": r.mode, "requests_per_s": round(r.per_second, 3)} for r in self.rounds
+        ]
+        return row
+
+
+@dataclass(frozen=True)
+class ObservabilityReport:
+    runs: tuple[ObservabilityRun, ...]
+    spans: int  # spans the receiver got from the observed deployment
+    scrapes: int  # /metrics pages read from it
+
+
+class _Scraper:
+    """Reads every ``/metrics`` page of ``ports`` every ``interval_s``, as Prometheus
+    would, so serving them costs what it costs in production (and a little more: a
+    scrape every 30 s is usual)."""
+
+    def __init__(self, ports: Sequence[int], interval_s: float) -> None:
+        self._urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self.scrapes = 0
+        self.failed = 0
+        self._thread = threading.Thread(target=self._run, name="bench-scraper", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            for url in self._urls:
+                try:
+                    with urllib.request.urlopen(url, timeout=10) as page:  # noqa: S310
+                        page.read()
+                except OSError:  # a process restarting: Prometheus would miss it too
+                    self.failed += 1
+                    continue
+                self.scrapes += 1
+
+    def __enter__(self) -> _Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def observed_settings(settings: Settings, *, metrics_port: int, otlp_endpoint: str) -> Settings:
+    """``settings`` with every process serving metrics (from ``metrics_port`` on) and
+    exporting its spans over OTLP to ``otlp_endpoint``."""
+    settings = with_group(settings, "metrics", port=metrics_port, host="127.0.0.1")
+    return with_group(settings, "tracing", exporter="otlp", otlp_endpoint=otlp_endpoint)
+
+
+def measure_observability(
+    settings: Settings,
+    concurrencies: Sequence[int],
+    *,
+    requests_per_round: int,
+    rounds: int,
+    n: int,
+    scrape_interval_s: float,
+    progress: Callable[[str], None],
+) -> ObservabilityReport:
+    """For each concurrency, ``rounds`` rounds of each mode, alternating (off, on, on,
+    off, ...): the same problems through a deployment with metrics and tracing off and
+    one with both on."""
+    from codejury.pipeline.trace_receiver import TraceReceiver  # the tracing extra
+
+    batch = problems(requests_per_round)
+    reports = []
+    with TraceReceiver(keep=False) as receiver:
+        # this process (the observed front door) on the base port, its children after it
+        base = free_port_run(2 + len(SERVICES))
+        quiet = settings.model_copy(update={"run_dir": settings.run_dir / "observability-off"})
+        observed = observed_settings(
+            settings.model_copy(update={"run_dir": settings.run_dir / "observability-on"}),
+            metrics_port=base,
+            otlp_endpoint=receiver.endpoint,
+        )
+        endpoint = serve_metrics("127.0.0.1", base)
+        try:
+            progress("starting the deployment with metrics and tracing off")
+            with EmbeddedPipeline(quiet) as off_deployment:
+                progress("starting the deployment with metrics and tracing on")
+                with (
+                    EmbeddedPipeline(observed) as on_deployment,
+                    SolveClient(off_deployment.solve_address) as off_client,
+                    SolveClient(on_deployment.solve_address) as on_client,
+                    _Scraper(range(base, base + 2 + len(SERVICES)), scrape_interval_s) as scraper,
+                ):
+                    solvers = {
+                        OFF: pipeline_solver(off_client, n),
+                        ON: pipeline_solver(on_client, n),
+                    }
+                    for mode in (OFF, ON):  # first requests pay group joins and loads
+                        run_load(mode, solvers[mode], problems(2), 2)
+                    for concurrency in concurrencies:
+                        rounds_run = []
+                        for index in range(rounds):
+                            for mode in (OFF, ON) if index % 2 == 0 else (ON, OFF):
+                                progress(f"concurrency {concurrency}: round {index + 1}, {mode}")
+                                rounds_run.append(run_load(mode, solvers[mode], batch, concurrency))
+                        reports.append(ObservabilityRun(concurrency, tuple(rounds_run)))
+        finally:
+            endpoint.stop()
+        # the deployments are stopped: every process flushed its last spans
+        return ObservabilityReport(tuple(reports), spans=receiver.count, scrapes=scraper.scrapes)

@@ -27,6 +27,7 @@ from codejury.core.grpc import BearerTokenInterceptor, Registration, make_server
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
 from codejury.core.tls import server_credentials
+from codejury.core.tracing import NO_TRACING, Tracing, open_tracing
 from codejury.pipeline.completions import PendingCompletions
 from codejury.pipeline.errors import (
     InvalidSolveRequestError,
@@ -61,8 +62,10 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
         pending: PendingCompletions,
         *,
         max_in_flight: int,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._limits = limits
+        self._tracing = tracing
         self._producer = producer
         self._publish_lock = threading.Lock()  # the producer's pending list is not thread-safe
         self._pending = pending
@@ -116,7 +119,9 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
                 f"{self._max_in_flight} solve requests are already in flight "
                 "(pipeline.max_in_flight); retry with backoff"
             )
-        trace_id = trace_id_of(context.invocation_metadata())
+        # traced, the server span's trace (the caller's traceparent's, or a new one); else
+        # the caller's traceparent's id or a new one: the same id either way
+        trace_id = self._tracing.current_trace_id() or trace_id_of(context.invocation_metadata())
         # the caller can find its request in every stage's log by this id
         context.set_trailing_metadata(((TRACE_HEADER, trace_id),))
         try:
@@ -138,6 +143,15 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
         context: grpc.ServicerContext,
     ) -> services_pb2.SolveResponse:
         request_id = request.request_id or uuid.uuid4().hex
+        self._tracing.annotate(
+            {
+                "codejury.request_id": request_id,
+                "codejury.problem_id": request.problem.problem_id,
+                "codejury.language": request.problem.language,
+                "codejury.n": request.n,
+                "codejury.deadline_s": round(deadline_s, 3),
+            }
+        )
         try:
             waiter = self._pending.register(request_id)
         except KeyError:
@@ -178,6 +192,12 @@ class SolveServicer(services_pb2_grpc.SolveServicer):
                 f"request {request_id} got no completion within {deadline_s:g}s; raise "
                 "deadline_s, lower n, or check that every service of the pipeline is running"
             )
+        self._tracing.annotate(
+            {
+                "codejury.reranker_version": completed.reranker_version,
+                "codejury.error_kind": completed.error_kind,
+            }
+        )
         if completed.error:
             message = f"request {request_id} failed: {completed.error}"
             if completed.error_kind == "unavailable":
@@ -240,16 +260,28 @@ def accepted_tokens(settings: Settings) -> list[str]:
 
 
 class SolveFrontDoor:
-    """The Solve server with its producer and completion tail, started and stopped as one."""
+    """The Solve server with its producer and completion tail, started and stopped as one.
 
-    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+    Traced (``settings.tracing``, or ``tracing`` given), every Solve is a server span and
+    the root of its trace: the request's record carries its ``traceparent`` to the
+    stages. A ``Tracing`` the door builds itself is closed (flushed) with it."""
+
+    def __init__(
+        self, settings: Settings, *, port: int | None = None, tracing: Tracing | None = None
+    ) -> None:
         pipeline = settings.pipeline
         # What the settings can refuse, before a Kafka client is opened that would be left
         limits = SolveLimits.from_settings(settings)
         tokens = accepted_tokens(settings)
         credentials = server_credentials(settings.tls)
+        self._own_tracing = tracing is None
+        self.tracing = (
+            open_tracing(settings.tracing, "solve", tls=settings.tls)
+            if tracing is None
+            else tracing
+        )
         self.pending = PendingCompletions()
-        self._producer = EventProducer(settings.bus, name="solve-front-door")
+        self._producer = EventProducer(settings.bus, name="solve-front-door", tracing=self.tracing)
         try:
             # The tail is positioned before the server accepts a request: no completion of
             # a request we publish can come before it.
@@ -262,12 +294,14 @@ class SolveFrontDoor:
             )
         except BaseException:
             self._producer.close()
+            self._close_tracing()
             raise
         self.servicer = SolveServicer(
             limits,
             self._producer,
             self.pending,
             max_in_flight=pipeline.max_in_flight,
+            tracing=self.tracing,
         )
         servicer = self.servicer
         # Where nothing else tells the servicer a stage is down (a cluster): health checks.
@@ -293,10 +327,12 @@ class SolveFrontDoor:
                 # reply it is built from: a few MiB bound what an unauthenticated caller can
                 # make the server read into memory (the stages' servers keep 64 MiB batches).
                 max_message_bytes=FRONT_DOOR_MAX_MESSAGE_BYTES,
+                tracing=self.tracing,
             )
         except BaseException:  # a port in use: close the Kafka clients opened above
             self._tail.stop()
             self._producer.close()
+            self._close_tracing()
             raise
         self.host = pipeline.grpc_host
         self.port = self.grpc.port
@@ -326,7 +362,14 @@ class SolveFrontDoor:
             self.watch.stop()
         self.grpc.stop(grace_s)
         self._tail.stop()
-        self._producer.close()
+        try:
+            self._producer.close()
+        finally:
+            self._close_tracing()
+
+    def _close_tracing(self) -> None:
+        if self._own_tracing:
+            self.tracing.close()
 
     def __enter__(self) -> SolveFrontDoor:
         return self.start()

@@ -23,6 +23,7 @@ from kserve.protocol.grpc import (  # type: ignore[import-untyped]
     grpc_predict_v2_pb2_grpc,
 )
 
+from codejury.core.tracing import NO_TRACING, Tracing, grpc_metadata
 from codejury.reranking import wire
 from codejury.reranking.errors import (
     EndpointUnavailableError,
@@ -62,10 +63,17 @@ def error_for_http(status: int, details: str, *, where: str) -> RerankingError:
 
 
 class GrpcV2Scorer:
-    """Open Inference Protocol v2 over gRPC to ``address`` (host:port)."""
+    """Open Inference Protocol v2 over gRPC to ``address`` (host:port). Traced, each call
+    is a client span whose context travels in the call's metadata (``traceparent``), for
+    a model server that traces to continue."""
 
-    def __init__(self, address: str, *, model_name: str, timeout_s: float) -> None:
+    _METHOD = "inference.GRPCInferenceService/ModelInfer"
+
+    def __init__(
+        self, address: str, *, model_name: str, timeout_s: float, tracing: Tracing = NO_TRACING
+    ) -> None:
         self.address = address
+        self._tracing = tracing
         self._model_name = model_name
         self._timeout_s = timeout_s
         self._where = f"KServe gRPC endpoint {address}"
@@ -79,12 +87,31 @@ class GrpcV2Scorer:
         self._stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(self._channel)
 
     def score(self, prompt: str, candidates: Sequence[str]) -> Scored:
+        with self._tracing.span(
+            self._METHOD,
+            kind="client",
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": "inference.GRPCInferenceService",
+                "rpc.method": "ModelInfer",
+                "server.address": self.address,
+                "codejury.model_name": self._model_name,
+                "codejury.candidates": len(candidates),
+            },
+        ) as span:
+            scored = self._score(prompt, candidates)
+            span.set({"codejury.reranker_version": scored.version})
+            return scored
+
+    def _score(self, prompt: str, candidates: Sequence[str]) -> Scored:
         request = grpc_predict_v2_pb2.ModelInferRequest(model_name=self._model_name)
         for name, texts in ((wire.PROMPT, [prompt]), (wire.CANDIDATES, list(candidates))):
             tensor = request.inputs.add(name=name, datatype="BYTES", shape=[len(texts)])
             tensor.contents.bytes_contents.extend(t.encode() for t in texts)
         try:
-            response = self._stub.ModelInfer(request, timeout=self._timeout_s)
+            response = self._stub.ModelInfer(
+                request, timeout=self._timeout_s, metadata=grpc_metadata(self._tracing)
+            )
         except grpc.RpcError as exc:
             raise error_for_grpc(exc.code(), exc.details() or "", where=self._where) from exc
         outputs = [o for o in response.outputs if o.name == wire.SCORES]

@@ -17,6 +17,7 @@ from threading import Event, Thread
 
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
+from codejury.core.tracing import NO_TRACING, Tracing
 from codejury.reranking.clients import GrpcV2Scorer
 from codejury.reranking.errors import UnknownVersionError
 from codejury.reranking.launcher import ModelServerProcess, stop_all
@@ -47,11 +48,12 @@ def load_version(settings: Settings, registry: ModelRegistry, version: str) -> R
     )
 
 
-def grpc_scorer(settings: Settings, address: str) -> GrpcV2Scorer:
+def grpc_scorer(settings: Settings, address: str, *, tracing: Tracing = NO_TRACING) -> GrpcV2Scorer:
     return GrpcV2Scorer(
         address,
         model_name=settings.reranking.model_name,
         timeout_s=settings.reranking.request_timeout_s,
+        tracing=tracing,
     )
 
 
@@ -61,8 +63,10 @@ def reward_router(
     registry: ModelRegistry | None = None,
     *,
     on_lost: Callable[[str], None] | None = None,
+    tracing: Tracing = NO_TRACING,
 ) -> Iterator[VersionRouter]:
     """The router for the configured mode; model servers it started stop on exit.
+    ``tracing``: a client span per KServe call, its context in the call's metadata.
 
     ``on_lost`` is called (once, from a watcher thread) when a model server it started
     exits on its own: every ranking would fail from then on, so the caller should stop
@@ -71,7 +75,9 @@ def reward_router(
     registry = registry or ModelRegistry.from_uri(registry_uri(settings))
     with ExitStack() as stack:
         if rr.endpoint:
-            router = VersionRouter(Route(SERVICE, grpc_scorer(settings, rr.endpoint)))
+            router = VersionRouter(
+                Route(SERVICE, grpc_scorer(settings, rr.endpoint, tracing=tracing))
+            )
             stack.callback(router.close)
             log.info("reranking.cluster_mode", endpoint=rr.endpoint)
             yield router
@@ -104,7 +110,7 @@ def reward_router(
                 stack.callback(_watch(processes, on_lost).set)  # runs before stop_all
             for channel, version in marked:
                 served = processes[channel].wait_ready()
-                scorer = grpc_scorer(settings, served.grpc_address)
+                scorer = grpc_scorer(settings, served.grpc_address, tracing=tracing)
                 stack.callback(scorer.close)
                 routes[channel] = Route(channel, scorer, version)
         router = VersionRouter(

@@ -3,15 +3,29 @@ tens of seconds to start), its own tansu, Celery worker and service processes.""
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import Iterator
 
 import pytest
+from codejury.bus.embedded import EmbeddedBroker, free_port_run
 from codejury.core.settings import Settings, load_settings
 from codejury.pipeline.embedded import EmbeddedPipeline
 
 pytest.importorskip("transformers", reason="the pipeline's services need the demo extra")
+
+
+def front_door_settings(broker: EmbeddedBroker, *, max_in_flight: int) -> Settings:
+    """A front door alone on the session's broker, on any port; it reads completions from
+    the topic's beginning (tansu's ListOffsets(latest) is wrong)."""
+    return load_settings(
+        {
+            "bus": {"bootstrap_servers": broker.bootstrap_servers},
+            "pipeline": {
+                "grpc_port": 0,
+                "max_in_flight": max_in_flight,
+                "completions_from": "beginning",
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,25 +58,6 @@ def pipeline_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "metrics": {"port": free_port_run(5)},
         }
     )
-
-
-def free_port_run(count: int) -> int:
-    """The first of ``count`` consecutive loopback ports that are free now."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                listener = socket.socket()
-                sockets.append(listener)
-                listener.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for listener in sockets:
-                listener.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from codejury.bus.producer import EventProducer
 from codejury.bus.tail import TopicTail
 from codejury.bus.topics import SOLVE_COMPLETED, SOLVE_REQUESTED
 from codejury.core.errors import ConfigurationError
-from codejury.core.settings import Settings, load_settings, with_group
+from codejury.core.settings import Settings, with_group
 from codejury.core.tls import channel_credentials
 from codejury.pipeline.client import (
     SolveClient,
@@ -35,6 +35,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
 from tests.certificates import make_pki
+from tests.integration.pipeline.conftest import front_door_settings
 from tests.reflection import listed_services, reflected_pool
 from tests.solve_requests import published_requests
 
@@ -49,12 +50,7 @@ SOLVE_SERVES = [
 
 @pytest.fixture
 def settings(broker: EmbeddedBroker) -> Settings:
-    return load_settings(
-        {
-            "bus": {"bootstrap_servers": broker.bootstrap_servers},
-            "pipeline": {"grpc_port": 0, "max_in_flight": 1, "completions_from": "beginning"},
-        }
-    )
+    return front_door_settings(broker, max_in_flight=1)
 
 
 @pytest.fixture
