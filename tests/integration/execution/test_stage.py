@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from codejury.bus.consumer import EventConsumer
 from codejury.bus.envelope import unwrap
 from codejury.bus.producer import EventProducer
@@ -29,6 +30,9 @@ def _generated(
     )
 
 
+# the stage's logic is the executor's caller only: the production (warm) path is enough
+# here, and both executors are checked by the executor tests
+@pytest.mark.parametrize("executor", ["warm"], indirect=True)
 def test_stage_executes_with_tests_passes_through_without_and_dead_letters_bad_input(
     bus: BusSettings,
     fresh_topics: Callable[..., list[str]],

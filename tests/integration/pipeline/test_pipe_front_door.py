@@ -373,10 +373,16 @@ def _largest_accepted(n: int, settings: Settings) -> domain_pb2.Problem:
             "problem.tests",
             domain_pb2.Problem(language="python", prompt="def f():\n", tests="#" * _BIG),
         ),
-        ("problem.prompt", domain_pb2.Problem(language="python", prompt="#" * _BIG)),
-        (
+        # the other fields take the same path (a unit test checks each limit): ~4 s each
+        pytest.param(
+            "problem.prompt",
+            domain_pb2.Problem(language="python", prompt="#" * _BIG),
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
             "problem.declaration",
             domain_pb2.Problem(language="python", prompt="def f():\n", declaration="#" * _BIG),
+            marks=pytest.mark.slow,
         ),
     ],
 )

@@ -262,6 +262,9 @@ def test_one_solve_is_one_trace_across_the_front_door_and_every_stage(
         assert span is not None and line["span_id"] == hex_span(span)
 
 
+# ~10 s; the default lane keeps tracing off by the unit tests (no-op, nothing imported) and
+# the trace id in every stage's log by the end-to-end test
+@pytest.mark.slow
 def test_with_tracing_off_no_span_no_header_and_the_trace_id_still_flows(
     settings: Settings, topics: dict[str, str], captured_logs: list[dict[str, Any]]
 ) -> None:

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import grpc
+import pytest
 from codejury.proto.v1 import domain_pb2, services_pb2, services_pb2_grpc
 from codejury.reranking.registry import ModelRegistry, manifest_in_model_dir
 
@@ -54,6 +55,7 @@ def test_list_shows_versions_lineage_and_channels(tiny_registry: ModelRegistry) 
     assert STABLE_V in rows[CANARY_V].split("│")[3]  # the canary's parent
 
 
+@pytest.mark.slow  # ~9 s; serve generation's SIGTERM test and the pipeline's keep the pattern
 def test_serve_reranking_in_process_answers_rank_and_stops_on_sigterm(
     tiny_registry: ModelRegistry, tmp_path: Path
 ) -> None:

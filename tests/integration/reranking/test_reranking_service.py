@@ -88,6 +88,7 @@ def service(
         router.close()
 
 
+@pytest.mark.slow  # ~8 s; the split is unit-tested (tests/unit/reranking/test_rankers.py)
 def test_an_80_20_split_over_1000_requests_and_every_answer_names_its_version(
     service: Service,
 ) -> None:

@@ -215,6 +215,8 @@ async def test_creating_a_run_creates_its_training_job(
     assert "TrainingStarted" in reasons
 
 
+# ~6 s; the retry is reconcile's decision (tests/unit/control) and the Job its builder's
+@pytest.mark.slow
 async def test_a_failed_job_is_retried_as_a_new_attempt(
     kmock: kmock.KubernetesEmulator, api: KubeClient
 ) -> None:
@@ -296,6 +298,9 @@ async def test_good_metrics_promote_the_canary(
     assert ready["status"] == "True"
 
 
+# ~5 s; the rollback is the canary analysis' decision (tests/unit/control), its objects
+# the builders' (test_operator_builders); good metrics keep the kopf path in the default lane
+@pytest.mark.slow
 async def test_bad_metrics_roll_the_canary_back_with_the_reason(
     kmock: kmock.KubernetesEmulator, api: KubeClient
 ) -> None:
