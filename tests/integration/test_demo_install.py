@@ -56,7 +56,7 @@ def test_the_demo_runs_on_only_the_extras_bin_setup_installs(tmp_path: Path) -> 
             str(tmp_path / "run"),
             "demo",
             *("--problems", "1", "--n", "2", "--max-new-tokens", "32"),
-            *("--cold-start-problems", "2", "--self-training-problems", "1", "--ppo-steps", "1"),
+            *("--cold-start-problems", "4", "--self-training-problems", "1", "--ppo-steps", "1"),
         ],
         capture_output=True,
         text=True,

@@ -319,7 +319,9 @@ def demo(
     cold_start_problems: Annotated[
         int,
         typer.Option(
-            min=2, help="Self-training: MBXP Python solutions mutated into the cold start."
+            # fewer leave the snapshot no held-out problem, and the finale stops there
+            min=4,
+            help="Self-training: MBXP Python solutions mutated into the cold start.",
         ),
     ] = 20,
     self_training_problems: Annotated[

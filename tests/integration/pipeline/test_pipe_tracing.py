@@ -182,6 +182,9 @@ def captured_logs() -> Iterator[list[dict[str, Any]]]:
         yield logs
 
 
+# ~9 s; the slow lane's OTLP test checks the same trace across the real processes, and the
+# default lane keeps the spans' parents and attributes in tests/unit/core/test_tracing.py
+@pytest.mark.slow
 def test_one_solve_is_one_trace_across_the_front_door_and_every_stage(
     settings: Settings, topics: dict[str, str], captured_logs: list[dict[str, Any]]
 ) -> None:
