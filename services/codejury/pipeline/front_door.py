@@ -27,7 +27,7 @@ from codejury.core.grpc import BearerTokenInterceptor, Registration, make_server
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
 from codejury.core.tls import server_credentials
-from codejury.core.tracing import NO_TRACING, Tracing, open_tracing
+from codejury.core.tracing import NO_TRACING, TRACEPARENT, Tracing, open_tracing
 from codejury.pipeline.completions import PendingCompletions
 from codejury.pipeline.errors import (
     InvalidSolveRequestError,
@@ -231,7 +231,7 @@ def trace_id_of(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
     """The trace id of a W3C ``traceparent`` the caller sent (its tracing system's), else
     a new one of the same form (32 hex digits)."""
     for key, value in metadata or ():
-        if key == "traceparent" and isinstance(value, str):
+        if key == TRACEPARENT and isinstance(value, str):
             found = _TRACEPARENT.match(value.strip().lower())
             if found and found.group(1) != "0" * 32:
                 return found.group(1)
