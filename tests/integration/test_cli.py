@@ -70,13 +70,17 @@ def test_settings_shows_environment_names_and_values() -> None:
 
 
 def test_secrets_never_show_in_settings_but_reach_child_processes() -> None:
-    env = {"CODEJURY_PIPELINE__AUTH_TOKENS": "tok-4f2a9", "CODEJURY_PIPELINE__TOKEN": "tok-77b1c"}
+    env = {
+        "CODEJURY_PIPELINE__AUTH_TOKENS": "tok-4f2a9",
+        "CODEJURY_PIPELINE__TOKEN": "tok-77b1c",
+        "CODEJURY_GENERATION__OPENAI_API_KEY": "sk-93d0e",
+    }
     for args in (("settings",), ("settings", "--json")):
         result = _codejury(*args, env=env)
         assert result.returncode == 0, result.stderr
         assert "CODEJURY_PIPELINE__AUTH_TOKENS" in result.stdout or "auth_tokens" in result.stdout
-        assert "tok-4f2a9" not in result.stdout + result.stderr
-        assert "tok-77b1c" not in result.stdout + result.stderr
+        for secret in env.values():
+            assert secret not in result.stdout + result.stderr
     # what codejury up hands its service processes is the value, not the mask
     child = _python(
         "-c",

@@ -24,11 +24,14 @@ in-flight record finish, commits, and returns.
 
 from __future__ import annotations
 
+import enum
+import heapq
 import signal
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
@@ -108,6 +111,23 @@ class _Abandoned(Exception):
     """Stop was requested while a record waited to be retried: leave it uncommitted."""
 
 
+class _Mark(enum.Enum):
+    ABANDONED = "abandoned"  # a record's outcome: _Abandoned was raised
+
+
+_ABANDONED = _Mark.ABANDONED
+# A record's outcome: its event id once handled (None: it had none, or was a duplicate),
+# _ABANDONED, or the PublishError that stopped it.
+_Outcome = str | PublishError | _Mark | None
+
+
+def arrival_order(batch: dict[TopicPartition, list[ConsumerRecord]]) -> list[ConsumerRecord]:
+    """A polled batch's records by their timestamps, each partition's in its own order:
+    a request on the batch's last partition is not handled after later ones on the first
+    (the poll groups records by partition)."""
+    return list(heapq.merge(*batch.values(), key=lambda record: record.timestamp))
+
+
 class EventConsumer:
     """Runs ``handler`` over ``topics`` as a member of ``group_id``."""
 
@@ -124,9 +144,12 @@ class EventConsumer:
         on_dead_letter: DeadLetterReply | None = None,
         drop_expired: bool = False,
         tracing: Tracing = NO_TRACING,
+        concurrency: int = 1,
     ) -> None:
         if not topics:
             raise ValueError("topics: give at least one topic to consume")
+        if concurrency < 1:
+            raise ValueError(f"concurrency: at least 1, not {concurrency}")
         self._settings = settings
         self.group_id = group_id
         self.topics = tuple(topics)
@@ -148,6 +171,15 @@ class EventConsumer:
         self._producer = producer or EventProducer(settings, name=name, tracing=tracing)
         self._stop = threading.Event()
         self.stats = ConsumerStats()
+        self._stats_lock = threading.Lock()
+        # Events handled at once, from one polled batch: for handlers that mostly wait (on
+        # sandbox workers, on a model server), so one slow event does not idle the others.
+        self._concurrency = concurrency
+        self._pool = (
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=name)
+            if concurrency > 1
+            else None
+        )
         try:
             self._consumer = KafkaConsumer(
                 *self.topics,
@@ -229,7 +261,8 @@ class EventConsumer:
     def _count(self, topic: str, outcome: str) -> None:
         """One event finished with ``outcome`` (a ``ConsumerStats`` field): counted in the
         stats and in ``codejury_consumer_events_total``."""
-        setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+        with self._stats_lock:
+            setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
         metrics.EVENTS.labels(self.name, topic, _OUTCOME_LABELS[outcome]).inc()
 
     def _record_lag(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
@@ -242,42 +275,62 @@ class EventConsumer:
                 metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(lag)
 
     def _process_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> int:
-        """Handle a polled batch, settling (flush, record ids, commit) at least every
-        ``commit_interval_ms`` so a crash mid-batch redoes little, and at the end."""
+        """Handle a polled batch in arrival order, ``concurrency`` records at a time,
+        settling (flush, record ids, commit) at least every ``commit_interval_ms`` so a
+        crash mid-batch redoes little, and at the end."""
         pending = _Pending(resume={tp: rs[0].offset for tp, rs in batch.items() if rs})
+        records = arrival_order(batch)
+        claimed: set[str] = set()
         settled = 0
         last_settle = time.monotonic()
         interval_s = self._settings.commit_interval_ms / 1000
-        try:
-            for tp, records in batch.items():
-                for record in records:
-                    if self._stop.is_set():
-                        break  # checked between records: the in-flight one always finishes
-                    try:
-                        event_id = self._process(record, pending.ids)
-                    except PublishError as exc:
-                        # The producer refused to queue an output (its buffer, the broker):
-                        # replay from the batch's first unsettled records, as when a flush
-                        # fails (derived ids drop what did get through).
-                        self._rewind(pending, exc)
-                        return settled
-                    if event_id:
-                        pending.ids.append(event_id)
+        for start in range(0, len(records), self._concurrency):
+            if self._stop.is_set():
+                break  # checked between records: the in-flight ones always finish
+            chunk = records[start : start + self._concurrency]
+            blocked: set[TopicPartition] = set()
+            for record, done in zip(chunk, self._run_chunk(chunk, claimed), strict=True):
+                tp = TopicPartition(record.topic, record.partition)
+                if isinstance(done, PublishError):
+                    # The producer refused to queue an output (its buffer, the broker):
+                    # replay from the batch's first unsettled records, as when a flush
+                    # fails (derived ids drop what did get through).
+                    self._rewind(pending, done)
+                    return settled
+                if done is _ABANDONED:
+                    blocked.add(tp)  # uncommitted: delivered again
+                    continue
+                if done:
+                    pending.ids.append(done)
+                if tp not in blocked:  # a partition's offsets commit in order only
                     pending.offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
                     pending.count += 1
-                    if time.monotonic() - last_settle >= interval_s:
-                        if not self._settle(pending):
-                            return settled
-                        settled += pending.count
-                        pending = pending.settled()
-                        last_settle = time.monotonic()
-                if self._stop.is_set():
-                    break
-        except _Abandoned:
-            pass  # the abandoned record stays uncommitted and is delivered again
+            if blocked:
+                break  # stop was requested while a record waited to be retried
+            if time.monotonic() - last_settle >= interval_s:
+                if not self._settle(pending):
+                    return settled
+                settled += pending.count
+                pending = pending.settled()
+                last_settle = time.monotonic()
         if pending.count and self._settle(pending):
             settled += pending.count
         return settled
+
+    def _run_chunk(self, chunk: Sequence[ConsumerRecord], claimed: set[str]) -> list[_Outcome]:
+        """Each record's outcome, in the chunk's order."""
+
+        def one(record: ConsumerRecord) -> _Outcome:
+            try:
+                return self._process(record, claimed)
+            except PublishError as exc:
+                return exc
+            except _Abandoned:
+                return _ABANDONED
+
+        if self._pool is None:  # concurrency 1: chunks of one record
+            return [one(record) for record in chunk]
+        return list(self._pool.map(one, chunk))
 
     def _settle(self, pending: _Pending) -> bool:
         """Wait for the broker's acks, then record ids and commit. False: replay later."""
@@ -303,14 +356,15 @@ class EventConsumer:
             self._consumer.seek(tp, offset)
         self._stop.wait(exc.delay_s)
 
-    def _process(self, record: ConsumerRecord, batch_ids: list[str]) -> str | None:
-        """Handle one record; returns its event id once handled (None if it had none)."""
+    def _process(self, record: ConsumerRecord, claimed: set[str]) -> str | None:
+        """Handle one record; returns its event id once handled (None if it had none).
+        ``claimed``: the ids of the batch's records handled or being handled."""
         try:
             envelope, payload = unwrap(record.value)
         except EnvelopeError as exc:
             self._dead_letter(record, exc, attempts=0)
             return None
-        if envelope.event_id in self._processed or envelope.event_id in batch_ids:
+        if not self._claim(envelope.event_id, claimed):
             self._count(record.topic, "duplicates")
             log.debug("consumer.duplicate", consumer=self.name, event_id=envelope.event_id)
             return None
@@ -334,6 +388,14 @@ class EventConsumer:
             outcome = self._handle(record, envelope, payload, span)
             span.set({"codejury.outcome": outcome})
         return envelope.event_id
+
+    def _claim(self, event_id: str, claimed: set[str]) -> bool:
+        """False when the event was processed already, or is in this batch twice."""
+        with self._stats_lock:
+            if event_id in self._processed or event_id in claimed:
+                return False
+            claimed.add(event_id)
+            return True
 
     def _handle(
         self,
@@ -431,7 +493,8 @@ class EventConsumer:
                 )
                 if isinstance(exc, TemporaryError):
                     delay = min(max(delay, exc.delay_s), self._settings.retry_backoff_max_s)
-                self.stats.retries += 1
+                with self._stats_lock:
+                    self.stats.retries += 1
                 metrics.RETRIES.labels(self.name, record.topic).inc()
                 span.event("retry", {"attempt": attempts, "error": repr(exc)[:_MAX_ERROR_CHARS]})
                 log.warning(
@@ -488,6 +551,8 @@ class EventConsumer:
         )
 
     def _close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         try:
             if self._own_producer:
                 self._producer.close()

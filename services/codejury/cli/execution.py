@@ -172,6 +172,7 @@ def serve_execution(
                 on_dead_letter=solve_failed,  # the caller hears the error, not its deadline
                 drop_expired=True,  # past its deadline nobody waits for the answer
                 tracing=tracing,
+                concurrency=settings.execution.stage_concurrency,
             )
         with running_stage(
             consumer, join_timeout_s=settings.celery.result_timeout_s, stop=stop

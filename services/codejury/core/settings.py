@@ -205,6 +205,14 @@ class ExecutionSettings(_Group):
     max_program_kb: int = Field(1024, ge=1, description="Largest program accepted (KiB).")
     max_batch: int = Field(256, ge=1, description="Most candidates in one ExecuteBatch.")
     parallelism: int = Field(2, ge=1, description="Concurrent runs in one in-process executor.")
+    stage_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Events the Kafka stage handles at once (each a request's candidates): "
+        "it mostly waits on the sandbox workers, so one at a time left them idle between "
+        "requests (codejury bench pipeline).",
+    )
     warm_sandboxes: int = Field(
         2, ge=0, description="Sandboxes started ahead of demand per process (0: start per run)."
     )
@@ -388,8 +396,8 @@ class GenerationSettings(_Group):
     openai_model: str | None = Field(
         None, description="openai backend: the served model's id; default: the first listed."
     )
-    openai_api_key: str | None = Field(
-        None, repr=False, description="openai backend: bearer token, if the server wants one."
+    openai_api_key: SecretStr | None = Field(
+        None, description="openai backend: bearer token, if the server wants one (a Secret)."
     )
     openai_timeout_s: float = Field(
         300.0, gt=0, description="openai backend: how long one HTTP request may take."

@@ -26,8 +26,15 @@ from pathlib import Path
 from types import TracebackType
 
 from codejury.bus.embedded import EmbeddedBroker
+from codejury.core.cpus import share, usable_cpus
 from codejury.core.logging import get_logger
-from codejury.core.settings import Settings, settings_env, with_group
+from codejury.core.settings import (
+    GenerationSettings,
+    RerankingSettings,
+    Settings,
+    settings_env,
+    with_group,
+)
 from codejury.execution.celery_app import make_celery_app
 from codejury.execution.local_worker import LocalWorker, WorkerStartError
 from codejury.pipeline.errors import ServiceStartError
@@ -72,14 +79,38 @@ def embedded_settings(settings: Settings, bootstrap_servers: str) -> Settings:
     )
     # one host, several servers: a shared probe port would clash (and nothing probes here)
     tls = settings.tls.model_copy(update={"probe_port": None})
+    generation, reranking = cpu_shares(settings, usable_cpus())
     return settings.model_copy(
         update={
             "bus": bus,
             "pipeline": pipeline,
             "tls": tls,
+            "generation": generation,
+            "reranking": reranking,
             "run_dir": settings.run_dir.resolve(),
         }
     )
+
+
+#: The processes of the embedded deployment that run a model: the generator and the
+#: reward model's server (a canary's server serves a share of the requests beside it).
+MODEL_PROCESSES = 2
+
+
+def cpu_shares(settings: Settings, cpus: int) -> tuple[GenerationSettings, RerankingSettings]:
+    """The generator's and the reward model's threads on one machine of ``cpus`` CPUs:
+    each gets its share, so their thread pools together fit the cores (``core.cpus`` says
+    what more threads cost). Threads the settings give are kept."""
+    each = share(cpus, MODEL_PROCESSES)
+    gen, rr = settings.generation, settings.reranking
+    generation = gen.model_copy(
+        update={
+            "torch_threads": gen.torch_threads or each,
+            "llamacpp_threads": gen.llamacpp_threads or each,
+        }
+    )
+    reranking = rr.model_copy(update={"torch_threads": rr.torch_threads or each})
+    return generation, reranking
 
 
 class EmbeddedPipeline:

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+from codejury.core.cpus import runtime_threads
 from codejury.core.logging import get_logger
 from codejury.reranking.errors import CorruptVersionError
 from codejury.reranking.truncation import PairBudget, check_candidates_fit, length_buckets
@@ -270,6 +271,8 @@ def create_from_backbone(backbone: Path, target: Path, *, seed: int = 0) -> Path
 
 
 def apply_torch_threads(threads: int | None) -> None:
-    """Set torch's CPU threads once per process (the entry point calls it)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+    """Set torch's CPU threads once per process (the entry point calls it): ``threads``,
+    or as many as the CPUs a quota or affinity mask leaves (``core.cpus``)."""
+    chosen = runtime_threads(threads)
+    if chosen is not None:
+        torch.set_num_threads(chosen)

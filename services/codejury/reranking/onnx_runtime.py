@@ -44,6 +44,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from codejury.core.cpus import runtime_threads
 from codejury.core.logging import get_logger
 from codejury.reranking.errors import CorruptVersionError, ExportError
 
@@ -316,7 +317,7 @@ def _session(path: Path, threads: int | None) -> Any:
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or 0  # 0: the physical cores
+    options.intra_op_num_threads = runtime_threads(threads) or 0  # 0: the physical cores
     options.inter_op_num_threads = 1
     # Idle threads sleep rather than spin: on shared cores, spinning slows other work
     # (the same reason the bench sets OMP_WAIT_POLICY=PASSIVE for torch).

@@ -150,8 +150,9 @@ def test_malformed_record_lands_in_the_dlq_and_the_loop_goes_on(
     assert letter.attempts == 0 and record.key == b"k"  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 def test_duplicate_event_ids_are_handled_once(
-    bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str
+    bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str, concurrency: int
 ) -> None:
     (topic,) = fresh_topics("dupes")
     with EventProducer(bus, name="test") as producer:
@@ -166,8 +167,103 @@ def test_duplicate_event_ids_are_handled_once(
         topics=[topic],
         handler=lambda e: seen.append(e.event_id) or [],
         name="dupes",
+        concurrency=concurrency,  # the copies may be handled at once: still only one is
     ).run(max_records=4, idle_timeout_s=60)
     assert seen == [env.event_id] and stats.duplicates == 3
+
+
+def test_a_concurrent_consumer_handles_a_batch_at_once_and_commits_every_offset(
+    bus: BusSettings,
+    fresh_topics: Callable[..., list[str]],
+    group_id: str,
+    collect: Callable[..., list],
+) -> None:
+    topic, out = fresh_topics("concurrent-in", "concurrent-out")
+    with EventProducer(bus, name="test") as producer:  # one key: one partition, in order
+        for i in range(12):
+            producer.publish(topic, events_pb2.SolveRequested(request_id=f"c-{i}"), key="k")
+        producer.flush()
+    lock = threading.Lock()
+    in_flight, most = 0, 0
+    handled: Counter[str] = Counter()
+
+    def handler(event: Event) -> list[Outgoing]:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        time.sleep(0.3)  # a handler that waits on something else (sandbox workers)
+        request_id = event.payload.request_id  # type: ignore[attr-defined]
+        with lock:
+            in_flight -= 1
+            handled[request_id] += 1
+        return [Outgoing(out, events_pb2.CandidatesGenerated(request_id=request_id))]
+
+    stats = EventConsumer(
+        bus, group_id=group_id, topics=[topic], handler=handler, name="conc", concurrency=4
+    ).run(max_records=12, idle_timeout_s=60)
+
+    assert most >= 2  # events overlapped (4 when one poll brought them all)
+    assert handled == Counter({f"c-{i}": 1 for i in range(12)}) and stats.handled == 12
+    outputs = collect([out], 12)
+    assert sorted(unwrap(r.value)[1].request_id for r in outputs) == sorted(handled)
+    probe = KafkaConsumer(bootstrap_servers=bus.bootstrap_servers, group_id=group_id)
+    try:
+        partitions = probe.partitions_for_topic(topic) or set()
+        committed = {p: probe.committed(TopicPartition(topic, p)) for p in partitions}
+    finally:
+        probe.close()
+    assert sorted(c for c in committed.values() if c) == [12]  # the one partition, all of it
+
+
+def test_stop_while_one_event_of_a_concurrent_chunk_waits_to_retry_leaves_it_uncommitted(
+    bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str
+) -> None:
+    (topic,) = fresh_topics("abandon")
+    with EventProducer(bus, name="test") as producer:  # one partition: offsets 0..5
+        for i in range(6):
+            producer.publish(topic, events_pb2.SolveRequested(request_id=f"a-{i}"), key="k")
+        producer.flush()
+    slow_retry = bus.model_copy(update={"retry_backoff_s": 60.0, "retry_backoff_max_s": 60.0})
+    waiting = threading.Event()
+    done: list[str] = []
+
+    def failing_once(event: Event) -> list[Outgoing]:
+        request_id = event.payload.request_id  # type: ignore[attr-defined]
+        if request_id == "a-1":
+            waiting.set()
+            raise ConnectionError("the model server is restarting")  # retried in 60 s
+        done.append(request_id)
+        return []
+
+    consumer = EventConsumer(
+        slow_retry,
+        group_id=group_id,
+        topics=[topic],
+        handler=failing_once,
+        name="abandon",
+        concurrency=4,
+    )
+    thread = _run_in_thread(consumer)
+    deadline = time.monotonic() + 60
+    while not (waiting.is_set() and len(done) >= 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting.is_set() and sorted(done[:3]) == ["a-0", "a-2", "a-3"]  # one chunk of 4
+    consumer.request_stop()  # a-1 waits for its retry: it is abandoned, not dead-lettered
+    thread.join(timeout=30)
+    assert not thread.is_alive() and consumer.stats.dead_lettered == 0
+
+    # The partition is committed up to a-1 (a-2 and a-3 after it cannot be): the next
+    # member of the group starts there, and a-1 is handled after all.
+    again: list[str] = []
+    EventConsumer(
+        bus,
+        group_id=group_id,
+        topics=[topic],
+        handler=lambda e: again.append(e.payload.request_id) or [],  # type: ignore[attr-defined]
+        name="abandon-2",
+    ).run(max_records=5, idle_timeout_s=60)
+    assert again == ["a-1", "a-2", "a-3", "a-4", "a-5"]
 
 
 def test_a_given_empty_store_is_the_one_that_remembers(

@@ -34,6 +34,7 @@ class Served:
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     apply_stop: bool = True  # vLLM applies `stop`; a server that does not must be cut by us
     fail_with: tuple[int, Any] | None = None  # (status, body) for the next request
+    authorizations: list[str | None] = field(default_factory=list)  # each request's header
 
 
 def completion_tokens(seed: int, index: int) -> list[str]:
@@ -95,6 +96,7 @@ def make_handler(served: Served) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             served.requests.append((self.path, {}))
+            served.authorizations.append(self.headers.get("Authorization"))
             if self.path == "/v1/models":
                 models = [
                     {"id": "tiny-served", "root": "/models/tiny@abc123", "max_model_len": 2048}
@@ -106,6 +108,7 @@ def make_handler(served: Served) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             served.requests.append((self.path, body))
+            served.authorizations.append(self.headers.get("Authorization"))
             if self.failing():
                 return
             n, seed = body["n"], body.get("seed", 0)
@@ -162,6 +165,18 @@ def generator(url: str, **fields: Any) -> Generator:
 PROBLEM = domain_pb2.Problem(
     problem_id="add", language="python", prompt="def f(x):\n", stop_sequences=["\ndef", "\n#"]
 )
+
+
+def test_the_api_key_is_sent_as_a_bearer_token_and_never_shown(
+    server: tuple[str, Served],
+) -> None:
+    url, served = server
+    config = settings(url, openai_api_key="sk-5c1f0e")
+    assert "sk-5c1f0e" not in repr(config) + str(config) + config.model_dump_json()
+    Generator(OpenAIBackend(config), config).generate(
+        [PROBLEM], 2, domain_pb2.SamplingParams(seed=3), request_key="r"
+    )
+    assert served.authorizations and set(served.authorizations) == {"Bearer sk-5c1f0e"}
 
 
 def test_n_candidates_per_problem_cut_at_the_first_stop_with_the_models_logprobs(

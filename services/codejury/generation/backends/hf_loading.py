@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from codejury.core.cpus import runtime_threads
 from codejury.core.devices import choose_device, choose_dtype
 from codejury.core.extras import MODEL_WHEELS_FIX
 from codejury.core.logging import get_logger
@@ -155,10 +156,11 @@ def load_model(settings: GenerationSettings) -> LoadedModel:
             f"the transformers backend needs torch and transformers ({exc}): "
             "pip install 'codejury[serve]' (bin/setup installs it)"
         ) from exc
-    if settings.torch_threads is not None:
+    threads = runtime_threads(settings.torch_threads)
+    if threads is not None:
         import torch
 
-        torch.set_num_threads(settings.torch_threads)
+        torch.set_num_threads(threads)
     device = choose_device(settings.device, field="generation.device")
     dtype = choose_dtype(settings.dtype, device)
     extra: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}

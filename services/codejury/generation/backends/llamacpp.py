@@ -28,7 +28,6 @@ ModelLoadError with the fix; a request the server refuses -> InvalidRequestError
 from __future__ import annotations
 
 import importlib.util
-import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from codejury.core.cpus import usable_cpus
 from codejury.core.settings import GenerationSettings
 from codejury.generation.backends import (
     Emit,
@@ -120,7 +120,7 @@ def default_threads() -> int:
     """All cores but one: llama.cpp's threads wait for each other by spinning, so a core
     taken by another process (the sandbox, the reranker, this process's own Python) stalls
     every step; measured on 2 shared cores, 2 threads fell to a tenth of 1 thread's rate."""
-    return max(1, len(os.sched_getaffinity(0)) - 1)
+    return max(1, usable_cpus() - 1)
 
 
 def round_seed(seed: int, number: int) -> int:

@@ -43,7 +43,7 @@ _REJECTED = {401, 403, 404}
 class OpenAIBackend(GenerationBackend):
     def __init__(self, settings: GenerationSettings, client: httpx.Client | None = None) -> None:
         headers = (
-            {"Authorization": f"Bearer {settings.openai_api_key}"}
+            {"Authorization": f"Bearer {settings.openai_api_key.get_secret_value()}"}
             if settings.openai_api_key
             else {}
         )
