@@ -28,13 +28,7 @@ from types import TracebackType
 from codejury.bus.embedded import EmbeddedBroker
 from codejury.core.cpus import share, usable_cpus
 from codejury.core.logging import get_logger
-from codejury.core.settings import (
-    GenerationSettings,
-    RerankingSettings,
-    Settings,
-    settings_env,
-    with_group,
-)
+from codejury.core.settings import Settings, settings_env, with_group
 from codejury.execution.celery_app import make_celery_app
 from codejury.execution.local_worker import LocalWorker, WorkerStartError
 from codejury.pipeline.errors import ServiceStartError
@@ -79,14 +73,11 @@ def embedded_settings(settings: Settings, bootstrap_servers: str) -> Settings:
     )
     # one host, several servers: a shared probe port would clash (and nothing probes here)
     tls = settings.tls.model_copy(update={"probe_port": None})
-    generation, reranking = cpu_shares(settings, usable_cpus())
     return settings.model_copy(
         update={
             "bus": bus,
             "pipeline": pipeline,
             "tls": tls,
-            "generation": generation,
-            "reranking": reranking,
             "run_dir": settings.run_dir.resolve(),
         }
     )
@@ -97,10 +88,13 @@ def embedded_settings(settings: Settings, bootstrap_servers: str) -> Settings:
 MODEL_PROCESSES = 2
 
 
-def cpu_shares(settings: Settings, cpus: int) -> tuple[GenerationSettings, RerankingSettings]:
-    """The generator's and the reward model's threads on one machine of ``cpus`` CPUs:
-    each gets its share, so their thread pools together fit the cores (``core.cpus`` says
-    what more threads cost). Threads the settings give are kept."""
+def cpu_shares(settings: Settings, cpus: int) -> Settings:
+    """``settings`` with the generator's and the reward model's threads for one machine of
+    ``cpus`` CPUs: each gets its share, so their thread pools together fit the cores
+    (``core.cpus`` says what more threads cost). Threads the settings give are kept.
+
+    Only the service processes get them: what the caller of the deployment does in its
+    own process while the pipeline idles (the demo's training, PPO) keeps every core."""
     each = share(cpus, MODEL_PROCESSES)
     gen, rr = settings.generation, settings.reranking
     generation = gen.model_copy(
@@ -110,7 +104,7 @@ def cpu_shares(settings: Settings, cpus: int) -> tuple[GenerationSettings, Reran
         }
     )
     reranking = rr.model_copy(update={"torch_threads": rr.torch_threads or each})
-    return generation, reranking
+    return settings.model_copy(update={"generation": generation, "reranking": reranking})
 
 
 class EmbeddedPipeline:
@@ -255,12 +249,18 @@ class EmbeddedPipeline:
             return None if self.worker is None else self.worker.log_path
         return self.services[name].log_path
 
+    def service_env(self, name: str) -> dict[str, str]:
+        """The settings service ``name`` starts with: the shared ones, its metrics port,
+        and its share of the CPUs."""
+        settings = cpu_shares(self.settings, usable_cpus())
+        return settings_env(metrics_port_for(settings, 1 + SERVICES.index(name)))
+
     def _service(self, name: str) -> ServiceProcess:
         """``codejury serve NAME --kafka-stage`` with the shared settings."""
         return ServiceProcess(
             name,
             ["serve", name, "--kafka-stage"],
-            env=settings_env(metrics_port_for(self.settings, 1 + SERVICES.index(name))),
+            env=self.service_env(name),
             log_dir=self.log_dir,
             ready_timeout_s=self.settings.pipeline.startup_timeout_s,
         )

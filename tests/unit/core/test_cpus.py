@@ -9,7 +9,7 @@ import pytest
 from codejury.core import cpus
 from codejury.core.cpus import quota_cpus, quota_files, runtime_threads, share, usable_cpus
 from codejury.core.settings import load_settings
-from codejury.pipeline.embedded import MODEL_PROCESSES, cpu_shares
+from codejury.pipeline.embedded import MODEL_PROCESSES, SERVICES, EmbeddedPipeline, cpu_shares
 
 
 @pytest.mark.parametrize(
@@ -59,14 +59,30 @@ def test_a_quota_under_the_cores_caps_the_threads_and_a_setting_wins(
 
 def test_the_embedded_deployment_shares_the_cpus_between_its_two_models() -> None:
     settings = load_settings({})
-    generation, reranking = cpu_shares(settings, 2)
-    assert generation.torch_threads == generation.llamacpp_threads == 1
-    assert reranking.torch_threads == 1
-    generation, reranking = cpu_shares(settings, 16)
-    assert generation.torch_threads == reranking.torch_threads == 16 // MODEL_PROCESSES
+    two = cpu_shares(settings, 2)
+    assert two.generation.torch_threads == two.generation.llamacpp_threads == 1
+    assert two.reranking.torch_threads == 1
+    sixteen = cpu_shares(settings, 16)
+    assert sixteen.generation.torch_threads == 16 // MODEL_PROCESSES
+    assert sixteen.reranking.torch_threads == 16 // MODEL_PROCESSES
     assert share(1, MODEL_PROCESSES) == 1  # never zero threads
+    assert settings.generation.torch_threads is None  # the caller's own settings stay
 
     given = load_settings({"generation": {"torch_threads": 3}, "reranking": {"torch_threads": 5}})
-    generation, reranking = cpu_shares(given, 2)
-    assert (generation.torch_threads, generation.llamacpp_threads) == (3, 1)
-    assert reranking.torch_threads == 5
+    shared = cpu_shares(given, 2)
+    assert (shared.generation.torch_threads, shared.generation.llamacpp_threads) == (3, 1)
+    assert shared.reranking.torch_threads == 5
+
+
+def test_the_service_processes_get_their_share_and_the_deployments_caller_keeps_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cpus, "_cgroup_quota", lambda: 2)  # as on a 2-core machine
+    deployment = EmbeddedPipeline(load_settings({}))
+    for name in SERVICES:
+        env = deployment.service_env(name)
+        assert env["CODEJURY_GENERATION__TORCH_THREADS"] == "1"
+        assert env["CODEJURY_GENERATION__LLAMACPP_THREADS"] == "1"
+        assert env["CODEJURY_RERANKING__TORCH_THREADS"] == "1"  # its model servers inherit it
+    assert deployment.settings.generation.torch_threads is None
+    assert deployment.settings.reranking.torch_threads is None
