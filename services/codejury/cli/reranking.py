@@ -160,11 +160,15 @@ def serve_reranking_model(
                 grpc_port=ports.grpc_port,
             )
 
+    from codejury.core.tls import server_credentials
+
     BoundModelServer(
         host=rr.model_host,
         http_port=rr.model_http_port if http_port is None else http_port,
         grpc_port=rr.model_grpc_port if grpc_port is None else grpc_port,
         on_ready=ready,
+        grpc_credentials=server_credentials(settings.tls),  # TLS with tls.cert_file
+        reflection=settings.grpc.reflection,
     ).start([model])
 
 

@@ -261,6 +261,27 @@ def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
 
 
+def open_channel(
+    address: str,
+    credentials: grpc.ChannelCredentials | None,
+    *,
+    max_message_bytes: int | None = None,
+) -> grpc.Channel:
+    """A channel to ``address``: TLS with ``credentials`` (core.tls), else plain text;
+    with ``max_message_bytes``, messages up to that size both ways."""
+    options = (
+        [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        if max_message_bytes is not None
+        else []
+    )
+    if credentials is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, credentials, options=options)
+
+
 @dataclass
 class GrpcServer:
     """A gRPC server with its health service: start it, and stop it draining."""

@@ -286,6 +286,13 @@ class RerankingSettings(_Group):
         description="Cluster mode: KServe gRPC host:port of the reranker InferenceService, "
         "which splits stable/canary itself. Unset: embedded mode, model servers started here.",
     )
+    endpoint_tls: bool = Field(
+        False,
+        description="Speak TLS to the endpoint (a RawDeployment whose runtime serves TLS with "
+        "tls.cert_file, or an ingress that terminates it), verifying it with tls.ca_file or, "
+        "unset, the system's roots, and presenting tls.cert_file when it asks (mTLS). Knative "
+        "(Serverless mode) routes plain h2c to the runtime: leave it off there.",
+    )
     canary_weight: float = Field(
         0.1, ge=0, le=1, description="Share of Rank requests the embedded mode sends to the canary."
     )

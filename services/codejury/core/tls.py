@@ -61,9 +61,15 @@ def channel_credentials(tls: TlsSettings) -> grpc.ChannelCredentials | None:
     when it has one), or None for plain text."""
     if tls.ca_file is None:
         return None
+    return tls_channel_credentials(tls)
+
+
+def tls_channel_credentials(tls: TlsSettings) -> grpc.ChannelCredentials:
+    """TLS for a client that must speak it: the server verified with ``ca_file`` or, when
+    unset, the system's roots; this process's certificate presented when it has one."""
     pair = _pair(tls)
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(tls.ca_file, "ca_file"),
+        root_certificates=_read(tls.ca_file, "ca_file") if tls.ca_file else None,
         private_key=pair[0] if pair else None,
         certificate_chain=pair[1] if pair else None,
     )

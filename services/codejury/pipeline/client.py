@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from codejury.core.errors import TemporaryError
+from codejury.core.grpc import open_channel
 from codejury.core.settings import Settings
 from codejury.core.tls import channel_credentials
 from codejury.pipeline.errors import PipelineError
@@ -43,15 +44,7 @@ class SolveClient:
         self._connected = False
         self._metadata = [("authorization", f"Bearer {token}")] if token else []
         self._tls = credentials is not None
-        options = [
-            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-        ]
-        self._channel = (
-            grpc.insecure_channel(address, options=options)
-            if credentials is None
-            else grpc.secure_channel(address, credentials, options=options)
-        )
+        self._channel = open_channel(address, credentials, max_message_bytes=_MAX_MESSAGE_BYTES)
         self._stub = services_pb2_grpc.SolveStub(self._channel)  # type: ignore[no-untyped-call]
 
     def solve(

@@ -33,6 +33,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from codejury.core import metrics
+from codejury.core.grpc import open_channel
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
 from codejury.core.tls import channel_credentials
@@ -197,11 +198,7 @@ class StageHealthWatch:
         channel = self._channels.get(stage)
         if channel is None:
             address = self.targets[stage]
-            channel = (
-                grpc.insecure_channel(address)
-                if self._credentials is None
-                else grpc.secure_channel(address, self._credentials)
-            )
+            channel = open_channel(address, self._credentials)
             self._channels[stage] = channel
         return health_pb2_grpc.HealthStub(channel)
 

@@ -23,6 +23,7 @@ from kserve.protocol.grpc import (  # type: ignore[import-untyped]
     grpc_predict_v2_pb2_grpc,
 )
 
+from codejury.core.grpc import open_channel
 from codejury.core.tracing import NO_TRACING, Tracing, grpc_metadata
 from codejury.reranking import wire
 from codejury.reranking.errors import (
@@ -70,20 +71,21 @@ class GrpcV2Scorer:
     _METHOD = "inference.GRPCInferenceService/ModelInfer"
 
     def __init__(
-        self, address: str, *, model_name: str, timeout_s: float, tracing: Tracing = NO_TRACING
+        self,
+        address: str,
+        *,
+        model_name: str,
+        timeout_s: float,
+        tracing: Tracing = NO_TRACING,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.address = address
         self._tracing = tracing
         self._model_name = model_name
         self._timeout_s = timeout_s
         self._where = f"KServe gRPC endpoint {address}"
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        # credentials: TLS (mTLS when they carry a client certificate); else plain text
+        self._channel = open_channel(address, credentials, max_message_bytes=MAX_MESSAGE_BYTES)
         self._stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(self._channel)
 
     def score(self, prompt: str, candidates: Sequence[str]) -> Scored:

@@ -17,6 +17,7 @@ from threading import Event, Thread
 
 from codejury.core.logging import get_logger
 from codejury.core.settings import Settings
+from codejury.core.tls import tls_channel_credentials
 from codejury.core.tracing import NO_TRACING, Tracing
 from codejury.reranking.clients import GrpcV2Scorer
 from codejury.reranking.errors import UnknownVersionError
@@ -48,12 +49,16 @@ def load_version(settings: Settings, registry: ModelRegistry, version: str) -> R
     )
 
 
-def grpc_scorer(settings: Settings, address: str, *, tracing: Tracing = NO_TRACING) -> GrpcV2Scorer:
+def grpc_scorer(
+    settings: Settings, address: str, *, tls: bool, tracing: Tracing = NO_TRACING
+) -> GrpcV2Scorer:
+    """A client of the KServe gRPC endpoint at ``address``; ``tls``: it serves TLS."""
     return GrpcV2Scorer(
         address,
         model_name=settings.reranking.model_name,
         timeout_s=settings.reranking.request_timeout_s,
         tracing=tracing,
+        credentials=tls_channel_credentials(settings.tls) if tls else None,
     )
 
 
@@ -76,7 +81,10 @@ def reward_router(
     with ExitStack() as stack:
         if rr.endpoint:
             router = VersionRouter(
-                Route(SERVICE, grpc_scorer(settings, rr.endpoint, tracing=tracing))
+                Route(
+                    SERVICE,
+                    grpc_scorer(settings, rr.endpoint, tls=rr.endpoint_tls, tracing=tracing),
+                )
             )
             stack.callback(router.close)
             log.info("reranking.cluster_mode", endpoint=rr.endpoint)
@@ -110,7 +118,13 @@ def reward_router(
                 stack.callback(_watch(processes, on_lost).set)  # runs before stop_all
             for channel, version in marked:
                 served = processes[channel].wait_ready()
-                scorer = grpc_scorer(settings, served.grpc_address, tracing=tracing)
+                # a model server started here serves TLS when this process has a certificate
+                scorer = grpc_scorer(
+                    settings,
+                    served.grpc_address,
+                    tls=settings.tls.cert_file is not None,
+                    tracing=tracing,
+                )
                 stack.callback(scorer.close)
                 routes[channel] = Route(channel, scorer, version)
         router = VersionRouter(

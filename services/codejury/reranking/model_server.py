@@ -10,7 +10,10 @@ changes only where they listen:
   served on a socket we bind ourselves, through uvicorn's documented
   ``Server.serve(sockets=...)``; binding first also tells us the port when 0 was asked.
 - gRPC: KServe's ``InferenceServicer`` and interceptors on an ``aio`` server whose
-  address we choose; ``add_insecure_port`` returns the bound port.
+  address we choose; ``add_insecure_port`` (``add_secure_port`` with TLS) returns the
+  bound port. Beside it, as on every CodeJury gRPC server, ``grpc.health.v1`` (SERVING
+  once it listens, NOT_SERVING from the start of a shutdown) and, with
+  ``grpc.reflection``, server reflection; KServe's own server has neither, nor TLS.
 
 ``on_ready`` is called once both listen, with the ports actually bound.
 """
@@ -25,7 +28,10 @@ from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection as server_reflection
 from kserve import ModelServer, PredictorConfig  # type: ignore[import-untyped]
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING  # type: ignore[import-untyped]
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc  # type: ignore[import-untyped]
@@ -81,13 +87,36 @@ class _BoundRESTServer(RESTServer):  # type: ignore[misc]
         self._server.should_exit = True
 
 
+INFERENCE_SERVICE = "inference.GRPCInferenceService"
+
+
 class _BoundGRPCServer(GRPCServer):  # type: ignore[misc]
     def __init__(
-        self, *args: Any, host: str, on_started: Callable[[int], None], **kwargs: Any
+        self,
+        *args: Any,
+        host: str,
+        on_started: Callable[[int], None],
+        credentials: grpc.ServerCredentials | None = None,
+        reflection: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._host = host
         self._on_started = on_started
+        self._credentials = credentials
+        self._reflection = reflection
+        self.health = health.aio.HealthServicer()
+
+    def _add_health_and_reflection(self) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        if self._reflection:
+            served = (INFERENCE_SERVICE, health.SERVICE_NAME, server_reflection.SERVICE_NAME)
+            server_reflection.enable_server_reflection(served, self._server)
+
+    async def stop(self, sig: int | None = None) -> None:
+        """NOT_SERVING first (probes and balancers stop sending), then KServe's drain."""
+        await self.health.enter_graceful_shutdown()
+        await super().stop(sig)
 
     async def start(self, max_workers: int) -> None:
         self._server = aio.server(
@@ -101,15 +130,20 @@ class _BoundGRPCServer(GRPCServer):  # type: ignore[misc]
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceServicer(self._data_plane, self._model_repository_extension), self._server
         )
+        self._add_health_and_reflection()
         address = host_port(self._host, self._port)
         try:
-            bound = self._server.add_insecure_port(address)
+            if self._credentials is None:
+                bound = self._server.add_insecure_port(address)
+            else:  # TLS only on this port (core.tls)
+                bound = self._server.add_secure_port(address, self._credentials)
         except RuntimeError as exc:
             raise ModelServerError(
                 f"cannot listen on {address} for KServe gRPC ({exc}): is the port in use? "
                 "pick another with --grpc-port (0: any)"
             ) from exc
         await self._server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         self._on_started(bound)
         await self._server.wait_for_termination()
 
@@ -126,6 +160,8 @@ class BoundModelServer(ModelServer):  # type: ignore[misc]
         on_ready: Callable[[BoundPorts], None],
         max_threads: int = 4,
         grace_period_s: int = 10,
+        grpc_credentials: grpc.ServerCredentials | None = None,
+        reflection: bool = True,
     ) -> None:
         super().__init__(
             http_port=http_port,
@@ -141,6 +177,8 @@ class BoundModelServer(ModelServer):  # type: ignore[misc]
         )
         self.host = host
         self._on_ready = on_ready
+        self._grpc_credentials = grpc_credentials
+        self._reflection = reflection
         self._bound_rest: _BoundRESTServer | None = None
 
     def start(self, models: list[Any]) -> None:
@@ -176,6 +214,8 @@ class BoundModelServer(ModelServer):  # type: ignore[misc]
             grace_period=self.grace_period,
             host=self.host,
             on_started=lambda port: self._on_ready(BoundPorts(self.host, http_port, port)),
+            credentials=self._grpc_credentials,
+            reflection=self._reflection,
         )
         await asyncio.gather(self._bound_rest.start(), self._grpc_server.start(self.max_threads))
 

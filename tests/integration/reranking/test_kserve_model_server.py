@@ -6,14 +6,27 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
-from codejury.core.settings import Settings
+from codejury.core.settings import Settings, TlsSettings
+from codejury.core.tls import tls_channel_credentials
 from codejury.reranking.clients import GrpcV2Scorer, RestV1Scorer, RestV2Scorer
-from codejury.reranking.errors import InvalidRequestError, ModelServerError, VersionNotServedError
-from codejury.reranking.launcher import ModelServerProcess, ServedModel
+from codejury.reranking.errors import (
+    EndpointUnavailableError,
+    InvalidRequestError,
+    ModelServerError,
+    VersionNotServedError,
+)
+from codejury.reranking.factory import grpc_scorer
+from codejury.reranking.launcher import ModelServerProcess, ServedModel, stop_all
 from codejury.reranking.model import RewardModel, ScoringConfig
+from codejury.reranking.model_server import INFERENCE_SERVICE
 from codejury.reranking.registry import ModelRegistry
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.certificates import make_pki
 
 # The registry the conftest builds.
 STABLE, CANARY, CORRUPT = "tiny-stable", "tiny-canary", "tiny-corrupt"
@@ -74,6 +87,80 @@ LOOPBACK = {
     "0000000000000000FFFF00000100007F",  # ::ffff:127.0.0.1
     "00000000000000000000000001000000",  # ::1
 }
+
+
+def test_the_grpc_server_answers_health_and_reflection_like_every_codejury_server(
+    model_servers: dict[str, ServedModel],
+) -> None:
+    channel = grpc.insecure_channel(model_servers[STABLE].grpc_address)
+    try:
+        assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+        assert _reflected(channel) == {
+            INFERENCE_SERVICE,
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+        }
+    finally:
+        channel.close()
+
+
+def _health(channel: grpc.Channel) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    status: int = stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+    return status
+
+
+def _reflected(channel: grpc.Channel) -> set[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    (answer,) = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+    )
+    return {s.name for s in answer.list_services_response.service}
+
+
+def test_a_model_server_with_a_certificate_serves_mtls_only(
+    reranking_settings: Settings, tiny_registry: ModelRegistry, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path / "pki")
+    server_tls = TlsSettings(
+        cert_file=pki.server_cert, key_file=pki.server_key, ca_file=pki.ca, client_auth=True
+    )
+    process = ModelServerProcess(
+        reranking_settings.model_copy(update={"tls": server_tls}),
+        STABLE,
+        registry_uri=str(tiny_registry.root),
+    )
+    served = process.start()
+    client_tls = TlsSettings(cert_file=pki.client_cert, key_file=pki.client_key, ca_file=pki.ca)
+    settings = reranking_settings.model_copy(update={"tls": client_tls})
+    try:
+        scorer = grpc_scorer(settings, served.grpc_address, tls=True)
+        try:
+            scored = scorer.score(PROMPT, CANDIDATES)
+        finally:
+            scorer.close()
+        assert scored.version == STABLE and len(scored.scores) == len(CANDIDATES)
+        channel = grpc.secure_channel(served.grpc_address, tls_channel_credentials(client_tls))
+        try:
+            assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+            assert INFERENCE_SERVICE in _reflected(channel)
+        finally:
+            channel.close()
+        # in plain text, or over TLS without a client certificate: refused
+        no_certificate = TlsSettings(ca_file=pki.ca)
+        for refused in (
+            grpc_scorer(reranking_settings, served.grpc_address, tls=False),
+            grpc_scorer(
+                reranking_settings.model_copy(update={"tls": no_certificate}),
+                served.grpc_address,
+                tls=True,
+            ),
+        ):
+            with pytest.raises(EndpointUnavailableError):
+                refused.score(PROMPT, CANDIDATES)
+            refused.close()
+    finally:
+        stop_all([process])
 
 
 def test_both_servers_listen_on_loopback_only(model_servers: dict[str, ServedModel]) -> None:
