@@ -40,7 +40,7 @@ import structlog
 from google.protobuf import message
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from codejury.bus.admin import security_options, unavailable
@@ -343,10 +343,14 @@ class EventConsumer:
             return False
         self._processed.add_all(pending.ids)
         try:
-            self._consumer.commit(pending.offsets)
+            # kafka-python retries a commit "until it completes" unless given a timeout:
+            # through a rebalance (a killed member's session running out) that held a
+            # stage past its stop for a minute. Bounded, the loop sees the stop.
+            self._consumer.commit(pending.offsets, timeout_ms=self._settings.request_timeout_ms)
             self.stats.commits += 1
-        except CommitFailedError as exc:
-            # The group rebalanced mid-batch: the new owner re-delivers, ids dedupe it.
+        except (CommitFailedError, KafkaTimeoutError) as exc:
+            # The group rebalanced mid-batch, or the commit did not complete in time: the
+            # partition's next owner (or this consumer) re-delivers, ids dedupe it.
             log.warning("consumer.commit_failed", consumer=self.name, error=str(exc))
         return True
 
@@ -557,5 +561,5 @@ class EventConsumer:
             if self._own_producer:
                 self._producer.close()
         finally:
-            self._consumer.close(autocommit=False)
+            self._consumer.close(autocommit=False, timeout_ms=self._settings.request_timeout_ms)
             self._processed.close()
