@@ -18,8 +18,13 @@ Delivery is at least once and nothing is lost:
    polled batch and at least every ``commit_interval_ms`` within one, so slow handlers
    (a generation takes seconds) commit as they go.
 
+A polled batch is handled in arrival order (record timestamps across partitions, each
+partition's own order kept); with ``concurrency`` > 1, that many records at a time (for
+handlers that mostly wait), a partition's offsets committed only up to its first
+unfinished record.
+
 ``request_stop`` (wired to SIGTERM/SIGINT by ``install_signal_handlers``) lets the
-in-flight record finish, commits, and returns.
+in-flight records finish, commits, and returns.
 """
 
 from __future__ import annotations
