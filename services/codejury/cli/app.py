@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import importlib
 import signal
 import sys
@@ -195,6 +196,10 @@ def _root(
         overrides["log_format"] = log_format
     settings = load_settings(overrides)
     configure_logging(settings)
+    # `kill -USR1 PID` writes every thread's stack to stderr (the service's log): how a
+    # process that does not stop, or stalls, shows where (ServiceProcess.stop sends it
+    # before its SIGKILL).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     ctx.obj = settings
 
 
