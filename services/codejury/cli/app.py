@@ -199,7 +199,9 @@ def _root(
     # `kill -USR1 PID` writes every thread's stack to stderr (the service's log): how a
     # process that does not stop, or stalls, shows where (ServiceProcess.stop sends it
     # before its SIGKILL).
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # (Not where stderr has no descriptor: a test's CliRunner.)
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     ctx.obj = settings
 
 
