@@ -176,7 +176,8 @@ class EventConsumer:
         self._producer = producer or EventProducer(settings, name=name, tracing=tracing)
         self._stop = threading.Event()
         self.stats = ConsumerStats()
-        self._stats_lock = threading.Lock()
+        # guards the stats and the claims on event ids (handlers may run in a pool)
+        self._lock = threading.Lock()
         # Events handled at once, from one polled batch: for handlers that mostly wait (on
         # sandbox workers, on a model server), so one slow event does not idle the others.
         self._concurrency = concurrency
@@ -266,7 +267,7 @@ class EventConsumer:
     def _count(self, topic: str, outcome: str) -> None:
         """One event finished with ``outcome`` (a ``ConsumerStats`` field): counted in the
         stats and in ``codejury_consumer_events_total``."""
-        with self._stats_lock:
+        with self._lock:
             setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
         metrics.EVENTS.labels(self.name, topic, _OUTCOME_LABELS[outcome]).inc()
 
@@ -400,7 +401,7 @@ class EventConsumer:
 
     def _claim(self, event_id: str, claimed: set[str]) -> bool:
         """False when the event was processed already, or is in this batch twice."""
-        with self._stats_lock:
+        with self._lock:
             if event_id in self._processed or event_id in claimed:
                 return False
             claimed.add(event_id)
@@ -502,7 +503,7 @@ class EventConsumer:
                 )
                 if isinstance(exc, TemporaryError):
                     delay = min(max(delay, exc.delay_s), self._settings.retry_backoff_max_s)
-                with self._stats_lock:
+                with self._lock:
                     self.stats.retries += 1
                 metrics.RETRIES.labels(self.name, record.topic).inc()
                 span.event("retry", {"attempt": attempts, "error": repr(exc)[:_MAX_ERROR_CHARS]})

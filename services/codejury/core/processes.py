@@ -7,20 +7,29 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 
 
-def stop_process(process: subprocess.Popen[bytes] | None, *, timeout_s: float) -> None:
+def stop_process(
+    process: subprocess.Popen[bytes] | None, *, timeout_s: float, dump_stacks: bool = False
+) -> bool:
     """SIGTERM (a warm shutdown for every child we start), wait ``timeout_s``, then
     SIGKILL its whole process group: a child started with ``start_new_session`` leads one,
-    and what it forked must not outlive it."""
+    and what it forked must not outlive it. ``dump_stacks`` (a ``codejury`` child, which
+    dumps every thread's stack to its stderr on SIGUSR1): SIGUSR1 first, so its log shows
+    where it hung. Returns whether it stopped within ``timeout_s`` (or was not running)."""
     if process is None or process.poll() is not None:
-        return
+        return True
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=timeout_s)
-        return
+        return True
     except subprocess.TimeoutExpired:
         pass
+    if dump_stacks:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(1)  # the dump lands in the log before the SIGKILL
     try:
         group = os.getpgid(process.pid)
     except ProcessLookupError:
@@ -32,6 +41,7 @@ def stop_process(process: subprocess.Popen[bytes] | None, *, timeout_s: float) -
         process.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=timeout_s)
+    return False
 
 
 #: Set by a parent for a child that must not outlive it (``die_with_parent``).

@@ -130,21 +130,12 @@ class ServiceProcess:
         (SIGUSR1 first: the service writes every thread's stack to its log, to show where
         it hung)."""
         process, self._process = self._process, None
-        timeout_s = self._stop_timeout_s
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=self._stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGUSR1)
-                time.sleep(1)  # the dump lands in the log before the SIGKILL
-                log.warning(
-                    "service.stop_timed_out",
-                    service=self.name,
-                    timeout_s=self._stop_timeout_s,
-                    stacks_in=str(self.log_path),
-                )
-                timeout_s = 1.0  # it had its time: SIGKILL now
-        stop_process(process, timeout_s=timeout_s)
+        if not stop_process(process, timeout_s=self._stop_timeout_s, dump_stacks=True):
+            log.warning(
+                "service.stop_timed_out",
+                service=self.name,
+                timeout_s=self._stop_timeout_s,
+                stacks_in=str(self.log_path),
+            )
         if process is not None:
             log.info("service.stopped", service=self.name, code=process.returncode)

@@ -22,13 +22,16 @@ from codejury.proto.v1 import events_pb2
 from kafka import KafkaConsumer, TopicPartition
 
 
-def _publish_requests(bus: BusSettings, topic: str, count: int, prefix: str = "r") -> list[str]:
+def _publish_requests(
+    bus: BusSettings, topic: str, count: int, prefix: str = "r", *, key: str | None = None
+) -> list[str]:
+    """``count`` requests; ``key``: all on one partition, in order (default: keyed by id)."""
     ids = []
     with EventProducer(bus, name="test-publisher") as producer:
         for i in range(count):
             request_id = f"{prefix}-{i}"
             producer.publish(
-                topic, events_pb2.SolveRequested(request_id=request_id), key=request_id
+                topic, events_pb2.SolveRequested(request_id=request_id), key=key or request_id
             )
             ids.append(request_id)
         producer.flush()
@@ -179,10 +182,7 @@ def test_a_concurrent_consumer_handles_a_batch_at_once_and_commits_every_offset(
     collect: Callable[..., list],
 ) -> None:
     topic, out = fresh_topics("concurrent-in", "concurrent-out")
-    with EventProducer(bus, name="test") as producer:  # one key: one partition, in order
-        for i in range(12):
-            producer.publish(topic, events_pb2.SolveRequested(request_id=f"c-{i}"), key="k")
-        producer.flush()
+    _publish_requests(bus, topic, 12, "c", key="k")
     lock = threading.Lock()
     in_flight, most = 0, 0
     handled: Counter[str] = Counter()
@@ -220,10 +220,7 @@ def test_stop_while_one_event_of_a_concurrent_chunk_waits_to_retry_leaves_it_unc
     bus: BusSettings, fresh_topics: Callable[..., list[str]], group_id: str
 ) -> None:
     (topic,) = fresh_topics("abandon")
-    with EventProducer(bus, name="test") as producer:  # one partition: offsets 0..5
-        for i in range(6):
-            producer.publish(topic, events_pb2.SolveRequested(request_id=f"a-{i}"), key="k")
-        producer.flush()
+    _publish_requests(bus, topic, 6, "a", key="k")  # one partition: offsets 0..5
     slow_retry = bus.model_copy(update={"retry_backoff_s": 60.0, "retry_backoff_max_s": 60.0})
     waiting = threading.Event()
     done: list[str] = []
