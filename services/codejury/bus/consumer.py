@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import enum
 import heapq
-import signal
 import threading
 import time
 import traceback
@@ -39,7 +38,6 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import FrameType
 
 import structlog
 from google.protobuf import message
@@ -59,6 +57,7 @@ from codejury.core import metrics
 from codejury.core.errors import PermanentError, TemporaryError
 from codejury.core.logging import get_logger
 from codejury.core.settings import BusSettings
+from codejury.core.signals import set_on_signals
 from codejury.core.tracing import NO_TRACING, Span, Tracing, carrier_of
 from codejury.proto.v1 import events_pb2
 
@@ -213,7 +212,8 @@ class EventConsumer:
     # -- control ---------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Finish the in-flight record, commit, and leave ``run`` (safe from signals)."""
+        """Finish the in-flight record, commit, and leave ``run`` (from a signal handler:
+        ``core.signals.set_from_signal``)."""
         self._stop.set()
 
     @property
@@ -223,12 +223,12 @@ class EventConsumer:
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT request a graceful stop (main thread only)."""
 
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("consumer.stop_requested", consumer=self.name, signal=signum)
-            self.request_stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        set_on_signals(
+            self._stop,
+            on_signal=lambda signum: log.info(
+                "consumer.stop_requested", consumer=self.name, signal=signum
+            ),
+        )
 
     # -- the loop --------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from codejury.core.errors import CodeJuryError, ConfigurationError
 from codejury.core.extras import missing_extra_message
 from codejury.core.logging import configure_logging, get_logger
 from codejury.core.settings import Settings, load_settings
+from codejury.core.signals import set_on_signals
 
 if TYPE_CHECKING:
     from codejury.bus.consumer import EventConsumer
@@ -73,8 +74,7 @@ def data_dir(settings: Settings, override: Path | None = None) -> Path:
 def stop_signal() -> threading.Event:
     """An event SIGTERM and SIGINT set: a service waits on it, then shuts down in order."""
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    set_on_signals(stop)  # not Event.set in the handler: a second signal would deadlock
     return stop
 
 

@@ -122,14 +122,14 @@ def _solve_address(settings: Settings, target: str | None) -> Iterator[str]:
     if target is not None:
         yield target
         return
-    from codejury.pipeline.embedded import EmbeddedPipeline
+    from codejury.pipeline.embedded import EmbeddedPipeline, private_ports
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt  # unwinds to the finally below, which stops the services
 
     signal.signal(signal.SIGTERM, interrupt)
     with console.status("starting the embedded pipeline") as status:
-        pipeline = EmbeddedPipeline(settings, progress=status.update).start()
+        pipeline = EmbeddedPipeline(private_ports(settings), progress=status.update).start()
     try:
         yield pipeline.solve_address
     finally:

@@ -14,6 +14,7 @@ from rich.table import Table
 from codejury.cli.app import app, console, err_console, settings_of, start_metrics
 from codejury.core.errors import CodeJuryError
 from codejury.core.settings import ENV_PREFIX, NESTED_DELIMITER
+from codejury.core.signals import set_on_signals
 
 
 def _rows(prefix: str, model: BaseModel) -> list[tuple[str, str, str]]:
@@ -55,7 +56,7 @@ def broker(
     settings = settings_of(ctx)
     broker_settings = settings.broker.model_copy(update={"port": port or settings.broker.port})
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    set_on_signals(stop, (signal.SIGTERM,))
     with EmbeddedBroker(
         broker_settings, settings.bus, log_dir=settings.run_dir.resolve() / "logs"
     ) as running:

@@ -316,6 +316,13 @@ class GrpcServer:
 Registration = Callable[[grpc.Server], str]
 
 
+#: gRPC turns SO_REUSEPORT on by default: a second server on a port in use binds it too
+#: and the kernel splits new connections between the two, so a second deployment on one
+#: host (a demo beside ``codejury up``) silently served the first one's requests. Off, the
+#: bind fails and says so.
+EXCLUSIVE_PORT = ("grpc.so_reuseport", 0)
+
+
 def make_server(
     registrations: Sequence[Registration],
     *,
@@ -345,6 +352,7 @@ def make_server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            EXCLUSIVE_PORT,
         ],
     )
     served = [register(server) for register in registrations]
@@ -357,23 +365,33 @@ def make_server(
     if reflection:  # the descriptors come from the default pool, where the stubs put them
         served.append(server_reflection.SERVICE_NAME)
         server_reflection.enable_server_reflection(served, server)
-    address = f"{host}:{port}"
     # credentials: TLS only on this port (core.tls); else plain text
-    if credentials is None:
-        bound = server.add_insecure_port(address)
-    else:
-        bound = server.add_secure_port(address, credentials)
-    if bound == 0:
-        raise CodeJuryError(f"cannot listen on {host}:{port}: is the port in use?")
+    bound = _bind(server, f"{host}:{port}", credentials, "")
     if credentials is None or probe_port is None:
         return GrpcServer(server, bound, checker)
-    probe = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    probe = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[EXCLUSIVE_PORT])
     health_pb2_grpc.add_HealthServicer_to_server(checker, probe)
-    if probe.add_insecure_port(f"0.0.0.0:{probe_port}") == 0:
-        raise CodeJuryError(
-            f"cannot listen on 0.0.0.0:{probe_port} (tls.probe_port): is the port in use?"
-        )
+    _bind(probe, f"0.0.0.0:{probe_port}", None, " (tls.probe_port)")
     return GrpcServer(server, bound, checker, probe, probe_port)
+
+
+def _bind(
+    server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None, what: str
+) -> int:
+    """The port ``server`` listens on at ``address``, or CodeJuryError saying what to do."""
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises where older releases returned 0
+        bound = 0
+    if not bound:
+        raise CodeJuryError(
+            f"cannot listen on {address}{what}: is the port in use (another codejury "
+            "deployment on this host)? stop it, or pick another port (0: any free one)"
+        )
+    return int(bound)
 
 
 def health_server(host: str, port: int) -> GrpcServer:

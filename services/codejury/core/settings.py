@@ -384,6 +384,15 @@ class GenerationSettings(_Group):
         description="llamacpp backend: CPU threads; default: all cores but one (its threads "
         "wait for each other by spinning, so a core another process takes stalls every step).",
     )
+    llamacpp_engines: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="llamacpp backend: independent llama.cpp engines (each its own threads and "
+        "KV cache; the weights are shared) that a problem's sequences are split across; the "
+        "samples do not depend on it. Default: as many as the usable CPUs hold at "
+        "llamacpp_threads each, at most 4.",
+    )
     max_n: int = Field(64, ge=1, description="Most candidates per problem in one request.")
     cache_dir: Path | None = Field(
         None,

@@ -35,6 +35,7 @@ def make_backend(settings: GenerationSettings) -> GenerationBackend:
     """
     engine = choose_engine(settings)
     backend: GenerationBackend
+    details: dict[str, int] = {}
     if engine == "openai":
         from codejury.generation.backends.openai_http import OpenAIBackend
 
@@ -42,7 +43,9 @@ def make_backend(settings: GenerationSettings) -> GenerationBackend:
     elif engine == "llamacpp":
         from codejury.generation.backends.llamacpp import LlamaCppBackend
 
-        backend = LlamaCppBackend(settings)
+        llamacpp = LlamaCppBackend(settings)
+        details["engines"] = llamacpp.engines
+        backend = llamacpp
     else:
         from codejury.generation.backends.huggingface import TransformersBackend
 
@@ -55,6 +58,7 @@ def make_backend(settings: GenerationSettings) -> GenerationBackend:
         revision=info.revision,
         context=info.context_length,
         chat_template=info.has_chat_template,
+        **details,
     )
     return backend
 

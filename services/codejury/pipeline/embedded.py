@@ -83,6 +83,22 @@ def embedded_settings(settings: Settings, bootstrap_servers: str) -> Settings:
     )
 
 
+def private_ports(settings: Settings) -> Settings:
+    """``settings`` with every server of the deployment on a free port (metrics aside: a
+    port asked for stays): a deployment that lives for one command (``demo``, ``eval``,
+    ``bench method``, ``run``) runs beside ``codejury up`` or another such command."""
+    return settings.model_copy(
+        update={
+            "generation": settings.generation.model_copy(update={"grpc_port": 0}),
+            "execution": settings.execution.model_copy(update={"grpc_port": 0}),
+            "reranking": settings.reranking.model_copy(
+                update={"grpc_port": 0, "model_http_port": 0, "model_grpc_port": 0}
+            ),
+            "pipeline": settings.pipeline.model_copy(update={"grpc_port": 0}),
+        }
+    )
+
+
 #: The processes of the embedded deployment that run a model: the generator and the
 #: reward model's server (a canary's server serves a share of the requests beside it).
 MODEL_PROCESSES = 2

@@ -125,6 +125,8 @@ class _BoundGRPCServer(GRPCServer):  # type: ignore[misc]
             options=[
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                # no SO_REUSEPORT: a port in use fails here (core.grpc.EXCLUSIVE_PORT)
+                ("grpc.so_reuseport", 0),
             ],
         )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import grpc
+import pytest
+from codejury.core.errors import CodeJuryError
 from codejury.core.grpc import make_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -47,3 +49,17 @@ def test_a_started_server_is_serving_and_a_watcher_hears_the_stop() -> None:
         assert heard == [SERVING, NOT_SERVING]
     finally:
         channel.close()
+
+
+def test_a_port_another_server_listens_on_is_refused_not_shared() -> None:
+    # gRPC's default SO_REUSEPORT let a second deployment bind the first one's ports and
+    # take a share of its connections; the second server must fail instead, saying why.
+    first = make_server([], host="127.0.0.1", port=0, max_workers=2)
+    first.start()
+    try:
+        with pytest.raises(
+            CodeJuryError, match=rf"cannot listen on 127\.0\.0\.1:{first.port}.*in use"
+        ):
+            make_server([], host="127.0.0.1", port=first.port, max_workers=2)
+    finally:
+        first.stop(grace_s=0)

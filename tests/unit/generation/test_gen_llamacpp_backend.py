@@ -36,6 +36,7 @@ def demo_settings(**fields: Any) -> GenerationSettings:
         "batch_rows": 4,
         "context_length": 512,
         "llamacpp_threads": 1,  # the test machine is shared: one thread does not spin-wait
+        "llamacpp_engines": 2,  # a problem's sequences split across two llama.cpp servers
     }
     values.update(fields)
     return GenerationSettings(**values)
@@ -103,6 +104,23 @@ def test_a_problems_samples_do_not_depend_on_the_problems_beside_it(
     both = backend.generate([chat_job(0, 48), completion_job(1)], 2, sampled(3))
     alone = backend.generate([completion_job(1)], 2, sampled(3))
     assert key([s for s in both if s.problem == 1]) == key(alone)
+
+
+def test_the_samples_do_not_depend_on_the_number_of_engines(backend: LlamaCppBackend) -> None:
+    # n=6 on blocks of 4: block 0 split 2+2 and block 1 split 1+1 over the fixture's two
+    # engines, each with its own prompt evaluation and KV cache; one engine runs each block
+    # as one request.
+    job = completion_job(text=OPEN, stops=("\n\n\n",))
+    two = backend.generate([job], 6, sampled(17, budget=12))
+    single = LlamaCppBackend(demo_settings(llamacpp_engines=1))
+    try:
+        one = single.generate([job], 6, sampled(17, budget=12))
+    finally:
+        single.close()
+    assert (backend.engines, single.engines) == (2, 1)
+    assert [s.index for s in two] == list(range(6))
+    assert key(two) == key(one)
+    assert len(set(key(one))) == 6  # six seeds, six samples
 
 
 def test_a_stop_sequence_ends_the_sequence_and_is_cut(backend: LlamaCppBackend) -> None:
@@ -188,6 +206,21 @@ def test_candidates_come_through_the_generator(backend: LlamaCppBackend) -> None
             generator_prompt(generator, problem)
         )
         assert candidate.logprob_mean < 0 and candidate.sampling.seed == 4
+
+
+def test_the_factory_loads_llamacpp_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from codejury.generation.backends import huggingface
+    from codejury.generation.factory import make_backend
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("transformers loaded the model too")
+
+    monkeypatch.setattr(huggingface.TransformersBackend, "from_settings", refuse)
+    loaded = make_backend(demo_settings(llamacpp_engines=1))
+    try:
+        assert isinstance(loaded, LlamaCppBackend) and loaded.engines == 1
+    finally:
+        loaded.close()
 
 
 def generator_prompt(generator: Generator, problem: domain_pb2.Problem) -> Prompt:

@@ -4,11 +4,19 @@ The engine is llama.cpp's own server, linked into this process by ``xllamacpp`` 
 manylinux wheels, no compiler). It reads the GGUF's quantized weights as they are, where
 transformers de-quantizes them to float32; on CPU, reading the weights is what a step costs.
 
-- **One request per problem** (``generation.batch_rows`` sequences at most; a larger n takes
-  a few) with ``n``: the server evaluates the prompt once and copies its KV cache to the
-  other sequences' slots, then decodes every running sequence in one batch per step
-  (continuous batching: the problems of a request share the batch while slots are free;
-  a problem's samples do not depend on which others ran beside it, a test checks).
+- **One request per problem and engine** with ``n``: the server evaluates the prompt once
+  and copies its KV cache to the other sequences' slots, then decodes every running
+  sequence in one batch per step (continuous batching: the problems of a request share the
+  batch while slots are free; a problem's samples do not depend on which others ran beside
+  it, a test checks).
+- **Engines** (``generation.llamacpp_engines``): several servers in this process, each
+  with its own threads and KV cache over the same memory-mapped weights; a problem's
+  sequences are split across them. On few cores this is how every core decodes: one
+  engine's threads wait for each other by spinning, so a core that another process takes
+  stalls all of them, while engines of one thread each never wait for each other. Each
+  sequence's seed is fixed by its index alone (``plan_rounds``), so the samples are the same
+  whatever the number of engines (tested); an engine costs one more prompt evaluation per
+  problem.
 - **Sampling** as the transformers backend does it: temperature, then top-p over the
   tempered distribution (top-k, min-p and penalties off). The request's seed (folded into
   llama.cpp's 32 bits) seeds the problem's first sequence; llama.cpp gives each further
@@ -32,6 +40,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -123,8 +132,17 @@ def default_threads() -> int:
     return max(1, usable_cpus() - 1)
 
 
+MAX_DEFAULT_ENGINES = 4  # each engine evaluates the prompt again: past a few, threads serve
+
+
+def default_engines(threads: int) -> int:
+    """As many engines as the usable CPUs hold at ``threads`` each, at most 4."""
+    return max(1, min(MAX_DEFAULT_ENGINES, usable_cpus() // max(1, threads)))
+
+
 def round_seed(seed: int, number: int) -> int:
-    """llama.cpp's seed for the ``number``-th request (round of sequences) of a problem."""
+    """llama.cpp's seed for block ``number`` (of ``generation.batch_rows`` sequences) of a
+    problem; the block's sequence k gets this seed + k from llama.cpp."""
     return (seed if number == 0 else seed * 1_000_003 + number) % _SEED_SPACE
 
 
@@ -153,13 +171,49 @@ class _Row:
 
 
 @dataclass(frozen=True, slots=True)
-class _Round:
-    """One request to the server: ``rows`` sequences of a job, from sample ``first`` on."""
+class Round:
+    """One request to an engine: ``rows`` sequences of a job, from sample ``first`` on,
+    seeded ``seed`` (its sequence k is seeded ``seed + k`` by llama.cpp)."""
 
     job: Job
     first: int
     rows: int
     seed: int
+
+
+def plan_rounds(
+    jobs: Sequence[Job], n: int, *, greedy: bool, seed: int, block_rows: int, engines: int
+) -> list[Round]:
+    """The requests that sample ``n`` sequences of every job (pure).
+
+    Sequence i of a problem belongs to block i // ``block_rows``, seeded
+    ``round_seed(seed, block)``, and is that block's sequence i % ``block_rows``. A block is
+    split into at most ``engines`` requests of consecutive sequences, each seeded at its
+    first sequence, so every sequence gets the seed it would have in one request for the
+    whole block: the samples do not depend on the number of engines.
+    """
+    if greedy:  # one sequence, handed out n times
+        return [Round(job, 0, 1, round_seed(seed, 0)) for job in jobs]
+    rounds = []
+    for job in jobs:
+        for number, start in enumerate(range(0, n, block_rows)):
+            size = min(block_rows, n - start)
+            parts = min(max(1, engines), size)
+            base, offset = round_seed(seed, number), 0
+            for part in range(parts):
+                rows = size // parts + (1 if part < size % parts else 0)
+                rounds.append(Round(job, start + offset, rows, (base + offset) % _SEED_SPACE))
+                offset += rows
+    return rounds
+
+
+@dataclass
+class _Engine:
+    """One llama.cpp server of the backend and the sequences it is decoding now."""
+
+    server: Any
+    http: httpx.Client
+    active: int = 0
 
 
 class LlamaCppBackend(GenerationBackend):
@@ -172,38 +226,22 @@ class LlamaCppBackend(GenerationBackend):
                 f"generation.backend 'llamacpp' needs the {PACKAGE} package ({exc}): "
                 f"{INSTALL_FIX}, or set CODEJURY_GENERATION__BACKEND=transformers"
             ) from exc
-        self._parallel = settings.batch_rows
-        per_sequence = settings.context_length or DEFAULT_CONTEXT
-        key = secrets.token_urlsafe(24)
-        params = xllamacpp.CommonParams()
-        params.model.path = str(path)
-        params.n_parallel = self._parallel
-        # A KV cache per slot, each with room for one sequence's whole context. (One shared
-        # cache would place a sequence's cells by what else runs, and its sums, so its
-        # samples, would change with the other requests.)
-        params.n_ctx = self._parallel * per_sequence
-        params.kv_unified = False
-        params.cont_batching = True
-        params.warmup = False
-        params.verbosity = 0  # llama.cpp logs nothing; failures are raised and converted
-        params.api_keys = [key]  # the server's loopback HTTP port answers this process only
+        self._block_rows = settings.batch_rows
         threads = settings.llamacpp_threads or default_threads()
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
-        try:
-            self._server: Any = xllamacpp.Server(params)
-        except Exception as exc:  # llama.cpp says only that the server did not start
-            raise ModelLoadError(
-                f"generation.model {settings.model!r} ({path}) did not load in llama.cpp: "
-                f"{type(exc).__name__}: {exc}: check that the file is a complete GGUF model of "
-                "an architecture llama.cpp supports, or set CODEJURY_GENERATION__BACKEND="
-                "transformers"
-            ) from exc
-        self._http = httpx.Client(
-            base_url=str(self._server.listening_address),
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=60.0,
+        self.engines = min(
+            settings.llamacpp_engines or default_engines(threads), settings.batch_rows
         )
+        # batch_rows sequences at once in all: each engine's share of the slots
+        self._slots = -(-settings.batch_rows // self.engines)
+        per_sequence = settings.context_length or DEFAULT_CONTEXT
+        self._engines: list[_Engine] = []
+        self._engines_lock = threading.Lock()
+        try:
+            for _ in range(self.engines):
+                self._engines.append(_start_engine(xllamacpp, settings, path, self._slots, threads))
+        except BaseException:
+            self.close()
+            raise
         self._encoded: dict[Prompt, list[int]] = {}
         self._encoded_lock = threading.Lock()
         try:
@@ -226,14 +264,16 @@ class LlamaCppBackend(GenerationBackend):
         )
 
     def close(self) -> None:
-        self._http.close()
-        self._server = None  # the server's main loop stops when it is released
+        engines, self._engines = self._engines, []
+        for engine in engines:
+            engine.http.close()
+            engine.server = None  # the server's main loop stops when it is released
 
     # -- prompts ---------------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._engines[0].http.request(method, path, json=body)
             response.raise_for_status()
             answer = response.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -271,15 +311,6 @@ class LlamaCppBackend(GenerationBackend):
 
     # -- sampling --------------------------------------------------------------------
 
-    def _rounds(self, jobs: Sequence[Job], n: int, sampling: Sampling) -> list[_Round]:
-        if sampling.greedy:  # one sequence, handed out n times
-            return [_Round(job, 0, 1, round_seed(sampling.seed, 0)) for job in jobs]
-        return [
-            _Round(job, first, min(self._parallel, n - first), round_seed(sampling.seed, number))
-            for job in jobs
-            for number, first in enumerate(range(0, n, self._parallel))
-        ]
-
     def stream(
         self,
         jobs: Sequence[Job],
@@ -287,9 +318,17 @@ class LlamaCppBackend(GenerationBackend):
         sampling: Sampling,
         cancel: threading.Event | None = None,
     ) -> Iterator[Sample]:
-        rounds = self._rounds(jobs, n, sampling)
-        # As many requests at once as the slots hold: a problem's rounds, or several problems.
-        workers = max(1, self._parallel // max(r.rows for r in rounds)) if rounds else 1
+        rounds = plan_rounds(
+            jobs,
+            n,
+            greedy=sampling.greedy,
+            seed=sampling.seed,
+            block_rows=self._block_rows,
+            engines=self.engines,
+        )
+        # As many requests at once as the engines' slots hold: a problem's rounds, or several.
+        most = max((r.rows for r in rounds), default=1)
+        workers = max(1, self.engines * max(1, self._slots // most))
 
         def work(emit: Emit, cancelled: Callable[[], bool]) -> None:
             def handed_out(sample: Sample) -> None:
@@ -317,9 +356,21 @@ class LlamaCppBackend(GenerationBackend):
 
         return stream_from_worker(work, cancel, name="llamacpp-generation")
 
+    @contextmanager
+    def _engine_for(self, rows: int) -> Iterator[_Engine]:
+        """The engine decoding the fewest sequences, counting ``rows`` more while in use."""
+        with self._engines_lock:
+            engine = min(self._engines, key=lambda e: e.active)
+            engine.active += rows
+        try:
+            yield engine
+        finally:
+            with self._engines_lock:
+                engine.active -= rows
+
     def _run(
         self,
-        work: _Round,
+        work: Round,
         sampling: Sampling,
         emit: Callable[[Sample], None],
         cancelled: Callable[[], bool],
@@ -395,7 +446,8 @@ class LlamaCppBackend(GenerationBackend):
             "cache_prompt": False,
         }
         try:
-            self._server.handle_completions(body, on_chunk)
+            with self._engine_for(work.rows) as engine:
+                engine.server.handle_completions(body, on_chunk)
         except Exception as exc:
             raise BackendResponseError(
                 f"problems[{job.problem}]: llama.cpp failed: {type(exc).__name__}: {exc}"
@@ -405,6 +457,42 @@ class LlamaCppBackend(GenerationBackend):
         for index, row in enumerate(rows):  # cancelled, or the stream ended early
             if not row.done:
                 finish(index, "length")
+
+
+def _start_engine(
+    xllamacpp: Any, settings: GenerationSettings, path: Path, slots: int, threads: int
+) -> _Engine:
+    """One llama.cpp server on ``path`` with ``slots`` sequences and its loopback client."""
+    key = secrets.token_urlsafe(24)
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_parallel = slots
+    # A KV cache per slot, each with room for one sequence's whole context. (One shared
+    # cache would place a sequence's cells by what else runs, and its sums, so its
+    # samples, would change with the other requests.)
+    params.n_ctx = slots * (settings.context_length or DEFAULT_CONTEXT)
+    params.kv_unified = False
+    params.cont_batching = True
+    params.warmup = False
+    params.verbosity = 0  # llama.cpp logs nothing; failures are raised and converted
+    params.api_keys = [key]  # the server's loopback HTTP port answers this process only
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    try:
+        server = xllamacpp.Server(params)
+    except Exception as exc:  # llama.cpp says only that the server did not start
+        raise ModelLoadError(
+            f"generation.model {settings.model!r} ({path}) did not load in llama.cpp: "
+            f"{type(exc).__name__}: {exc}: check that the file is a complete GGUF model of "
+            "an architecture llama.cpp supports, or set CODEJURY_GENERATION__BACKEND="
+            "transformers"
+        ) from exc
+    http = httpx.Client(
+        base_url=str(server.listening_address),
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60.0,
+    )
+    return _Engine(server, http)
 
 
 def _converted(error: Any, job: Job) -> Exception:
