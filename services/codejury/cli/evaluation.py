@@ -299,7 +299,7 @@ def eval_cmd(
 @app.command()
 def demo(
     ctx: typer.Context,
-    problems: Annotated[int, typer.Option(min=1, help="Problems per language.")] = 4,
+    problems: Annotated[int, typer.Option(min=1, help="Problems per language.")] = 10,
     n: Annotated[int, typer.Option("--n", min=1, help="Samples per problem.")] = 8,
     greedy: Annotated[bool, typer.Option(help="Also measure greedy pass@1.")] = True,
     max_new_tokens: Annotated[
