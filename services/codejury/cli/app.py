@@ -20,6 +20,7 @@ from rich.markup import escape
 from codejury.core.errors import CodeJuryError, ConfigurationError
 from codejury.core.extras import missing_extra_message
 from codejury.core.logging import configure_logging, get_logger
+from codejury.core.processes import die_with_parent
 from codejury.core.settings import Settings, load_settings
 from codejury.core.signals import set_on_signals
 
@@ -72,9 +73,11 @@ def data_dir(settings: Settings, override: Path | None = None) -> Path:
 
 
 def stop_signal() -> threading.Event:
-    """An event SIGTERM and SIGINT set: a service waits on it, then shuts down in order."""
+    """An event SIGTERM and SIGINT set: a service waits on it, then shuts down in order.
+    A service a codejury process started also gets SIGTERM when that parent dies."""
     stop = threading.Event()
     set_on_signals(stop)  # not Event.set in the handler: a second signal would deadlock
+    die_with_parent()
     return stop
 
 

@@ -91,7 +91,9 @@ def worker(
 ) -> None:
     """Run a Celery worker for sandbox runs (warm shutdown on SIGTERM)."""
     from codejury.cli.execution import with_unsafe
+    from codejury.core.processes import die_with_parent
 
+    die_with_parent()  # started by a deployment: a warm shutdown when it dies
     settings = with_unsafe(settings_of(ctx), unsafe_no_sandbox)
     counts = None
     if settings.metrics.port is not None:

@@ -1,5 +1,5 @@
 """Child processes every deployable starts (tansu, Celery workers, model servers,
-services): one way to stop them."""
+services): one way to stop them, and one way for them to go when their parent goes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 
 
@@ -48,21 +49,25 @@ def stop_process(
 PARENT_PID_ENV = "CJ_PARENT_PID"  # not CODEJURY_*: settings refuse unknown names
 
 
-def die_with_parent() -> None:
-    """In a child started with ``PARENT_PID_ENV`` set: SIGTERM this process when its parent
-    dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``), so a killed service leaves no
-    orphan behind. The parent must start it from a thread that lives as long as it does
-    (the signal follows the thread that forked). Elsewhere, a no-op."""
-    expected = os.environ.get(PARENT_PID_ENV)
+def die_with_parent(poll_s: float = 0.5) -> None:
+    """In a child started with ``PARENT_PID_ENV`` set: SIGTERM this process once its parent
+    is gone, even if it died by SIGKILL, so a killed deployment (``codejury demo``, ``up``,
+    a reranking service) leaves no service, worker or model server behind. The SIGTERM
+    takes the child's own graceful path (a service drains and commits, a Celery worker
+    finishes its tasks). Elsewhere (a pod, a terminal), a no-op.
+
+    A daemon thread polls ``getppid`` rather than setting ``PR_SET_PDEATHSIG``: that
+    signal follows the *thread* that forked, so a service restarted from a supervisor
+    thread would be stopped the moment that thread ended."""
+    # Popped: it names this process's parent, not its own children's (a grandchild that
+    # inherited it would take itself for an orphan at once).
+    expected = os.environ.pop(PARENT_PID_ENV, None)
     if not expected:
         return
-    import ctypes
 
-    pr_set_pdeathsig = 1
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        return  # not Linux: the parent stops its children itself
-    if str(os.getppid()) != expected:  # it died before the prctl took effect
+    def watch() -> None:
+        while str(os.getppid()) == expected:
+            time.sleep(poll_s)
         os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()

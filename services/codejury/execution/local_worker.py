@@ -16,7 +16,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from codejury.core.errors import PermanentError
 from codejury.core.logging import get_logger
-from codejury.core.processes import stop_process
+from codejury.core.processes import PARENT_PID_ENV, stop_process
 from codejury.core.settings import Settings, settings_env
 from codejury.execution.celery_app import HEALTH_TASK
 
@@ -59,7 +59,8 @@ class LocalWorker:
 
     def start(self) -> LocalWorker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **settings_env(self._settings)}
+        # PARENT_PID_ENV: a caller killed by SIGKILL takes its worker along (no orphan).
+        env = {**os.environ, **settings_env(self._settings), PARENT_PID_ENV: str(os.getpid())}
         with self.log_path.open("wb") as log_file:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "codejury", "worker", "--name", self.name],

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from codejury.core.logging import get_logger
-from codejury.core.processes import stop_process
+from codejury.core.processes import PARENT_PID_ENV, stop_process
 from codejury.pipeline.errors import ServiceStartError
 
 log = get_logger(__name__)
@@ -74,7 +74,12 @@ class ServiceProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self._env, "PYTHONUNBUFFERED": "1"},
+                env={
+                    **os.environ,
+                    **self._env,
+                    "PYTHONUNBUFFERED": "1",
+                    PARENT_PID_ENV: str(os.getpid()),  # a killed parent takes it along
+                },
                 start_new_session=True,
             )
         log.info("service.launched", service=self.name, pid=self._process.pid)

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,48 @@ def test_a_worker_that_cannot_reach_its_broker_fails_to_start_clearly(
     with pytest.raises(WorkerStartError, match="CODEJURY_CELERY__BROKER_URL"):
         worker.start()
     assert worker.pid is None
+
+
+# A caller that starts a worker, prints its pid, then waits to be killed.
+_CALLER = """
+import sys, time
+from pathlib import Path
+from codejury.core.settings import load_settings
+from codejury.execution.celery_app import make_celery_app
+from codejury.execution.local_worker import LocalWorker
+settings = load_settings({"run_dir": sys.argv[1], "execution": {"cache_dir": sys.argv[2]}})
+worker = LocalWorker(settings, make_celery_app(settings)).start()
+print("worker pid", worker.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_worker_goes_with_a_caller_killed_by_sigkill(run_dir: Path, cache_root: Path) -> None:
+    # `codejury demo` or `up` killed outright must not leave its Celery worker behind.
+    with subprocess.Popen(
+        [sys.executable, "-c", _CALLER, str(run_dir), str(cache_root / "orphan")],
+        stdout=subprocess.PIPE,
+    ) as caller:
+        try:
+            assert caller.stdout is not None
+            line = caller.stdout.readline()  # the caller's log lines come first
+            while line and not line.startswith(b"worker pid "):
+                line = caller.stdout.readline()
+            worker_pid = int(line.split()[-1])
+            assert worker_pid > 0 and _alive(worker_pid)
+            caller.kill()
+            caller.wait(timeout=10)
+            deadline = time.monotonic() + 30  # a poll, then Celery's warm shutdown
+            while _alive(worker_pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not _alive(worker_pid)
+        finally:
+            caller.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in {"Z", "X"}  # a zombie has exited; its new parent reaps it

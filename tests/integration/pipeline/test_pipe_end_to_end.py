@@ -17,6 +17,7 @@ import pytest
 from codejury.bus.envelope import unwrap
 from codejury.bus.topics import FEEDBACK
 from codejury.core.metrics import serve_metrics
+from codejury.core.processes import PARENT_PID_ENV
 from codejury.pipeline.client import SolveClient, SolveRpcError, SolveUnavailableError
 from codejury.pipeline.embedded import SERVICES, EmbeddedPipeline
 from codejury.pipeline.front_door import TRACE_HEADER
@@ -407,6 +408,19 @@ def test_a_dead_model_server_restarts_its_service_and_a_killed_service_leaves_no
         time.sleep(0.5)
     with SolveClient(pipeline.solve_address) as client:
         check_completed(client.solve(problem(411), N, deadline_s=240), with_tests=True)
+
+
+def test_every_child_of_the_deployment_is_told_to_go_with_it(pipeline: EmbeddedPipeline) -> None:
+    """`codejury demo` or `up` killed by SIGKILL left its services and Celery worker running
+    (and holding their ports): each child names this process as the parent it goes with
+    (core.processes.die_with_parent, which tests/unit/core shows stopping a child)."""
+    assert pipeline.worker is not None
+    children = {name: service.pid for name, service in pipeline.services.items()}
+    children["worker"] = pipeline.worker.pid
+    told = f"{PARENT_PID_ENV}={os.getpid()}".encode()
+    for name, pid in children.items():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert told in environ, name
 
 
 def test_one_solve_is_one_trace_id_in_the_log_of_every_stage(pipeline: EmbeddedPipeline) -> None:
