@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import subprocess
 import time
@@ -27,6 +28,18 @@ from codejury.core.settings import BusSettings, EmbeddedBrokerSettings
 log = get_logger(__name__)
 
 _STOP_TIMEOUT_S = 10.0
+
+
+def _with_parent() -> list[str]:
+    """A prefix that makes tansu go (SIGTERM) when the process that starts it dies, even by
+    SIGKILL, so a killed ``codejury up`` or ``demo`` leaves no broker holding its port.
+    Python children poll for their parent (``core.processes.die_with_parent``); tansu is a
+    binary, so util-linux's ``setpriv --pdeathsig`` sets ``PR_SET_PDEATHSIG`` before the
+    exec. That signal follows the thread that forked: every caller starts the broker from
+    its main thread, which lives as long as the deployment. Without setpriv (not Linux),
+    none: ``stop`` still stops it."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 def find_tansu(configured: Path | None) -> Path:
@@ -118,6 +131,7 @@ class EmbeddedBroker:
         with self.log_path.open("wb") as log_file:
             self._process = subprocess.Popen(
                 [
+                    *_with_parent(),
                     str(binary),
                     "broker",
                     "--listener-url",

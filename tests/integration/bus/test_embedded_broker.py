@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,8 @@ from codejury.bus.embedded import EmbeddedBroker
 from codejury.bus.errors import EmbeddedBrokerError
 from codejury.bus.topics import all_topics
 from codejury.core.settings import load_settings
+
+from tests.children import exited, marked_line
 
 
 def _port_open(port: int) -> bool:
@@ -49,3 +55,36 @@ def test_a_binary_that_exits_at_once_is_reported_with_its_log(tmp_path: Path) ->
     with pytest.raises(EmbeddedBrokerError, match=r"exited with code 3.*tansu-\d+\.log"):
         broker.start()
     assert "cannot bind" in broker.log_path.read_text()
+
+
+# A caller that starts the broker, prints tansu's pid, then waits to be killed.
+_CALLER = """
+import sys, time
+from pathlib import Path
+from codejury.bus.embedded import EmbeddedBroker
+from codejury.core.settings import load_settings
+settings = load_settings()
+broker = EmbeddedBroker(settings.broker, settings.bus, log_dir=Path(sys.argv[1])).start()
+print("tansu", broker.port, broker._process.pid, flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_a_caller_killed_by_sigkill_takes_tansu_along(tmp_path: Path) -> None:
+    # `codejury up` killed outright left tansu holding its port for the next `up`.
+    with subprocess.Popen(
+        [sys.executable, "-c", _CALLER, str(tmp_path)], stdout=subprocess.PIPE
+    ) as caller:
+        try:
+            assert caller.stdout is not None
+            port, pid = marked_line(caller.stdout, b"tansu ")
+            assert _port_open(int(port)) and not exited(int(pid))
+            caller.kill()
+            caller.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while _port_open(int(port)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not _port_open(int(port))
+        finally:
+            caller.kill()

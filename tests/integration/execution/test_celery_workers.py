@@ -17,6 +17,8 @@ from codejury.core.settings import Settings, load_settings
 from codejury.execution.celery_app import HEALTH_TASK, make_celery_app
 from codejury.execution.local_worker import LocalWorker, WorkerStartError
 
+from tests.children import exited, marked_line
+
 TASKS = 200
 
 
@@ -132,24 +134,14 @@ def test_a_worker_goes_with_a_caller_killed_by_sigkill(run_dir: Path, cache_root
     ) as caller:
         try:
             assert caller.stdout is not None
-            line = caller.stdout.readline()  # the caller's log lines come first
-            while line and not line.startswith(b"worker pid "):
-                line = caller.stdout.readline()
-            worker_pid = int(line.split()[-1])
-            assert worker_pid > 0 and _alive(worker_pid)
+            (pid,) = marked_line(caller.stdout, b"worker pid ")
+            worker_pid = int(pid)
+            assert not exited(worker_pid)
             caller.kill()
             caller.wait(timeout=10)
             deadline = time.monotonic() + 30  # a poll, then Celery's warm shutdown
-            while _alive(worker_pid) and time.monotonic() < deadline:
+            while not exited(worker_pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert not _alive(worker_pid)
+            assert exited(worker_pid)
         finally:
             caller.kill()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in {"Z", "X"}  # a zombie has exited; its new parent reaps it

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from codejury.core.processes import PARENT_PID_ENV, die_with_parent
 
+from tests.children import exited
+
 # The child: a service's shape (the stop event its SIGTERM sets), then a clean exit that
 # leaves a mark; if the event never comes, it says so.
 CHILD = """
@@ -39,14 +41,6 @@ time.sleep(120)
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in {"Z", "X"}  # exited; its new parent may not have reaped it yet
-
-
 def test_a_child_stops_gracefully_when_its_parent_is_killed(tmp_path: Path) -> None:
     mark = tmp_path / "outcome"
     with subprocess.Popen(
@@ -56,14 +50,14 @@ def test_a_child_stops_gracefully_when_its_parent_is_killed(tmp_path: Path) -> N
             assert parent.stdout is not None
             child_pid = int(parent.stdout.readline())
             time.sleep(1.5)  # three polls with the parent alive: the child stays
-            assert not _gone(child_pid) and not mark.exists()
+            assert not exited(child_pid) and not mark.exists()
             parent.kill()
             parent.wait(timeout=10)
             deadline = time.monotonic() + 15
-            while not (mark.exists() and _gone(child_pid)) and time.monotonic() < deadline:
+            while not (mark.exists() and exited(child_pid)) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert mark.read_text() == "graceful"
-            assert _gone(child_pid)
+            assert exited(child_pid)
         finally:
             parent.kill()
 
