@@ -126,6 +126,10 @@ time.sleep(300)
 """
 
 
+# Slow lane (~9 s): the default lane has the mechanism (tests/unit/core/
+# test_core_die_with_parent.py) and every embedded child, the worker included, being told
+# (test_pipe_end_to_end.py); this shows a real Celery worker taking the signal.
+@pytest.mark.slow
 def test_a_worker_goes_with_a_caller_killed_by_sigkill(run_dir: Path, cache_root: Path) -> None:
     # `codejury demo` or `up` killed outright must not leave its Celery worker behind.
     with subprocess.Popen(
