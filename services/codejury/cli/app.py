@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -41,8 +42,25 @@ bench_app = typer.Typer(
 )
 app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _output_width() -> int | None:
+    """160 columns where no standard stream is a terminal and COLUMNS is unset (a CI log,
+    `nohup`, `| tee`): rich's 80 there cut the demo's table cells to "10…". None: rich
+    asks the terminal."""
+    if "COLUMNS" in os.environ:
+        return None
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        try:
+            if stream is not None and os.isatty(stream.fileno()):
+                return None
+        except (OSError, ValueError, AttributeError):  # a replaced stream without a descriptor
+            continue
+    return 160
+
+
+console = Console(width=_output_width())
+err_console = Console(stderr=True, width=_output_width())
 log = get_logger(__name__)
 
 
