@@ -212,8 +212,8 @@ class EventConsumer:
     # -- control ---------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Finish the in-flight record, commit, and leave ``run`` (from a signal handler:
-        ``core.signals.set_from_signal``)."""
+        """Finish the in-flight record, commit, and leave ``run``. Not from a signal handler
+        (``Event.set`` takes a lock): ``install_signal_handlers`` is the signal path."""
         self._stop.set()
 
     @property

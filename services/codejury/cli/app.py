@@ -50,11 +50,11 @@ def _output_width() -> int | None:
     asks the terminal."""
     if "COLUMNS" in os.environ:
         return None
-    for stream in (sys.stdin, sys.stdout, sys.stderr):
+    for descriptor in (0, 1, 2):  # where rich itself looks for a terminal's size
         try:
-            if stream is not None and os.isatty(stream.fileno()):
-                return None
-        except (OSError, ValueError, AttributeError):  # a replaced stream without a descriptor
+            os.get_terminal_size(descriptor)
+            return None
+        except OSError:
             continue
     return 160
 

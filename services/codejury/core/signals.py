@@ -19,7 +19,7 @@ from types import FrameType
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def set_from_signal(event: threading.Event, then: Callable[[], None] | None = None) -> None:
+def _set_from_signal(event: threading.Event, then: Callable[[], None] | None = None) -> None:
     """Set ``event`` (then call ``then``) on another thread: safe inside a signal handler."""
     if event.is_set():
         return
@@ -43,7 +43,7 @@ def set_on_signals(
     (logging takes locks too, so it must not run in the handler either)."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        set_from_signal(event, None if on_signal is None else lambda: on_signal(signum))
+        _set_from_signal(event, None if on_signal is None else lambda: on_signal(signum))
 
     for number in signals:
         signal.signal(number, handler)

@@ -86,7 +86,7 @@ def embedded_settings(settings: Settings, bootstrap_servers: str) -> Settings:
 def private_ports(settings: Settings) -> Settings:
     """``settings`` with every server of the deployment on a free port (metrics aside: a
     port asked for stays): a deployment that lives for one command (``demo``, ``eval``,
-    ``bench method``, ``run``) runs beside ``codejury up`` or another such command."""
+    ``bench method``) runs beside ``codejury up`` or another such command."""
     return settings.model_copy(
         update={
             "generation": settings.generation.model_copy(update={"grpc_port": 0}),

@@ -43,6 +43,7 @@ from kserve.protocol.grpc.server import GRPCServer  # type: ignore[import-untype
 from kserve.protocol.grpc.servicer import InferenceServicer  # type: ignore[import-untyped]
 from kserve.protocol.rest.server import RESTServer  # type: ignore[import-untyped]
 
+from codejury.core.grpc import EXCLUSIVE_PORT
 from codejury.reranking.errors import ModelServerError
 
 MAX_MESSAGE_BYTES = 64 << 20
@@ -125,8 +126,7 @@ class _BoundGRPCServer(GRPCServer):  # type: ignore[misc]
             options=[
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                # no SO_REUSEPORT: a port in use fails here (core.grpc.EXCLUSIVE_PORT)
-                ("grpc.so_reuseport", 0),
+                EXCLUSIVE_PORT,  # a port in use fails here, not shared
             ],
         )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(

@@ -26,6 +26,7 @@ from codejury.proto.v1 import domain_pb2, events_pb2, services_pb2, services_pb2
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.children import exited
 from tests.reflection import listed_services, reflected_pool
 
 N = 3
@@ -358,14 +359,6 @@ def test_a_killed_stage_is_restarted_and_the_front_door_fails_fast_meanwhile(
     assert pipeline.supervise() == []  # all is well: nothing to say
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-
-
 @pytest.mark.slow  # ~60 s: two restarts of the reranking service and its model server
 @pytest.mark.timeout(600)
 def test_a_dead_model_server_restarts_its_service_and_a_killed_service_leaves_no_server(
@@ -397,9 +390,9 @@ def test_a_dead_model_server_restarts_its_service_and_a_killed_service_leaves_no
     assert servers
     pipeline.services["reranking"].kill()
     deadline = time.monotonic() + 15
-    while not all(_gone(pid) for pid in servers) and time.monotonic() < deadline:
+    while not all(exited(pid) for pid in servers) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert all(_gone(pid) for pid in servers)
+    assert all(exited(pid) for pid in servers)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         pipeline.supervise()
