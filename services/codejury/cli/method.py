@@ -22,6 +22,7 @@ from codejury.cli.app import bench_app, console, data_dir, quiet_run, settings_o
 from codejury.cli.evaluation import PAPER_REFERENCES, _duration, _problems, sample_outcomes
 from codejury.core.errors import ConfigurationError
 from codejury.core.files import write_text_atomic
+from codejury.evaluation.length_bias import LengthReport, describe, length_report
 from codejury.evaluation.method_table import MethodTable, cell, method_table, to_markdown
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ def bench_method(
             seed=seed,
             references={k: v["average"] for k, v in PAPER_REFERENCES.items()},
         )
+    lengths = _lengths(outcomes, records)
     report = {
         "command": "codejury bench method",
         "sampling": json.loads((folder / "sampling.json").read_text()),
@@ -150,7 +152,13 @@ def bench_method(
         "iteration_size": asdict(chosen),
     }
     _print_and_write(
-        table, records, ledger, report, started, title=f"bench method: MultiPL-E HumanEval, n={n}"
+        table,
+        records,
+        lengths,
+        ledger,
+        report,
+        started,
+        title=f"bench method: MultiPL-E HumanEval, n={n}",
     )
 
 
@@ -239,9 +247,18 @@ def _trained_and_scored(
     return records, outcomes
 
 
+def _lengths(outcomes: list[ProblemOutcome], records: list[IterationRecord]) -> LengthReport:
+    """Length against the labels and against each ranker of the table."""
+    from codejury.demo.method import iteration_ranker
+    from codejury.pipeline.evaluate import LOGPROB
+
+    return length_report(outcomes, [LOGPROB, *(iteration_ranker(r.iteration) for r in records)])
+
+
 def _print_and_write(
     table: MethodTable,
     records: list[IterationRecord],
+    lengths: LengthReport,
     ledger: Ledger,
     report: dict[str, Any],
     started: float,
@@ -261,13 +278,21 @@ def _print_and_write(
             str(r.iteration), r.version, r.parent or "-", r.snapshot_id, held, _duration(r.seconds)
         )
     console.print(versions)
+    for line in _length_lines(lengths, records):
+        console.print(line, highlight=False)
     report |= {
         "iterations": [asdict(r) for r in records],
+        "length": asdict(lengths),
         "table": asdict(table),
         "wall_seconds": {"this_run": wall, **ledger.phases},
     }
     write_text_atomic(folder / "report.json", json.dumps(report, indent=2) + "\n")
-    write_text_atomic(folder / "report.md", to_markdown(table) + _versions_markdown(records))
+    write_text_atomic(
+        folder / "report.md",
+        to_markdown(table)
+        + _versions_markdown(records)
+        + "".join(f"\n{line}\n" for line in _length_lines(lengths, records)),
+    )
     phases = ", ".join(f"{k} {_duration(v)}" for k, v in ledger.phases.items())
     console.print(f"wall time: {_duration(wall)} this run; summed over runs: {phases}")
     console.print(f"report: {folder / 'report.md'} (also report.json)", highlight=False)
@@ -339,3 +364,13 @@ def _versions_markdown(records: list[IterationRecord]) -> str:
             f"{_duration(r.seconds)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _length_lines(lengths: LengthReport, records: list[IterationRecord]) -> list[str]:
+    from codejury.demo.method import iteration_ranker
+    from codejury.pipeline.evaluate import LOGPROB
+
+    names = {LOGPROB: "mean log-prob"} | {
+        iteration_ranker(r.iteration): f"reward model, iteration {r.iteration}" for r in records
+    }
+    return describe(lengths, names)

@@ -232,7 +232,8 @@ def train_reward_model_command(
     console.print(
         f"snapshot {loaded.snapshot_id}: {len(pairs.train)} training pairs "
         f"({pairs.hard_pairs} hard) from {pairs.train_problems} problems, "
-        f"{len(pairs.heldout)} held-out pairs from {len(pairs.heldout_problems)} problems",
+        f"{len(pairs.heldout)} held-out pairs from {len(pairs.heldout_problems)} problems; "
+        f"{pairs.length_balance_dropped} mutant pairs dropped to balance length",
         highlight=False,
     )
     config = RewardTrainingConfig.from_settings(

@@ -450,6 +450,12 @@ class TrainingSettings(_Group):
         0.2, ge=0, lt=1, description="Share of problems held out for evaluation (split by problem)."
     )
     split_seed: int = Field(0, description="Salt of the deterministic by-problem split.")
+    balance_mutant_length: bool = Field(
+        True,
+        description="Drop cold-start pairs (passing vs a failing mutant) until the passing "
+        "side is as often the shorter as the longer: mutation operators shorten programs more "
+        "often than they lengthen them, and a reward model learns that length (issue 18).",
+    )
     epochs: float = Field(1.0, gt=0, description="Reward-model training epochs.")
     batch_size: int = Field(8, ge=1, description="Pairs per reward-model training step.")
     learning_rate: float = Field(2e-5, gt=0, description="Reward-model AdamW learning rate.")

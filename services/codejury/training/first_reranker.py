@@ -94,7 +94,8 @@ def train_first(
     pairs = build_pairs(snapshot.rows, PairConfig.from_settings(settings), prompts=prompts)
     report(
         f"training the reward model from {parent}: {len(pairs.train)} pairs from "
-        f"{pairs.train_problems} problems ({len(pairs.heldout_problems)} held out)"
+        f"{pairs.train_problems} problems ({len(pairs.heldout_problems)} held out; "
+        f"{pairs.length_balance_dropped} mutant pairs dropped to balance length)"
     )
     with tempfile.TemporaryDirectory(prefix="codejury-first-rm-") as tmp:
         result = train_reward_model(

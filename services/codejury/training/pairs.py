@@ -9,6 +9,17 @@
   decided by a salted hash of the problem's split key. MBXP problems are translations
   of one another (``MBPP/12``, ``MBCPP/12``, ``MBJP/12`` are one task), so their key is
   the task number: a task is held out in every language at once.
+- Pairs whose rejected side is a mutant (the cold start's synthetic negatives) are
+  balanced for length in the training split: for each size of length difference, where
+  the passing side is the longer in more of them than it is the shorter, the surplus is
+  dropped (seeded), so that length alone says nothing about which side passes. Mutation
+  operators change lengths in one direction more often (dropping a statement always
+  shortens), and ``bench method`` measured what a reward model learns from that (issue
+  18): trained on unbalanced cold-start pairs it scored the longer of two HumanEval
+  candidates higher in 67% of pairs (the untrained head: 53%), while the generator's
+  passing programs are mostly its short ones, and its picks fell below a random pick.
+  Generator pairs are left alone: there length is a property of the generator's own
+  programs, not of how negatives were made.
 - Rows of evaluation-only benchmarks (MultiPL-E, HumanEval-X: translations of
   HumanEval, the evaluation set) are refused and counted, never trained on.
 """
@@ -25,7 +36,7 @@ from dataclasses import dataclass, field
 from codejury.core.settings import Settings
 from codejury.training.errors import TrainingDataError
 from codejury.training.queries import hard_negative_ids
-from codejury.training.records import LabelledCandidate
+from codejury.training.records import LabelledCandidate, Source
 
 #: Datasets whose licence or overlap with the evaluation set forbids training on them.
 EVALUATION_ONLY_DATASETS = frozenset(
@@ -70,6 +81,7 @@ class PairConfig:
     hard_negative_factor: int = 2
     heldout_fraction: float = 0.2
     split_seed: int = 0
+    balance_mutant_length: bool = True
 
     @classmethod
     def from_settings(
@@ -86,6 +98,7 @@ class PairConfig:
             hard_negative_factor=hard_negative_factor or t.hard_negative_factor,
             heldout_fraction=t.heldout_fraction,
             split_seed=t.split_seed,
+            balance_mutant_length=t.balance_mutant_length,
         )
 
     def __post_init__(self) -> None:
@@ -112,6 +125,7 @@ class Pair:
     chosen: str
     rejected: str
     hard: bool  # the rejected side is a hard negative
+    mutant: bool = False  # the rejected side is a mutant (the cold start's synthetic negative)
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,7 @@ class PairSet:
     refused_evaluation_rows: int = 0
     rows_without_prompt: int = 0
     conflicting_programs: int = 0  # the same program both passed and failed: left out
+    length_balance_dropped: int = 0  # mutant pairs dropped so length says nothing
 
     def counts(self) -> dict[str, float]:
         return {
@@ -148,6 +163,7 @@ class PairSet:
             "train_problems": float(self.train_problems),
             "heldout_problems": float(len(self.heldout_problems)),
             "hard_pairs": float(self.hard_pairs),
+            "length_balance_dropped": float(self.length_balance_dropped),
         }
 
 
@@ -160,6 +176,7 @@ def build_pairs(
     """Pairs and held-out candidates from ``rows``; ``prompts`` fills in missing prompts,
     keyed by (language, problem_id)."""
     out = PairSet()
+    train: list[Pair] = []
     hard_ids = hard_negative_ids(rows)
     groups: dict[tuple[str, str], list[LabelledCandidate]] = defaultdict(list)
     for row in rows:
@@ -175,6 +192,7 @@ def build_pairs(
             out.rows_without_prompt += len(group)
             continue
         passing, failing, hard, conflicts = _distinct(group, hard_ids)
+        mutants = {r.program for r in group if r.source == Source.MUTATION}
         out.conflicting_programs += conflicts
         heldout = is_heldout(problem_id, fraction=config.heldout_fraction, seed=config.split_seed)
         if heldout:
@@ -187,18 +205,46 @@ def build_pairs(
                     + tuple(Candidate(p, False) for p in failing),
                 )
             )
-        pairs = _draw(key, prompt, (passing, failing, hard), config)
-        if not pairs:
-            continue
+        pairs = _draw(key, prompt, (passing, failing, hard), mutants, config)
         if heldout:
             out.heldout.extend(pairs)
-            continue
-        out.train_problems += 1
-        for pair in pairs:
-            copies = config.hard_negative_factor if pair.hard else 1
-            out.train.extend([pair] * copies)
-            out.hard_pairs += pair.hard
+        else:
+            train.extend(pairs)
+    if config.balance_mutant_length:
+        train, out.length_balance_dropped = balance_length(train, seed=config.split_seed)
+    out.train_problems = len({(p.language, p.problem_id) for p in train})
+    for pair in train:
+        copies = config.hard_negative_factor if pair.hard else 1
+        out.train.extend([pair] * copies)
+        out.hard_pairs += pair.hard
     return out
+
+
+def balance_length(pairs: Sequence[Pair], *, seed: int) -> tuple[list[Pair], int]:
+    """``pairs`` with the mutant pairs balanced for length, and how many were dropped.
+
+    Mutant pairs of unequal length are grouped by how much the lengths differ, on a
+    doubling scale (1, 2-3, 4-7, 8-15, ... characters); within each group as many keep
+    the longer program passing as failing, the larger side cut at random (seeded) to the
+    smaller one's size. Balancing the counts alone is not enough: dropping a statement
+    shortens by a whole line and negating lengthens by a character or four, so a score
+    that follows length would still win on the large differences and lose only on the
+    small ones. Pairs of equal length and generator pairs are kept; the order is kept.
+    """
+    groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        delta = len(p.chosen) - len(p.rejected)
+        if p.mutant and delta:
+            groups[abs(delta).bit_length(), delta > 0].append(i)
+    rng = random.Random(f"{seed}\0length")  # noqa: S311
+    dropped: set[int] = set()
+    for scale in sorted({scale for scale, _ in groups}):
+        longer, shorter = groups.get((scale, True), []), groups.get((scale, False), [])
+        surplus, keep = (
+            (longer, len(shorter)) if len(longer) > len(shorter) else (shorter, len(longer))
+        )
+        dropped.update(rng.sample(surplus, len(surplus) - keep))
+    return [p for i, p in enumerate(pairs) if i not in dropped], len(dropped)
 
 
 def _distinct(
@@ -226,6 +272,7 @@ def _draw(
     key: tuple[str, str],
     prompt: str,
     programs: tuple[list[str], list[str], set[str]],
+    mutants: set[str],
     config: PairConfig,
 ) -> list[Pair]:
     """Up to the cap of (passing, failing) pairs, hard ones first, seeded per problem."""
@@ -237,4 +284,6 @@ def _draw(
     rng.shuffle(hard_pairs)
     rng.shuffle(easy_pairs)
     chosen = (hard_pairs + easy_pairs)[: config.max_pairs_per_problem]
-    return [Pair(language, problem_id, prompt, c, r, r in hard) for c, r in chosen]
+    return [
+        Pair(language, problem_id, prompt, c, r, r in hard, mutant=r in mutants) for c, r in chosen
+    ]

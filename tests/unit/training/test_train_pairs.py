@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from codejury.training.errors import TrainingDataError
@@ -13,7 +14,7 @@ from codejury.training.metrics import (
     reranked_pass_at_1,
 )
 from codejury.training.pairs import PairConfig, build_pairs, is_heldout, split_key
-from codejury.training.records import LabelledCandidate
+from codejury.training.records import LabelledCandidate, Source
 
 from tests.unit.training.train_rows import row
 
@@ -139,3 +140,50 @@ def test_metrics() -> None:
     assert reranked_pass_at_1(problems) == pytest.approx(1.5 / 4)
     assert random_pass_at_1(problems) == pytest.approx(1.5 / 4)
     assert oracle_pass_at_1(problems) == 0.75
+
+
+def _mutants(problem_id: str, canonical: str, *mutants: str) -> list[LabelledCandidate]:
+    return [row(problem_id, canonical, source=Source.CANONICAL)] + [
+        row(problem_id, m, status="FAILED", source=Source.MUTATION) for m in mutants
+    ]
+
+
+def test_mutant_pairs_are_balanced_so_length_says_nothing() -> None:
+    """Dropping a statement always shortens: unbalanced, a reward model learns 'longer
+    passes' from the cold start (issue 18's bench method: 67% of HumanEval pairs)."""
+    # (canonical length, mutant length) per problem: the passing side longer by 1 twice,
+    # shorter by 1 once, longer by 3, shorter by 5, longer by 9 and 16, equal
+    sizes = [(11, 10), (12, 11), (10, 11), (13, 10), (10, 15), (19, 10), (26, 10), (10, 10)]
+    rows = [
+        r for i, (c, m) in enumerate(sizes) for r in _mutants(f"MBPP/{i}", "x" * c, "y" * m)
+    ] + _problem("MBPP/99", 1, 2)  # generator rows: the passing side is always the shorter
+    pairs = build_pairs(rows, NO_HOLDOUT)
+    deltas = sorted(len(p.chosen) - len(p.rejected) for p in pairs.train if p.mutant)
+    # per scale of difference: 1 (longer 2, shorter 1: one longer dropped), 2-3 (longer
+    # only), 4-7 (shorter only), 8-15 and 16-31 (longer only): all dropped; equal kept
+    assert deltas == [-1, 0, 1]
+    assert pairs.length_balance_dropped == 5
+    assert pairs.counts()["length_balance_dropped"] == 5.0
+    assert pairs.train_problems == 3 + 1  # problems left with a pair, the generator's too
+    assert sum(not p.mutant for p in pairs.train) == 2  # generator pairs untouched
+    assert build_pairs(rows, NO_HOLDOUT).train == pairs.train  # the drop is seeded
+
+    unbalanced = build_pairs(rows, replace(NO_HOLDOUT, balance_mutant_length=False))
+    assert sorted(len(p.chosen) - len(p.rejected) for p in unbalanced.train if p.mutant) == [
+        -5,
+        -1,
+        0,
+        1,
+        1,
+        3,
+        9,
+        16,
+    ]
+    assert unbalanced.length_balance_dropped == 0
+
+
+def test_a_problem_whose_every_pair_is_dropped_is_not_a_training_problem() -> None:
+    rows = _mutants("MBPP/1", "    x = a\n    return x\n", "    return x\n")
+    pairs = build_pairs(rows, NO_HOLDOUT)
+    assert pairs.train == [] and pairs.train_problems == 0
+    assert pairs.length_balance_dropped == 1
