@@ -375,7 +375,10 @@ def ensure_first_reranker(settings: Settings) -> None:
             timeout=settings.pipeline.first_reranker_timeout_s,
         )
     except subprocess.TimeoutExpired:
-        failed = f"it took over {settings.pipeline.first_reranker_timeout_s:g}s"
+        failed = (
+            f"it took over {settings.pipeline.first_reranker_timeout_s:g}s (a bigger cold "
+            "start needs more: raise CODEJURY_PIPELINE__FIRST_RERANKER_TIMEOUT_S)"
+        )
     else:
         failed = "" if done.returncode == 0 else f"it exited {done.returncode} (see above)"
     if failed:
