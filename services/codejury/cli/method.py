@@ -142,7 +142,9 @@ def bench_method(
             seed=seed,
             references={k: v["average"] for k, v in PAPER_REFERENCES.items()},
         )
-    lengths = _lengths(outcomes, records)
+    # the table's own ranker rows name the rankers whose length preference is reported
+    rankers = {spec.ranker: spec.label for spec in rows if spec.ranker is not None}
+    lengths = length_report(outcomes, list(rankers))
     report = {
         "command": "codejury bench method",
         "sampling": json.loads((folder / "sampling.json").read_text()),
@@ -155,6 +157,7 @@ def bench_method(
         table,
         records,
         lengths,
+        describe(lengths, rankers),
         ledger,
         report,
         started,
@@ -247,18 +250,11 @@ def _trained_and_scored(
     return records, outcomes
 
 
-def _lengths(outcomes: list[ProblemOutcome], records: list[IterationRecord]) -> LengthReport:
-    """Length against the labels and against each ranker of the table."""
-    from codejury.demo.method import iteration_ranker
-    from codejury.pipeline.evaluate import LOGPROB
-
-    return length_report(outcomes, [LOGPROB, *(iteration_ranker(r.iteration) for r in records)])
-
-
 def _print_and_write(
     table: MethodTable,
     records: list[IterationRecord],
     lengths: LengthReport,
+    length_lines: list[str],
     ledger: Ledger,
     report: dict[str, Any],
     started: float,
@@ -278,7 +274,7 @@ def _print_and_write(
             str(r.iteration), r.version, r.parent or "-", r.snapshot_id, held, _duration(r.seconds)
         )
     console.print(versions)
-    for line in _length_lines(lengths, records):
+    for line in length_lines:
         console.print(line, highlight=False)
     report |= {
         "iterations": [asdict(r) for r in records],
@@ -291,7 +287,7 @@ def _print_and_write(
         folder / "report.md",
         to_markdown(table)
         + _versions_markdown(records)
-        + "".join(f"\n{line}\n" for line in _length_lines(lengths, records)),
+        + "".join(f"\n{line}\n" for line in length_lines),
     )
     phases = ", ".join(f"{k} {_duration(v)}" for k, v in ledger.phases.items())
     console.print(f"wall time: {_duration(wall)} this run; summed over runs: {phases}")
@@ -364,13 +360,3 @@ def _versions_markdown(records: list[IterationRecord]) -> str:
             f"{_duration(r.seconds)} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _length_lines(lengths: LengthReport, records: list[IterationRecord]) -> list[str]:
-    from codejury.demo.method import iteration_ranker
-    from codejury.pipeline.evaluate import LOGPROB
-
-    names = {LOGPROB: "mean log-prob"} | {
-        iteration_ranker(r.iteration): f"reward model, iteration {r.iteration}" for r in records
-    }
-    return describe(lengths, names)
